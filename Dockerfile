@@ -1,0 +1,26 @@
+# Production image: gunicorn (web) and celery (worker) share it.
+# Build: docker compose build      Run: docker compose up -d
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+
+WORKDIR /app
+
+# Dependencies first so code changes don't invalidate this layer.
+COPY requirements.txt .
+RUN pip install -r requirements.txt
+
+# Run unprivileged; collectstatic (staticfiles/) and uploads (media/) need writable dirs.
+RUN useradd --system --create-home --uid 10001 app \
+    && mkdir -p /app/staticfiles /app/media \
+    && chown app:app /app /app/staticfiles /app/media
+
+COPY --chown=app:app . .
+USER app
+
+EXPOSE 8000
+
+CMD ["gunicorn", "config.wsgi:application", "--bind", "0.0.0.0:8000", "--workers", "3", "--timeout", "120", "--access-logfile", "-"]

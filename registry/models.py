@@ -1,0 +1,1025 @@
+"""The registry's data model, in the study's language.
+
+Every rule sits in a model's clean() (or a database constraint), calling the pure functions of
+registry.rules, so forms, imports, the API and the admin all enforce the same rules.
+"""
+
+from datetime import date
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models, transaction
+from django.db.models import Q
+from django.utils import timezone
+from simple_history.models import HistoricalRecords
+
+from . import ctcae, rules
+
+
+def not_in_future(value: date):
+    if value and value > timezone.localdate():
+        raise ValidationError("This date is in the future.")
+
+
+def DateField(verbose_name, **kwargs):  # noqa: N802 - reads like a field class
+    kwargs.setdefault("validators", [not_in_future])
+    return models.DateField(verbose_name, **kwargs)
+
+
+class Institution(models.Model):
+    code = models.CharField(
+        max_length=8,
+        unique=True,
+        help_text="Short site code used in study IDs, e.g. KR01.",
+    )
+    name = models.CharField(max_length=200)
+
+    class Meta:
+        ordering = ["code"]
+
+    def __str__(self):
+        return f"{self.code} {self.name}"
+
+
+class Membership(models.Model):
+    INVESTIGATOR = "investigator"
+    STATISTICIAN = "statistician"
+    MONITOR = "monitor"
+    ROLE_CHOICES = [
+        (INVESTIGATOR, "Site investigator"),
+        (STATISTICIAN, "Working-party statistician"),
+        (MONITOR, "Data monitor"),
+    ]
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships"
+    )
+    institution = models.ForeignKey(
+        Institution, on_delete=models.CASCADE, related_name="memberships"
+    )
+    role = models.CharField(max_length=20, choices=ROLE_CHOICES)
+    is_principal_investigator = models.BooleanField(default=False)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["user", "institution"], name="one_role_per_site")
+        ]
+
+    def __str__(self):
+        return f"{self.user} – {self.get_role_display()} at {self.institution.code}"
+
+
+class TrackedRecord(models.Model):
+    """Common columns of every case record. `version` guards against lost concurrent edits."""
+
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    version = models.PositiveIntegerField(default=1, editable=False)
+
+    class Meta:
+        abstract = True
+
+    def save(self, *args, **kwargs):
+        if self.pk:
+            self.version = (self.version or 0) + 1
+        super().save(*args, **kwargs)
+
+
+# --- Patient and eligibility -----------------------------------------------------------------
+
+
+class Patient(TrackedRecord):
+    MALE, FEMALE = "male", "female"
+    SEX_CHOICES = [(MALE, "Male"), (FEMALE, "Female")]
+
+    institution = models.ForeignKey(Institution, on_delete=models.PROTECT, related_name="patients")
+    sequence = models.PositiveIntegerField(editable=False)
+    study_id = models.CharField(
+        max_length=20,
+        unique=True,
+        editable=False,
+        help_text="Assigned by the registry: site code and a running number, e.g. KR01-001. "
+        "Never a name or hospital number.",
+    )
+    site_case_number = models.CharField(
+        max_length=40,
+        blank=True,
+        help_text="Optional pseudonymous number the site uses for its own files (not a "
+        "hospital number). Used to link legacy imports.",
+    )
+    sex = models.CharField(max_length=6, choices=SEX_CHOICES)
+    birth_year = models.PositiveIntegerField(
+        validators=[MinValueValidator(1900)], help_text="Year of birth (required)."
+    )
+    birth_date = DateField(
+        "birth date",
+        null=True,
+        blank=True,
+        help_text="Full birth date if the site records it; otherwise age uses 1 July of the year.",
+    )
+    diagnosis_date = DateField("date of ALL diagnosis")
+    blinatumomab_start_date = DateField(
+        "blinatumomab start date",
+        help_text="Day 1 of cycle 1: the origin of EFS and OS.",
+    )
+    bcp_all = models.BooleanField("B-cell precursor ALL", default=True)
+    ph_negative = models.BooleanField("Philadelphia-negative", default=True)
+    cd19_positive = models.BooleanField("CD19-positive at diagnosis", default=True)
+    burkitt = models.BooleanField("Burkitt leukaemia/lymphoma", default=False)
+
+    history = HistoricalRecords()
+
+    class Meta:
+        ordering = ["study_id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["institution", "sequence"], name="study_number_per_site"
+            ),
+            models.CheckConstraint(
+                condition=Q(blinatumomab_start_date__gte=models.F("diagnosis_date")),
+                name="diagnosis_not_after_start",
+            ),
+            models.CheckConstraint(
+                condition=Q(bcp_all=True, ph_negative=True, cd19_positive=True, burkitt=False),
+                name="patient_eligible",
+            ),
+        ]
+
+    def __str__(self):
+        return self.study_id or "(new patient)"
+
+    @property
+    def age_at_start(self) -> int | None:
+        born = rules.assumed_birth_date(self.birth_date, self.birth_year)
+        if not (born and self.blinatumomab_start_date):
+            return None
+        return rules.age_in_years(born, self.blinatumomab_start_date)
+
+    def eligibility_failures(self):
+        return rules.eligibility_failures(
+            bcp_all=self.bcp_all,
+            ph_negative=self.ph_negative,
+            cd19_positive=self.cd19_positive,
+            burkitt=self.burkitt,
+            age_at_start=self.age_at_start,
+        )
+
+    def clean(self):
+        errors = {}
+        if self.birth_date and self.birth_year and self.birth_date.year != self.birth_year:
+            errors["birth_date"] = "Birth date and birth year disagree."
+        if self.birth_year and self.birth_year > timezone.localdate().year:
+            errors["birth_year"] = "Birth year is in the future."
+        if (
+            self.diagnosis_date
+            and self.blinatumomab_start_date
+            and self.diagnosis_date > self.blinatumomab_start_date
+        ):
+            errors["blinatumomab_start_date"] = "Blinatumomab start is before the diagnosis date."
+        born = rules.assumed_birth_date(self.birth_date, self.birth_year)
+        if born and self.diagnosis_date and self.diagnosis_date < born.replace(month=1, day=1):
+            errors["diagnosis_date"] = "Diagnosis date is before the patient was born."
+        for field, reason in self.eligibility_failures():
+            errors.setdefault(field, []).append(f"Not eligible: {reason}")
+        if self.pk and self.blinatumomab_start_date:
+            first = self.earliest_record_date()
+            if first and first < self.blinatumomab_start_date:
+                errors.setdefault("blinatumomab_start_date", []).append(
+                    f"Records of this case start on {first}, before this start date."
+                )
+        if errors:
+            raise ValidationError(errors)
+
+    def earliest_record_date(self):
+        candidates = [
+            self.cycles.aggregate(d=models.Min("start_date"))["d"],
+            self.assessments.aggregate(d=models.Min("assessment_date"))["d"],
+        ]
+        candidates = [d for d in candidates if d]
+        return min(candidates) if candidates else None
+
+    def save(self, *args, **kwargs):
+        if not self.pk and not self.study_id:
+            with transaction.atomic():
+                # Lock the site row so two registrations at once never get the same number.
+                site = Institution.objects.select_for_update().get(pk=self.institution_id)
+                last = site.patients.aggregate(m=models.Max("sequence"))["m"] or 0
+                self.sequence = last + 1
+                self.study_id = f"{site.code}-{self.sequence:03d}"
+                super().save(*args, **kwargs)
+            return
+        super().save(*args, **kwargs)
+
+    def death_date(self):
+        followup = getattr(self, "followup", None) if self.pk else None
+        return followup.death_date if followup else None
+
+
+class PatientRecord(TrackedRecord):
+    """A record that belongs to one case; checks the case's date window in clean()."""
+
+    class Meta:
+        abstract = True
+
+    # (field, label) pairs checked against the start and death dates.
+    dated_fields: tuple[tuple[str, str], ...] = ()
+
+    def date_window_errors(self, patient, errors=None) -> dict:
+        """Add (without overwriting) an error for each date outside start..death."""
+        errors = {} if errors is None else errors
+        start = patient.blinatumomab_start_date
+        death = patient.death_date()
+        for field, label in self.dated_fields:
+            value = getattr(self, field)
+            if not value:
+                continue
+            if start and value < start:
+                message = f"{label} ({value}) is before blinatumomab start ({start})."
+            elif death and value > death:
+                message = f"{label} ({value}) is after the patient's death ({death})."
+            else:
+                continue
+            errors.setdefault(field, message)
+        return errors
+
+
+# --- Baseline at blinatumomab start ------------------------------------------------------------
+
+
+class Baseline(TrackedRecord):
+    SALVAGE_CHOICES = [
+        (1, "First salvage"),
+        (2, "Second salvage"),
+        (3, "Third or later"),
+    ]
+    MARROW_ONLY, EXTRAMEDULLARY_ONLY, BOTH = "marrow", "extramedullary", "both"
+    RELAPSE_SITE_CHOICES = [
+        (MARROW_ONLY, "Bone marrow only"),
+        (EXTRAMEDULLARY_ONLY, "Extramedullary only"),
+        (BOTH, "Bone marrow + extramedullary"),
+    ]
+    PREPHASE_CHOICES = [
+        ("none", "None"),
+        ("dex", "Dexamethasone only"),
+        ("hu_dex", "Hydroxyurea + dexamethasone"),
+        ("cy_dex", "Cyclophosphamide + dexamethasone"),
+        ("arac_dex_hu", "Cytarabine + dexamethasone + hydroxyurea"),
+        ("etop_dex", "Etoposide + dexamethasone"),
+        ("other", "Other (specify)"),
+    ]
+    EMD_SITES = [
+        "cns",
+        "liver",
+        "lymph_node",
+        "uterus",
+        "bone",
+        "skin",
+        "testis",
+        "other",
+    ]
+
+    patient = models.OneToOneField(Patient, on_delete=models.CASCADE, related_name="baseline")
+    ecog = models.PositiveSmallIntegerField(
+        "ECOG performance status", validators=[MaxValueValidator(4)], help_text="0-4."
+    )
+    salvage_phase = models.PositiveSmallIntegerField(choices=SALVAGE_CHOICES)
+    prior_therapies_n = models.PositiveSmallIntegerField(
+        "number of prior therapies",
+        validators=[MinValueValidator(1), MaxValueValidator(20)],
+        help_text="Lines of therapy before blinatumomab (at least 1: the disease is R/R).",
+    )
+    prior_allo_sct = models.BooleanField("prior allogeneic SCT", default=False)
+    prior_allo_sct_date = DateField("date of prior allogeneic SCT", null=True, blank=True)
+    relapse_site = models.CharField(max_length=16, choices=RELAPSE_SITE_CHOICES)
+    emd_cns = models.BooleanField("CNS", default=False)
+    emd_liver = models.BooleanField("liver", default=False)
+    emd_lymph_node = models.BooleanField("lymph node", default=False)
+    emd_uterus = models.BooleanField("uterus", default=False)
+    emd_bone = models.BooleanField("bone", default=False)
+    emd_skin = models.BooleanField("skin", default=False)
+    emd_testis = models.BooleanField("testis", default=False)
+    emd_other = models.BooleanField("other site", default=False)
+    emd_other_specify = models.CharField("other extramedullary site", max_length=100, blank=True)
+    marrow_blasts_pct = models.DecimalField(
+        "bone marrow blasts (%)",
+        max_digits=5,
+        decimal_places=1,
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(0), MaxValueValidator(100)],
+        help_text="Percent of nucleated marrow cells, 0-100. Leave empty if no marrow was done.",
+    )
+    pb_blasts_per_ul = models.PositiveIntegerField(
+        "peripheral blood blasts (/µL)",
+        null=True,
+        blank=True,
+        validators=[MaxValueValidator(2_000_000)],
+        help_text="Absolute count, cells per microlitre.",
+    )
+    # Cytogenetics: the findings that define risk; the risk group is derived, never typed.
+    cyto_dx_done = models.BooleanField("cytogenetics done at diagnosis", default=True)
+    cyto_dx_abnormalities_n = models.PositiveSmallIntegerField(
+        "number of abnormalities at diagnosis", null=True, blank=True
+    )
+    cyto_dx_modal_number = models.PositiveSmallIntegerField(
+        "modal chromosome number at diagnosis",
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(20), MaxValueValidator(100)],
+    )
+    cyto_dx_kmt2a = models.BooleanField("KMT2A/MLL rearranged at diagnosis", default=False)
+    cyto_dx_risk = models.CharField(
+        "cytogenetic risk at diagnosis", max_length=10, blank=True, editable=False
+    )
+    cyto_start_done = models.BooleanField("cytogenetics done at blinatumomab start", default=True)
+    cyto_start_abnormalities_n = models.PositiveSmallIntegerField(
+        "number of abnormalities at start", null=True, blank=True
+    )
+    cyto_start_modal_number = models.PositiveSmallIntegerField(
+        "modal chromosome number at start",
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(20), MaxValueValidator(100)],
+    )
+    cyto_start_kmt2a = models.BooleanField("KMT2A/MLL rearranged at start", default=False)
+    cyto_start_risk = models.CharField(
+        "cytogenetic risk at blinatumomab start",
+        max_length=10,
+        blank=True,
+        editable=False,
+    )
+    prephase_regimen = models.CharField(max_length=16, choices=PREPHASE_CHOICES, default="none")
+    prephase_other = models.CharField("other prephase regimen", max_length=200, blank=True)
+    dexamethasone_mg_before = models.DecimalField(
+        "cumulative dexamethasone before blinatumomab (mg)",
+        max_digits=7,
+        decimal_places=1,
+        validators=[MinValueValidator(0), MaxValueValidator(10000)],
+        help_text="Total mg of dexamethasone given before day 1, prephase included.",
+    )
+
+    history = HistoricalRecords()
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(condition=Q(ecog__lte=4), name="ecog_0_4"),
+            models.CheckConstraint(
+                condition=Q(marrow_blasts_pct__isnull=True)
+                | Q(marrow_blasts_pct__gte=0, marrow_blasts_pct__lte=100),
+                name="baseline_blasts_0_100",
+            ),
+            models.CheckConstraint(
+                condition=Q(prior_allo_sct=False) | Q(prior_allo_sct_date__isnull=False),
+                name="prior_sct_has_date",
+            ),
+        ]
+
+    def __str__(self):
+        return f"Baseline of {self.patient}"
+
+    @property
+    def emd_sites(self) -> list[str]:
+        return [s for s in self.EMD_SITES if getattr(self, f"emd_{s}")]
+
+    @property
+    def has_emd(self) -> bool:
+        return self.relapse_site in (self.EXTRAMEDULLARY_ONLY, self.BOTH)
+
+    def derive_risks(self):
+        self.cyto_dx_risk = (
+            rules.derive_cytogenetic_risk(
+                self.cyto_dx_done,
+                self.cyto_dx_abnormalities_n,
+                self.cyto_dx_modal_number,
+                self.cyto_dx_kmt2a,
+            )
+            or ""
+        )
+        self.cyto_start_risk = (
+            rules.derive_cytogenetic_risk(
+                self.cyto_start_done,
+                self.cyto_start_abnormalities_n,
+                self.cyto_start_modal_number,
+                self.cyto_start_kmt2a,
+            )
+            or ""
+        )
+
+    def clean(self):
+        errors = {}
+        patient = self.patient if self.patient_id else None
+        if self.prior_allo_sct and not self.prior_allo_sct_date:
+            errors["prior_allo_sct_date"] = "Give the date of the prior allogeneic SCT."
+        if not self.prior_allo_sct and self.prior_allo_sct_date:
+            errors["prior_allo_sct_date"] = "A date is given but 'prior allogeneic SCT' is not set."
+        if patient and self.prior_allo_sct_date:
+            if self.prior_allo_sct_date >= patient.blinatumomab_start_date:
+                errors["prior_allo_sct_date"] = (
+                    "A prior SCT must be before blinatumomab start "
+                    f"({patient.blinatumomab_start_date}); record a later one as a transplant."
+                )
+            elif self.prior_allo_sct_date < patient.diagnosis_date:
+                errors["prior_allo_sct_date"] = "The prior SCT is before the diagnosis date."
+        if self.has_emd and not self.emd_sites:
+            errors["relapse_site"] = "Tick at least one extramedullary site."
+        if self.relapse_site == self.MARROW_ONLY and self.emd_sites:
+            errors["relapse_site"] = "Extramedullary sites are ticked but relapse is marrow only."
+        if self.relapse_site == self.EXTRAMEDULLARY_ONLY and self.marrow_blasts_pct is not None:
+            if self.marrow_blasts_pct >= rules.REMISSION_BLASTS_BELOW_PCT:
+                errors["marrow_blasts_pct"] = (
+                    "Marrow blasts of 5% or more mean marrow relapse: choose 'marrow + "
+                    "extramedullary'."
+                )
+        if self.relapse_site in (self.MARROW_ONLY, self.BOTH) and self.marrow_blasts_pct is None:
+            errors["marrow_blasts_pct"] = "Marrow relapse needs the marrow blast percentage."
+        if self.emd_other and not self.emd_other_specify.strip():
+            errors["emd_other_specify"] = "Name the other extramedullary site."
+        if self.prephase_regimen == "other" and not self.prephase_other.strip():
+            errors["prephase_other"] = "Name the prephase regimen."
+        for when in ("dx", "start"):
+            done = getattr(self, f"cyto_{when}_done")
+            n_abn = getattr(self, f"cyto_{when}_abnormalities_n")
+            modal = getattr(self, f"cyto_{when}_modal_number")
+            kmt2a = getattr(self, f"cyto_{when}_kmt2a")
+            if done and (n_abn is None or modal is None):
+                for f, v in (("abnormalities_n", n_abn), ("modal_number", modal)):
+                    if v is None:
+                        errors[f"cyto_{when}_{f}"] = (
+                            "Required when cytogenetics were done (0 abnormalities for a normal "
+                            "karyotype; 46 for a normal modal number)."
+                        )
+            if not done and (n_abn is not None or modal is not None or kmt2a):
+                errors[f"cyto_{when}_done"] = (
+                    "Findings are entered but cytogenetics are marked as not done."
+                )
+        if errors:
+            raise ValidationError(errors)
+
+    def save(self, *args, **kwargs):
+        self.derive_risks()
+        super().save(*args, **kwargs)
+
+
+# --- Treatment cycles -------------------------------------------------------------------------
+
+CYCLE1_STARTING_DOSE_UG = 9
+TARGET_DOSE_UG = 28
+CYCLE1_STEP_UP_DAY = 8
+
+
+class Cycle(PatientRecord):
+    COMPLETED, INTERRUPTED, DISCONTINUED, ONGOING = (
+        "completed",
+        "interrupted",
+        "discontinued",
+        "ongoing",
+    )
+    OUTCOME_CHOICES = [
+        (COMPLETED, "Completed as planned"),
+        (INTERRUPTED, "Completed after interruption(s)"),
+        (DISCONTINUED, "Discontinued early"),
+        (ONGOING, "Ongoing"),
+    ]
+    DISCONTINUATION_CHOICES = [
+        ("progression", "Disease progression"),
+        ("adverse_event", "Adverse event"),
+        ("death", "Death"),
+        ("transplant", "Proceeded to transplant"),
+        ("patient_decision", "Patient decision"),
+        ("other", "Other"),
+    ]
+    patient = models.ForeignKey(Patient, on_delete=models.CASCADE, related_name="cycles")
+    number = models.PositiveSmallIntegerField(
+        "cycle number", validators=[MinValueValidator(1), MaxValueValidator(20)]
+    )
+    start_date = DateField("cycle start date")
+    end_date = DateField(
+        "last infusion day",
+        null=True,
+        blank=True,
+        help_text="Empty while the cycle is ongoing.",
+    )
+    starting_dose_ug_per_day = models.PositiveSmallIntegerField(
+        "starting dose (µg/day)",
+        validators=[MinValueValidator(1), MaxValueValidator(112)],
+        help_text="Cycle 1: 9 µg/day on days 1-7; later cycles start at 28 µg/day.",
+    )
+    step_up_day = models.PositiveSmallIntegerField(
+        "dose step-up on day",
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(2), MaxValueValidator(28)],
+        help_text="Cycle 1: day 8. Empty when the dose was not stepped up.",
+    )
+    step_up_dose_ug_per_day = models.PositiveSmallIntegerField(
+        "dose after step-up (µg/day)",
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(1), MaxValueValidator(112)],
+        help_text="Cycle 1: 28 µg/day from day 8.",
+    )
+    interruption_days = models.PositiveSmallIntegerField(
+        "days of interruption", default=0, validators=[MaxValueValidator(42)]
+    )
+    interruption_reason = models.CharField(max_length=200, blank=True)
+    dexamethasone_premedication = models.BooleanField(
+        "dexamethasone premedication (20 mg)", default=True
+    )
+    outcome = models.CharField("how the cycle ended", max_length=16, choices=OUTCOME_CHOICES)
+    discontinuation_reason = models.CharField(
+        max_length=20, choices=DISCONTINUATION_CHOICES, blank=True
+    )
+
+    history = HistoricalRecords()
+    dated_fields = (("start_date", "Cycle start"), ("end_date", "Cycle end"))
+
+    class Meta:
+        ordering = ["patient", "number"]
+        constraints = [
+            models.UniqueConstraint(fields=["patient", "number"], name="one_cycle_per_number"),
+            models.CheckConstraint(
+                condition=Q(end_date__isnull=True) | Q(end_date__gte=models.F("start_date")),
+                name="cycle_ends_after_start",
+            ),
+        ]
+
+    def __str__(self):
+        return f"Cycle {self.number} of {self.patient}"
+
+    @classmethod
+    def planned_doses(cls, number: int) -> dict:
+        """The label's schedule, used to pre-fill a new cycle."""
+        if number == 1:
+            return {
+                "starting_dose_ug_per_day": CYCLE1_STARTING_DOSE_UG,
+                "step_up_day": CYCLE1_STEP_UP_DAY,
+                "step_up_dose_ug_per_day": TARGET_DOSE_UG,
+            }
+        return {
+            "starting_dose_ug_per_day": TARGET_DOSE_UG,
+            "step_up_day": None,
+            "step_up_dose_ug_per_day": None,
+        }
+
+    def clean(self):
+        errors = {}
+        patient = self.patient if self.patient_id else None
+        if self.end_date and self.start_date and self.end_date < self.start_date:
+            errors["end_date"] = "The cycle ends before it starts."
+        if (self.step_up_day is None) != (self.step_up_dose_ug_per_day is None):
+            errors["step_up_dose_ug_per_day"] = (
+                "Give both the step-up day and the new dose, or neither."
+            )
+        if self.step_up_dose_ug_per_day and self.starting_dose_ug_per_day:
+            if self.step_up_dose_ug_per_day <= self.starting_dose_ug_per_day:
+                errors["step_up_dose_ug_per_day"] = (
+                    "The step-up dose must be above the starting dose."
+                )
+        if self.interruption_days and not self.interruption_reason.strip():
+            errors["interruption_reason"] = "Give the reason for the interruption."
+        if self.outcome == self.INTERRUPTED and not self.interruption_days:
+            errors["interruption_days"] = "An interrupted cycle needs the days of interruption."
+        if self.outcome == self.DISCONTINUED and not self.discontinuation_reason:
+            errors["discontinuation_reason"] = "Say why the cycle was discontinued."
+        if self.outcome != self.DISCONTINUED and self.discontinuation_reason:
+            errors["discontinuation_reason"] = (
+                "Only a discontinued cycle has a discontinuation reason."
+            )
+        if self.outcome == self.ONGOING and self.end_date:
+            errors["end_date"] = "An ongoing cycle has no end date yet."
+        if self.outcome and self.outcome != self.ONGOING and not self.end_date:
+            errors["end_date"] = "Give the last infusion day of a finished cycle."
+        if patient:
+            self.date_window_errors(patient, errors)
+            if (
+                self.number == 1
+                and self.start_date
+                and self.start_date != patient.blinatumomab_start_date
+            ):
+                errors["start_date"] = (
+                    "Cycle 1 starts on the blinatumomab start date "
+                    f"({patient.blinatumomab_start_date})."
+                )
+            if self.number and self.number > 1 and self.start_date:
+                previous = patient.cycles.filter(number=self.number - 1).first()
+                if previous is None:
+                    errors["number"] = f"Enter cycle {self.number - 1} first."
+                elif previous.end_date and self.start_date <= previous.end_date:
+                    errors["start_date"] = (
+                        f"Cycle {self.number} must start after cycle {previous.number} ended "
+                        f"({previous.end_date})."
+                    )
+                elif previous.end_date is None:
+                    errors["number"] = f"Cycle {previous.number} has no end date yet."
+        if errors:
+            raise ValidationError(errors)
+
+
+# --- Response assessment -----------------------------------------------------------------------
+
+
+class ResponseAssessment(PatientRecord):
+    MRD_CHOICES = [
+        ("not_done", "Not done"),
+        ("negative", "Negative (< 10^-4)"),
+        ("positive", "Positive"),
+    ]
+    patient = models.ForeignKey(Patient, on_delete=models.CASCADE, related_name="assessments")
+    cycle = models.ForeignKey(
+        Cycle,
+        on_delete=models.PROTECT,
+        related_name="assessments",
+        help_text="The cycle it follows.",
+    )
+    assessment_date = DateField("assessment date")
+    marrow_blasts_pct = models.DecimalField(
+        "bone marrow blasts (%)",
+        max_digits=5,
+        decimal_places=1,
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(0), MaxValueValidator(100)],
+        help_text="Remission needs blasts below 5%: exactly 5.0% is not remission. "
+        "Empty = marrow not assessed (not evaluable).",
+    )
+    anc_10e9_per_l = models.DecimalField(
+        "absolute neutrophil count (×10^9/L)",
+        max_digits=6,
+        decimal_places=2,
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(0), MaxValueValidator(500)],
+        help_text="Recovered when above 1.0; exactly 1.0 counts as not recovered (CRi).",
+    )
+    platelets_10e9_per_l = models.DecimalField(
+        "platelets (×10^9/L)",
+        max_digits=6,
+        decimal_places=1,
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(0), MaxValueValidator(3000)],
+        help_text="Recovered when above 100; exactly 100 counts as not recovered (CRi).",
+    )
+    emd_status = models.CharField(
+        "extramedullary disease",
+        max_length=16,
+        choices=rules.EMD_STATUS_CHOICES,
+        default=rules.EMD_NONE,
+        help_text="CR/CRi need extramedullary disease absent or resolved.",
+    )
+    mrd_status = models.CharField("MRD", max_length=10, choices=MRD_CHOICES, default="not_done")
+    mrd_level = models.FloatField(
+        "MRD level (fraction of cells)",
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(0), MaxValueValidator(1)],
+        help_text="Optional, e.g. 0.0001 for 10^-4.",
+    )
+    response = models.CharField(
+        "response (derived)",
+        max_length=3,
+        choices=rules.RESPONSE_CHOICES,
+        editable=False,
+    )
+
+    history = HistoricalRecords()
+    dated_fields = (("assessment_date", "Assessment"),)
+
+    class Meta:
+        ordering = ["patient", "assessment_date"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(marrow_blasts_pct__isnull=True)
+                | Q(marrow_blasts_pct__gte=0, marrow_blasts_pct__lte=100),
+                name="assessment_blasts_0_100",
+            ),
+            models.CheckConstraint(
+                condition=Q(anc_10e9_per_l__isnull=True) | Q(anc_10e9_per_l__gte=0),
+                name="anc_not_negative",
+            ),
+            models.CheckConstraint(
+                condition=Q(platelets_10e9_per_l__isnull=True) | Q(platelets_10e9_per_l__gte=0),
+                name="platelets_not_negative",
+            ),
+        ]
+
+    def __str__(self):
+        return f"Assessment {self.assessment_date} of {self.patient}"
+
+    def derive(self) -> str:
+        baseline = getattr(self.patient, "baseline", None) if self.patient_id else None
+        return rules.derive_response(
+            _float(self.marrow_blasts_pct),
+            _float(self.anc_10e9_per_l),
+            _float(self.platelets_10e9_per_l),
+            self.emd_status,
+            _float(baseline.marrow_blasts_pct) if baseline else None,
+        )
+
+    def clean(self):
+        errors = {}
+        patient = self.patient if self.patient_id else None
+        cycle = self.cycle if self.cycle_id else None
+        if patient:
+            self.date_window_errors(patient, errors)
+        if cycle and patient and cycle.patient_id != patient.pk:
+            errors["cycle"] = "That cycle belongs to another patient."
+        elif cycle and self.assessment_date and self.assessment_date < cycle.start_date:
+            errors.setdefault(
+                "assessment_date",
+                f"The assessment is before the start of cycle {cycle.number} ({cycle.start_date}).",
+            )
+        if self.mrd_level is not None and self.mrd_status == "not_done":
+            errors["mrd_level"] = "An MRD level is given but MRD is marked not done."
+        if errors:
+            raise ValidationError(errors)
+
+    def save(self, *args, **kwargs):
+        self.response = self.derive()
+        super().save(*args, **kwargs)
+
+
+def _float(value):
+    return None if value is None else float(value)
+
+
+# --- Adverse events -----------------------------------------------------------------------------
+
+
+class AdverseEvent(PatientRecord):
+    ATTRIBUTION_CHOICES = [
+        ("unrelated", "Unrelated"),
+        ("unlikely", "Unlikely"),
+        ("possible", "Possible"),
+        ("probable", "Probable"),
+        ("definite", "Definite"),
+    ]
+    ACTION_CHOICES = [
+        ("none", "None"),
+        ("interrupted", "Blinatumomab interrupted"),
+        ("discontinued", "Blinatumomab discontinued"),
+    ]
+    FATAL = "fatal"
+    OUTCOME_CHOICES = [
+        ("recovered", "Recovered / resolved"),
+        ("recovered_sequelae", "Recovered with sequelae"),
+        ("recovering", "Recovering"),
+        ("not_recovered", "Not recovered"),
+        (FATAL, "Fatal"),
+        ("unknown", "Unknown"),
+    ]
+    patient = models.ForeignKey(Patient, on_delete=models.CASCADE, related_name="adverse_events")
+    cycle = models.ForeignKey(
+        Cycle,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="adverse_events",
+    )
+    ctcae_term = models.CharField(
+        "CTCAE v4.03 term",
+        max_length=120,
+        help_text="Pick from the CTCAE v4.03 dictionary.",
+    )
+    other_specify = models.CharField("term, if 'Other, specify'", max_length=200, blank=True)
+    grade = models.PositiveSmallIntegerField(
+        validators=[MinValueValidator(1), MaxValueValidator(5)],
+        help_text="Only grades that exist for the term; grade 5 = death due to the event.",
+    )
+    onset_date = DateField("onset date")
+    resolution_date = DateField("resolution date", null=True, blank=True)
+    serious = models.BooleanField("serious adverse event", default=False)
+    attribution = models.CharField(
+        "attribution to blinatumomab", max_length=10, choices=ATTRIBUTION_CHOICES
+    )
+    action_taken = models.CharField(max_length=12, choices=ACTION_CHOICES, default="none")
+    outcome = models.CharField(max_length=20, choices=OUTCOME_CHOICES)
+
+    history = HistoricalRecords()
+    dated_fields = (("onset_date", "Onset"), ("resolution_date", "Resolution"))
+
+    class Meta:
+        ordering = ["patient", "onset_date"]
+        constraints = [
+            models.CheckConstraint(condition=Q(grade__gte=1, grade__lte=5), name="grade_1_5"),
+            models.CheckConstraint(
+                condition=Q(resolution_date__isnull=True)
+                | Q(resolution_date__gte=models.F("onset_date")),
+                name="ae_resolves_after_onset",
+            ),
+            models.CheckConstraint(
+                condition=(Q(grade=5) & Q(outcome="fatal")) | (~Q(grade=5) & ~Q(outcome="fatal")),
+                name="grade5_iff_fatal",
+            ),
+        ]
+
+    def __str__(self):
+        return f"{self.term_display} grade {self.grade} ({self.patient})"
+
+    @property
+    def term_display(self):
+        return f"{self.ctcae_term}: {self.other_specify}" if self.other_specify else self.ctcae_term
+
+    @property
+    def term(self):
+        return ctcae.get(self.ctcae_term)
+
+    @property
+    def soc(self):
+        return self.term.soc if self.term else ""
+
+    def clean(self):
+        errors = {}
+        term = self.term
+        patient = self.patient if self.patient_id else None
+        if self.ctcae_term and term is None:
+            errors["ctcae_term"] = (
+                f"'{self.ctcae_term}' is not a CTCAE v4.03 term in the dictionary."
+            )
+        if term and self.grade:
+            message = rules.grade_error(term.term, term.grades, self.grade)
+            if message:
+                errors["grade"] = message
+        if term and term.is_other_specify and not self.other_specify.strip():
+            errors["other_specify"] = "Name the event for an 'Other, specify' term."
+        if term and not term.is_other_specify and self.other_specify:
+            errors["other_specify"] = "Only 'Other, specify' terms take a free-text name."
+        if self.resolution_date and self.onset_date and self.resolution_date < self.onset_date:
+            errors["resolution_date"] = "The event resolves before its onset."
+        if self.grade == 5 and self.outcome != self.FATAL:
+            errors["outcome"] = "Grade 5 means the patient died of the event: the outcome is fatal."
+        if self.outcome == self.FATAL and self.grade != 5:
+            errors["grade"] = "A fatal event is grade 5."
+        if patient:
+            self.date_window_errors(patient, errors)
+            if self.grade == 5:
+                death = patient.death_date()
+                if death is None:
+                    errors.setdefault(
+                        "grade",
+                        "Grade 5 means the patient died of this event: record the death in "
+                        "follow-up first.",
+                    )
+                elif self.onset_date and self.onset_date > death:
+                    pass  # reported by the date window check
+                elif self.resolution_date and self.resolution_date != death:
+                    errors["resolution_date"] = (
+                        f"A fatal event ends on the date of death ({death})."
+                    )
+        cycle = self.cycle if self.cycle_id else None
+        if cycle and patient and cycle.patient_id != patient.pk:
+            errors["cycle"] = "That cycle belongs to another patient."
+        if errors:
+            raise ValidationError(errors)
+
+
+# --- After blinatumomab -------------------------------------------------------------------------
+
+
+class Transplant(PatientRecord):
+    DONOR_CHOICES = [
+        ("matched_sibling", "Matched sibling"),
+        ("matched_unrelated", "Matched unrelated"),
+        ("mismatched_unrelated", "Mismatched unrelated"),
+        ("haploidentical", "Haploidentical"),
+        ("cord_blood", "Cord blood"),
+    ]
+    patient = models.OneToOneField(Patient, on_delete=models.CASCADE, related_name="transplant")
+    sct_date = DateField("allogeneic SCT date")
+    donor_type = models.CharField(max_length=24, choices=DONOR_CHOICES)
+
+    history = HistoricalRecords()
+    dated_fields = (("sct_date", "The transplant"),)
+
+    def __str__(self):
+        return f"Allogeneic SCT of {self.patient}"
+
+    def clean(self):
+        if self.patient_id:
+            errors = self.date_window_errors(self.patient)
+            if errors:
+                raise ValidationError(errors)
+
+
+class SubsequentTherapy(PatientRecord):
+    SALVAGE_CHEMO = "salvage_chemotherapy"
+    CATEGORY_CHOICES = [
+        (SALVAGE_CHEMO, "Salvage chemotherapy"),
+        ("targeted", "Targeted / antibody therapy"),
+        ("cellular", "CAR-T or other cellular therapy"),
+        ("other", "Other"),
+    ]
+    patient = models.ForeignKey(
+        Patient, on_delete=models.CASCADE, related_name="subsequent_therapies"
+    )
+    category = models.CharField(max_length=24, choices=CATEGORY_CHOICES)
+    regimen = models.CharField(max_length=200)
+    start_date = DateField("start date")
+
+    history = HistoricalRecords()
+    dated_fields = (("start_date", "Subsequent therapy"),)
+
+    class Meta:
+        ordering = ["patient", "start_date"]
+        verbose_name_plural = "subsequent therapies"
+
+    def __str__(self):
+        return f"{self.regimen} ({self.patient})"
+
+    def clean(self):
+        if self.patient_id:
+            errors = self.date_window_errors(self.patient)
+            if errors:
+                raise ValidationError(errors)
+
+
+class FollowUp(PatientRecord):
+    ALIVE, DEAD, LOST = "alive", "dead", "lost"
+    VITAL_CHOICES = [(ALIVE, "Alive"), (DEAD, "Dead"), (LOST, "Lost to follow-up")]
+    DEATH_CAUSE_CHOICES = [
+        ("disease", "Leukaemia / progression"),
+        ("infection", "Infection"),
+        ("treatment_toxicity", "Toxicity of blinatumomab"),
+        ("transplant_related", "Transplant-related"),
+        ("other", "Other"),
+        ("unknown", "Unknown"),
+    ]
+    patient = models.OneToOneField(Patient, on_delete=models.CASCADE, related_name="followup")
+    last_contact_date = DateField("date of last contact")
+    vital_status = models.CharField(max_length=6, choices=VITAL_CHOICES)
+    relapse_or_progression_date = DateField(
+        "relapse or progression date",
+        null=True,
+        blank=True,
+        help_text="First relapse or progression after blinatumomab start (an EFS event).",
+    )
+    death_date = DateField("date of death", null=True, blank=True)
+    death_cause = models.CharField(max_length=20, choices=DEATH_CAUSE_CHOICES, blank=True)
+    death_cause_detail = models.CharField(max_length=200, blank=True)
+
+    history = HistoricalRecords()
+    dated_fields = (
+        ("last_contact_date", "Last contact"),
+        ("relapse_or_progression_date", "Relapse/progression"),
+    )
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=(Q(vital_status="dead") & Q(death_date__isnull=False))
+                | (~Q(vital_status="dead") & Q(death_date__isnull=True)),
+                name="death_date_iff_dead",
+            ),
+        ]
+
+    def __str__(self):
+        return f"Follow-up of {self.patient}"
+
+    def clean(self):
+        errors = {}
+        dead = self.vital_status == self.DEAD
+        if dead and not self.death_date:
+            errors["death_date"] = "Give the date of death."
+        if not dead and self.death_date:
+            errors["vital_status"] = "A date of death is given: vital status must be 'dead'."
+        if dead and not self.death_cause:
+            errors["death_cause"] = "Give the cause of death."
+        if not dead and self.death_cause:
+            errors["death_cause"] = "Only a dead patient has a cause of death."
+        if self.death_date and self.last_contact_date and self.last_contact_date > self.death_date:
+            errors["last_contact_date"] = "Last contact is after the date of death."
+        if (
+            self.relapse_or_progression_date
+            and self.last_contact_date
+            and self.relapse_or_progression_date > self.last_contact_date
+        ):
+            errors["relapse_or_progression_date"] = "Relapse is after the last contact date."
+        if self.patient_id:
+            start = self.patient.blinatumomab_start_date
+            for field, label in self.dated_fields + (("death_date", "Death"),):
+                value = getattr(self, field)
+                if value and start and value < start:
+                    errors[field] = f"{label} ({value}) is before blinatumomab start ({start})."
+            if self.death_date:
+                later = self.patient_records_after(self.death_date)
+                if later:
+                    errors.setdefault("death_date", []).append(
+                        "These records are dated after this date of death: " + "; ".join(later)
+                    )
+        if errors:
+            raise ValidationError(errors)
+
+    def patient_records_after(self, day) -> list[str]:
+        p = self.patient
+        found = []
+        for c in p.cycles.filter(Q(start_date__gt=day) | Q(end_date__gt=day)):
+            found.append(f"cycle {c.number}")
+        for a in p.assessments.filter(assessment_date__gt=day):
+            found.append(f"assessment of {a.assessment_date}")
+        for ae in p.adverse_events.filter(Q(onset_date__gt=day) | Q(resolution_date__gt=day)):
+            found.append(f"adverse event {ae.term_display} ({ae.onset_date})")
+        if hasattr(p, "transplant") and p.transplant.sct_date > day:
+            found.append(f"transplant of {p.transplant.sct_date}")
+        for t in p.subsequent_therapies.filter(start_date__gt=day):
+            found.append(f"{t.regimen} from {t.start_date}")
+        return found

@@ -1,0 +1,192 @@
+"""The study's domain rules as small pure functions.
+
+Models, forms, imports and the analysis all call these; nothing else restates them.
+Definitions follow the Methods of Jung et al., Ann Hematol 2018.
+"""
+
+from datetime import date
+
+# --- Eligibility -------------------------------------------------------------------------
+
+# The paper enrols patients "aged > 18 years". Applied literally on completed years of age:
+# an 18-year-old is refused, a 19-year-old is accepted.
+MIN_AGE_EXCLUSIVE_YEARS = 18
+
+
+def age_in_years(birth_date: date, on: date) -> int:
+    """Completed years of age on a date."""
+    had_birthday = (on.month, on.day) >= (birth_date.month, birth_date.day)
+    return on.year - birth_date.year - (0 if had_birthday else 1)
+
+
+def assumed_birth_date(birth_date: date | None, birth_year: int | None) -> date | None:
+    """Birth date, or 1 July of the birth year when only the year is known.
+
+    Mid-year is the usual registry convention: it is wrong by at most six months.
+    """
+    if birth_date:
+        return birth_date
+    if birth_year:
+        return date(birth_year, 7, 1)
+    return None
+
+
+def eligibility_failures(
+    *,
+    bcp_all: bool,
+    ph_negative: bool,
+    cd19_positive: bool,
+    burkitt: bool,
+    age_at_start: int | None,
+) -> list[tuple[str, str]]:
+    """(field, reason) for every eligibility criterion the patient fails; empty when eligible."""
+    failures = []
+    if not bcp_all:
+        failures.append(("bcp_all", "The study includes B-cell precursor ALL only."))
+    if not ph_negative:
+        failures.append(
+            (
+                "ph_negative",
+                "Philadelphia-positive ALL is excluded: the study is Ph-negative only.",
+            )
+        )
+    if not cd19_positive:
+        failures.append(
+            (
+                "cd19_positive",
+                "Blinatumomab targets CD19: CD19 expression at diagnosis is required.",
+            )
+        )
+    if burkitt:
+        failures.append(("burkitt", "Burkitt leukaemia/lymphoma is excluded from the study."))
+    if age_at_start is not None and age_at_start <= MIN_AGE_EXCLUSIVE_YEARS:
+        failures.append(
+            (
+                "birth_year",
+                f"Patients must be older than {MIN_AGE_EXCLUSIVE_YEARS} at blinatumomab start; "
+                f"this patient was {age_at_start}.",
+            )
+        )
+    return failures
+
+
+# --- Cytogenetic risk ----------------------------------------------------------------------
+
+COMPLEX_KARYOTYPE_MIN_ABNORMALITIES = 5  # "five or more chromosomal abnormalities"
+HYPODIPLOID_BELOW_CHROMOSOMES = 44  # "hypodiploidy (< 44 chromosomes)"
+
+RISK_STANDARD = "standard"
+RISK_HIGH = "high"
+
+
+def derive_cytogenetic_risk(
+    done: bool,
+    abnormalities_n: int | None,
+    modal_chromosome_n: int | None,
+    kmt2a_rearranged: bool | None,
+) -> str | None:
+    """'high', 'standard', or None when cytogenetics were not done.
+
+    High risk: complex karyotype (>= 5 abnormalities), hypodiploidy (< 44 chromosomes: 44 itself
+    is standard), or KMT2A/MLL rearrangement.
+    """
+    if not done:
+        return None
+    if kmt2a_rearranged:
+        return RISK_HIGH
+    if abnormalities_n is not None and abnormalities_n >= COMPLEX_KARYOTYPE_MIN_ABNORMALITIES:
+        return RISK_HIGH
+    if modal_chromosome_n is not None and modal_chromosome_n < HYPODIPLOID_BELOW_CHROMOSOMES:
+        return RISK_HIGH
+    return RISK_STANDARD
+
+
+# --- Response ---------------------------------------------------------------------------------
+
+CR = "CR"
+CRI = "CRi"
+NO_RESPONSE = "NR"
+PROGRESSIVE = "PD"
+NOT_EVALUABLE = "NE"
+RESPONSE_CHOICES = [
+    (CR, "Complete remission (CR)"),
+    (CRI, "CR with incomplete blood count recovery (CRi)"),
+    (NO_RESPONSE, "No response"),
+    (PROGRESSIVE, "Progressive disease"),
+    (NOT_EVALUABLE, "Not evaluable"),
+]
+RESPONDER_CATEGORIES = frozenset({CR, CRI})
+
+# Boundaries, as the paper words them: remission needs blasts strictly below 5%; recovery needs
+# ANC strictly above 1.0 x10^9/L and platelets strictly above 100 x10^9/L. A value exactly on a
+# boundary is therefore NOT remission (blasts 5.0%) or NOT recovered (ANC 1.0, platelets 100).
+REMISSION_BLASTS_BELOW_PCT = 5.0
+ANC_RECOVERED_ABOVE = 1.0
+PLATELETS_RECOVERED_ABOVE = 100.0
+# Progression: blasts rising by at least a quarter over the baseline value (a common criterion in
+# the blinatumomab trials), or new/progressive extramedullary disease.
+PROGRESSION_RELATIVE_RISE = 0.25
+
+EMD_NONE = "none"
+EMD_RESOLVED = "resolved"
+EMD_PERSISTENT = "persistent"
+EMD_PROGRESSIVE = "progressive"
+EMD_NOT_ASSESSED = "not_assessed"
+EMD_STATUS_CHOICES = [
+    (EMD_NONE, "No extramedullary disease (none at baseline, none now)"),
+    (EMD_RESOLVED, "Resolved"),
+    (EMD_PERSISTENT, "Persistent / stable"),
+    (EMD_PROGRESSIVE, "New or progressive"),
+    (EMD_NOT_ASSESSED, "Present at baseline, not re-assessed"),
+]
+
+
+def derive_response(
+    marrow_blasts_pct: float | None,
+    anc_10e9_per_l: float | None,
+    platelets_10e9_per_l: float | None,
+    emd_status: str = EMD_NONE,
+    baseline_marrow_blasts_pct: float | None = None,
+) -> str:
+    """Response category from an assessment's values.
+
+    CR:  blasts < 5% and ANC > 1.0 and platelets > 100, extramedullary disease absent/resolved.
+    CRi: blasts < 5% with ANC <= 1.0 or platelets <= 100, extramedullary disease absent/resolved.
+    PD:  new or progressive extramedullary disease, or blasts >= 5% and >= 25% above baseline.
+    NR:  anything else that can be judged (including blasts < 5% with EMD not resolved).
+    NE:  marrow not assessed, or blasts < 5% with a count missing so CR and CRi can't be told apart.
+    """
+    if emd_status == EMD_PROGRESSIVE:
+        return PROGRESSIVE
+    if marrow_blasts_pct is None:
+        return NOT_EVALUABLE
+    if marrow_blasts_pct < REMISSION_BLASTS_BELOW_PCT:
+        if emd_status not in (EMD_NONE, EMD_RESOLVED):
+            return NO_RESPONSE
+        if anc_10e9_per_l is None or platelets_10e9_per_l is None:
+            return NOT_EVALUABLE
+        recovered = (
+            anc_10e9_per_l > ANC_RECOVERED_ABOVE
+            and platelets_10e9_per_l > PLATELETS_RECOVERED_ABOVE
+        )
+        return CR if recovered else CRI
+    if (
+        baseline_marrow_blasts_pct is not None
+        and baseline_marrow_blasts_pct > 0
+        and marrow_blasts_pct >= baseline_marrow_blasts_pct * (1 + PROGRESSION_RELATIVE_RISE)
+    ):
+        return PROGRESSIVE
+    return NO_RESPONSE
+
+
+# --- CTCAE grades ---------------------------------------------------------------------------
+
+
+def grade_error(term_name: str, allowed_grades: tuple[int, ...], grade: int) -> str | None:
+    """Message when a grade does not exist for a CTCAE term, else None."""
+    if grade in allowed_grades:
+        return None
+    listed = ", ".join(str(g) for g in allowed_grades)
+    return (
+        f"CTCAE v4.03 defines {term_name} only at grade(s) {listed}; grade {grade} does not exist."
+    )

@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# Run the whole test suite: lint, then pytest against a private PostgreSQL and
+# Redis that this script starts on free 127.0.0.1 high ports and always stops.
+#
+#   bash scripts/test.sh                 # everything (defaults from pytest.ini)
+#   bash scripts/test.sh -k audit -x     # extra args go straight to pytest
+#
+# Env knobs: SKIP_LINT=1 (skip ruff), SKIP_APT=1 (don't check Debian packages),
+#            TEST_PG_PORT / TEST_REDIS_PORT (first port to try; 55432 / 56379).
+set -euo pipefail
+
+REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+export REPO_ROOT
+cd "$REPO_ROOT"
+# shellcheck source=scripts/_services.sh
+. "$REPO_ROOT/scripts/_services.sh"
+
+APT_PACKAGES=(postgresql redis-server r-base-core r-cran-survival chromium fonts-dejavu-core)
+
+trap 'stop_services' EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+trap 'exit 129' HUP
+
+# 1. system packages (no-op when all present)
+if [ "${SKIP_APT:-0}" != 1 ]; then
+    log "checking Debian packages"
+    ensure_apt_packages "${APT_PACKAGES[@]}"
+fi
+
+# 2. virtualenv + requirements
+ensure_venv
+
+# 3. lint first: it is fast
+if [ "${SKIP_LINT:-0}" != 1 ]; then
+    log "ruff check ."
+    ruff check .
+    log "ruff format --check ."
+    ruff format --check .
+fi
+
+# 4. services
+start_services
+export CHROMIUM_PATH="${CHROMIUM_PATH:-$(command -v chromium || echo /usr/bin/chromium)}"
+log "DATABASE_URL=$DATABASE_URL"
+log "REDIS_URL=$REDIS_URL  CHROMIUM_PATH=$CHROMIUM_PATH"
+
+# 5. tests
+log "python -m pytest $*"
+rc=0
+python -m pytest "$@" </dev/null || rc=$?
+if [ "$rc" -eq 5 ]; then
+    printf 'ERROR: pytest collected no tests (exit 5) — treated as failure\n' >&2
+    rc=1
+fi
+log "pytest exit code: $rc"
+exit "$rc"
