@@ -16,15 +16,15 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 from matplotlib.transforms import blended_transform_factory
 
-from analysis.survival import group_label, km_table, logrank, numbers_at_risk
+from analysis.survival import group_labels, km_table, logrank, numbers_at_risk
 
 AT_RISK_GID = "at-risk"
 LOGRANK_GID = "logrank-p"
 
 
 def format_p(p_value: float) -> str:
-    """P as usually printed in clinical papers: three decimals, '<0.001' below that."""
-    return "<0.001" if p_value < 0.001 else f"= {p_value:.3f}"
+    """P as usually printed in clinical papers: three decimals, "< 0.001" below that."""
+    return "< 0.001" if p_value < 0.001 else f"= {p_value:.3f}"
 
 
 def default_at_risk_times(max_time: float) -> np.ndarray:
@@ -36,11 +36,8 @@ def default_at_risk_times(max_time: float) -> np.ndarray:
 def _groups(data: pd.DataFrame, group_col: str | None, labels: Mapping | None):
     if group_col is None:
         return [("All patients", data)]
-    labels = labels or {}
-    return [
-        (labels.get(value, group_label(value)), part)
-        for value, part in data.groupby(group_col, sort=True)
-    ]
+    labels = {**group_labels(data[group_col]), **(labels or {})}
+    return [(labels[value], part) for value, part in data.groupby(group_col, sort=True)]
 
 
 def _draw_curve(ax, part: pd.DataFrame, duration_col: str, event_col: str, label: str):
@@ -105,7 +102,7 @@ def km_figure(
     """Kaplan-Meier curves with censor marks, a numbers-at-risk table and the log-rank P.
 
     Patients missing the duration, the event or the group are left out. group_labels maps
-    group values to legend labels (booleans default to 'yes'/'no').
+    group values to legend labels (flags default to 'yes'/'no').
     """
     columns = [duration_col, event_col] + ([group_col] if group_col else [])
     data = df[columns].dropna()
@@ -158,6 +155,5 @@ def save_figure(fig: Figure, path_stem) -> tuple[Path, Path]:
     # Append rather than with_suffix(): a stem such as 'os.v2' must not lose '.v2'.
     png, svg = Path(f"{stem}.png"), Path(f"{stem}.svg")
     fig.savefig(png, format="png", dpi=200, bbox_inches="tight")
-    # No date in the SVG metadata, so re-running gives byte-identical files.
-    fig.savefig(svg, format="svg", bbox_inches="tight", metadata={"Date": None})
+    fig.savefig(svg, format="svg", bbox_inches="tight")
     return png, svg

@@ -182,18 +182,20 @@ class SurvivalOutputs(NamedTuple):
     cox: pd.DataFrame
 
 
-def group_label(value) -> str:
-    """Readable label of a grouping value: booleans become 'yes'/'no'."""
-    if isinstance(value, (bool, np.bool_)):
-        return "yes" if value else "no"
-    return str(value)
+def group_labels(values: pd.Series) -> dict:
+    """Label of each value of a grouping column: yes/no for flags (bool or 0/1), else str."""
+    present = values.dropna().unique()
+    if set(present) <= {0, 1}:  # True == 1 and False == 0, so bool columns land here too
+        return {value: "yes" if value else "no" for value in present}
+    return {value: str(value) for value in present}
 
 
 def _median_rows(df, endpoint, duration_col, event_col, grouping) -> list[dict]:
     if grouping == "overall":
         groups = [("all", df)]
     else:
-        groups = [(group_label(k), g) for k, g in df.dropna(subset=[grouping]).groupby(grouping)]
+        labels = group_labels(df[grouping])
+        groups = [(labels[k], g) for k, g in df.dropna(subset=[grouping]).groupby(grouping)]
     rows = []
     for label, group in groups:
         data = group[[duration_col, event_col]].dropna()

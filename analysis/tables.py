@@ -20,6 +20,12 @@ Z_95 = stats.norm.ppf(0.975)
 
 RESPONSE_CODES = ("CR", "CRi")
 
+
+def is_true(flags: pd.Series) -> pd.Series:
+    """Plain bool mask from a bool, 0/1 or nullable flag column; missing counts as False."""
+    return flags.astype("boolean").fillna(False).astype(bool)
+
+
 # ---------------------------------------------------------------------------
 # 2x2 statistics
 # ---------------------------------------------------------------------------
@@ -81,11 +87,11 @@ def clopper_pearson(k: int, n: int, alpha: float = 0.05) -> tuple[float, float]:
 
 
 @dataclass(frozen=True)
-class Cuts:
+class SubgroupCuts:
     """Cut points used to dichotomise continuous baseline variables (paper's defaults)."""
 
     age_years: float = 55.0
-    months_diagnosis: float = 12.0
+    months_from_diagnosis: float = 12.0
     marrow_blasts_pct: float = 50.0
     dexamethasone_mg: float = 80.0
 
@@ -97,7 +103,7 @@ class Subgroup:
     key: str
     label: str
     levels: tuple[str, str]
-    split: Callable[[pd.DataFrame, Cuts], pd.Series]
+    split: Callable[[pd.DataFrame, SubgroupCuts], pd.Series]
     # The paper prints the diagnosis-time odds ratio as level 2 vs level 1.
     reversed: bool = False
 
@@ -111,32 +117,34 @@ def _numeric(df: pd.DataFrame, column: str) -> pd.Series:
     return pd.to_numeric(df[column], errors="coerce")
 
 
-def _at_least(column: str, cut: Callable[[Cuts], float]):
-    def split(df: pd.DataFrame, cuts: Cuts) -> pd.Series:
+def _at_least(column: str, cut: Callable[[SubgroupCuts], float]):
+    def split(df: pd.DataFrame, cuts: SubgroupCuts) -> pd.Series:
         values = _numeric(df, column)
         return _flag(values >= cut(cuts), values.isna())
 
     return split
 
 
-def _above(column: str, cut: Callable[[Cuts], float]):
-    def split(df: pd.DataFrame, cuts: Cuts) -> pd.Series:
+def _above(column: str, cut: Callable[[SubgroupCuts], float]):
+    def split(df: pd.DataFrame, cuts: SubgroupCuts) -> pd.Series:
         values = _numeric(df, column)
         return _flag(values > cut(cuts), values.isna())
 
     return split
 
 
-def _equals(column: str, value: str):
-    def split(df: pd.DataFrame, cuts: Cuts) -> pd.Series:
+def _category(column: str, first: str, second: str):
+    """True for `second`, False for `first`; any other code (or none) is missing."""
+
+    def split(df: pd.DataFrame, cuts: SubgroupCuts) -> pd.Series:
         values = df[column]
-        return _flag(values == value, values.isna())
+        return _flag(values == second, ~values.isin([first, second]))
 
     return split
 
 
 def _boolean(column: str):
-    def split(df: pd.DataFrame, cuts: Cuts) -> pd.Series:
+    def split(df: pd.DataFrame, cuts: SubgroupCuts) -> pd.Series:
         return df[column].astype("boolean")
 
     return split
@@ -146,9 +154,9 @@ def _fmt(x: float) -> str:
     return f"{x:g}"
 
 
-def subgroup_definitions(cuts: Cuts = Cuts()) -> dict[str, Subgroup]:
+def subgroup_definitions(cuts: SubgroupCuts = SubgroupCuts()) -> dict[str, Subgroup]:
     """The eleven Table 2 subgroups, in the paper's order, with level labels from `cuts`."""
-    age, dx = _fmt(cuts.age_years), _fmt(cuts.months_diagnosis)
+    age, dx = _fmt(cuts.age_years), _fmt(cuts.months_from_diagnosis)
     blasts, dexa = _fmt(cuts.marrow_blasts_pct), _fmt(cuts.dexamethasone_mg)
     groups = [
         Subgroup(
@@ -157,7 +165,7 @@ def subgroup_definitions(cuts: Cuts = Cuts()) -> dict[str, Subgroup]:
             (f"<{age}", f">={age}"),
             _at_least("age_years", lambda c: c.age_years),
         ),
-        Subgroup("sex", "Sex", ("male", "female"), _equals("sex", "female")),
+        Subgroup("sex", "Sex", ("male", "female"), _category("sex", "male", "female")),
         Subgroup(
             "salvage_phase",
             "Salvage treatment phase",
@@ -168,7 +176,7 @@ def subgroup_definitions(cuts: Cuts = Cuts()) -> dict[str, Subgroup]:
             "time_from_diagnosis",
             "Time to treatment from diagnosis",
             (f"<{dx} months", f">={dx} months"),
-            _at_least("months_diagnosis_to_start", lambda c: c.months_diagnosis),
+            _at_least("months_diagnosis_to_start", lambda c: c.months_from_diagnosis),
             reversed=True,
         ),
         Subgroup(
@@ -181,13 +189,13 @@ def subgroup_definitions(cuts: Cuts = Cuts()) -> dict[str, Subgroup]:
             "cyto_risk_diagnosis",
             "Cytogenetic risk at diagnosis",
             ("standard", "high"),
-            _equals("cyto_risk_diagnosis", "high"),
+            _category("cyto_risk_diagnosis", "standard", "high"),
         ),
         Subgroup(
             "cyto_risk_start",
             "Cytogenetic risk at blinatumomab treatment",
             ("standard", "high"),
-            _equals("cyto_risk_start", "high"),
+            _category("cyto_risk_start", "standard", "high"),
         ),
         Subgroup("emd", "EMD at blinatumomab treatment", ("no", "yes"), _boolean("emd")),
         Subgroup(
@@ -292,10 +300,10 @@ def table2_subgroups(
     """
     if test not in TESTS:
         raise ValueError(f"test must be one of {sorted(TESTS)}, got {test!r}")
-    cuts = Cuts(age_cut, diagnosis_cut_months, blasts_cut_pct, dexamethasone_cut_mg)
+    cuts = SubgroupCuts(age_cut, diagnosis_cut_months, blasts_cut_pct, dexamethasone_cut_mg)
     definitions = subgroup_definitions(cuts)
-    evaluable = df[df["evaluable"].astype(bool)]
-    responders = evaluable["responder"].astype(bool)
+    evaluable = df[is_true(df["evaluable"])]
+    responders = is_true(evaluable["responder"])
     rows = []
     for key in subgroups:
         group = definitions[key]
@@ -550,17 +558,17 @@ def treatment_flow(df: pd.DataFrame) -> pd.DataFrame:
     death in cycle 1). assessed_after_cycle1 counts evaluable patients with a post-cycle-1
     assessment other than 'NE'. responders_overall is best response CR or CRi.
     """
-    evaluable = df["evaluable"].astype(bool)
+    evaluable = is_true(df["evaluable"])
     after_c1 = df["response_after_cycle1"]
     steps = {
         "treated": len(df),
-        "died_before_assessment": (~evaluable & (df["os_event"] == 1)).sum(),
+        "died_before_assessment": (~evaluable & (pd.to_numeric(df["os_event"]) == 1)).sum(),
         "evaluable": evaluable.sum(),
         "assessed_after_cycle1": (evaluable & after_c1.notna() & (after_c1 != "NE")).sum(),
         "cr_cri_after_cycle1": (evaluable & after_c1.isin(RESPONSE_CODES)).sum(),
         "second_cycle": (pd.to_numeric(df["cycles_given"]) >= 2).sum(),
         "responders_overall": (evaluable & df["best_response"].isin(RESPONSE_CODES)).sum(),
-        "allo_sct_after": df["allo_sct_after"].astype(bool).sum(),
-        "salvage_chemo_after": df["salvage_chemo_after"].astype(bool).sum(),
+        "allo_sct_after": is_true(df["allo_sct_after"]).sum(),
+        "salvage_chemo_after": is_true(df["salvage_chemo_after"]).sum(),
     }
     return pd.DataFrame({"step": list(steps), "n": [int(n) for n in steps.values()]})

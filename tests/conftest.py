@@ -1,12 +1,34 @@
+"""Suite-wide test setup. The pure statistics tests (tests/analysis) also run without Django:
+`pytest -p no:django tests/analysis`, so the Django fixtures below switch off then."""
+
 import pytest
 
 
+def _django_settings(request):
+    if not request.config.pluginmanager.hasplugin("django"):
+        return None
+    return request.getfixturevalue("settings")
+
+
 @pytest.fixture(autouse=True)
-def _media_in_tmp(settings, tmp_path):
+def _test_settings(request, tmp_path):
+    settings = _django_settings(request)
+    if settings is None:
+        return
     settings.MEDIA_ROOT = tmp_path / "media"
-
-
-@pytest.fixture(autouse=True)
-def _fast_password_hashing(settings):
     # PBKDF2's deliberate slowness costs seconds per test that logs in; tests don't need it.
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture(autouse=True)
+def _celery_in_process(request):
+    """Run tasks in the test process; tests with a real worker switch this off themselves."""
+    if not request.config.pluginmanager.hasplugin("django"):
+        yield
+        return
+    from config.celery import app
+
+    previous = app.conf.task_always_eager, app.conf.task_eager_propagates
+    app.conf.task_always_eager = app.conf.task_eager_propagates = True
+    yield
+    app.conf.task_always_eager, app.conf.task_eager_propagates = previous

@@ -58,6 +58,33 @@ def add_derived_flags(df: pd.DataFrame) -> pd.DataFrame:
     )
 
 
+FLAG_COLUMNS = [
+    "age_ge_55",
+    "diagnosis_ge_12m",
+    "salvage_ge_2",
+    "ecog_ge_2",
+    "emd",
+    "blasts_gt_50",
+    "prior_allo_sct",
+    "dexamethasone_gt_80",
+    "evaluable",
+    "responder",
+    "allo_sct_after",
+    "salvage_chemo_after",
+]
+
+
+def as_registry_dtypes(df: pd.DataFrame) -> pd.DataFrame:
+    """Recast as the registry's dataset builder stores columns: flags as 0/1 (nullable Int64
+    where a flag can be missing) and integer codes as Int64."""
+    out = df.copy()
+    for column in FLAG_COLUMNS:
+        out[column] = out[column].astype("boolean").astype("Int64")
+    for column in ("salvage_phase", "ecog", "cycles_given"):
+        out[column] = out[column].astype("Int64")
+    return out
+
+
 def _survival_days(rng, responder, allo, evaluable) -> dict[str, np.ndarray]:
     """EFS/OS in whole days: responders and transplanted patients do better."""
     n = len(responder)

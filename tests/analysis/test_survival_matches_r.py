@@ -41,11 +41,6 @@ R_COLUMNS = [
 ]
 
 
-@pytest.fixture(autouse=True)
-def _media_in_tmp():
-    """Shadows the Django fixture of tests/conftest.py: no settings here (-p no:django)."""
-
-
 def _tied(seed: int, n: int, decimals: int | None) -> pd.DataFrame:
     df = make_dataset(n, seed)
     if decimals is not None:

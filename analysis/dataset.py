@@ -1,0 +1,297 @@
+"""The analysis dataset: the one place the analysis side reads the registry.
+
+`load_registry()` runs a handful of read-only queries and returns plain pandas frames; every
+statistic downstream is a function of those frames. Nothing here writes to the database.
+"""
+
+import hashlib
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from django.db.models import Count
+
+from registry import ctcae, rules
+from registry.models import (
+    AdverseEvent,
+    Baseline,
+    Cycle,
+    FollowUp,
+    Patient,
+    ResponseAssessment,
+    SubsequentTherapy,
+    Transplant,
+)
+
+# Months = days / 30.4375 (the mean Gregorian month, 365.25 / 12), stated in every output.
+DAYS_PER_MONTH = 30.4375
+
+# Best overall response: the first category in this order that a patient ever reached.
+BEST_RESPONSE_ORDER = [rules.CR, rules.CRI, rules.NO_RESPONSE, rules.PROGRESSIVE]
+
+
+@dataclass(frozen=True)
+class Cuts:
+    """Cut points of the paper's Table 2 (its defaults); each is a parameter of a run."""
+
+    age_years: float = 55  # < 55 vs >= 55
+    months_from_diagnosis: float = 12  # < 12 vs >= 12 months
+    marrow_blasts_pct: float = 50  # <= 50% vs > 50%
+    dexamethasone_mg: float = 80  # <= 80 mg vs > 80 mg
+
+
+# Every column of analysis_dataset.csv: label, and value labels where the values are codes.
+# The SPSS/Stata exports and the README's column list are built from this one table.
+YES_NO = {0: "No", 1: "Yes"}
+VARIABLES = {
+    "study_id": ("Study ID (site code and number)", None),
+    "institution": ("Institution code", None),
+    "sex": ("Sex", None),
+    "age_years": ("Age at blinatumomab start, completed years", None),
+    "age_ge_55": ("Age >= cut (default 55 years)", YES_NO),
+    "months_diagnosis_to_start": ("Months from diagnosis to blinatumomab start", None),
+    "diagnosis_ge_12m": ("Diagnosis to start >= cut (default 12 months)", YES_NO),
+    "salvage_phase": (
+        "Salvage phase (3 = third or later)",
+        {1: "First", 2: "Second", 3: "Third or later"},
+    ),
+    "salvage_ge_2": ("Second or later salvage", YES_NO),
+    "ecog": ("ECOG performance status at start", None),
+    "ecog_ge_2": ("ECOG >= 2", YES_NO),
+    "prior_therapies_n": ("Number of prior therapies", None),
+    "cyto_risk_diagnosis": ("Cytogenetic risk at diagnosis (empty = not done)", None),
+    "cyto_risk_start": ("Cytogenetic risk at blinatumomab start (empty = not done)", None),
+    "relapse_site": ("Relapse site at start", None),
+    "emd": ("Extramedullary disease at start", YES_NO),
+    "cns_disease": ("CNS disease at start", YES_NO),
+    "marrow_blasts_pct": ("Bone marrow blasts at start, %", None),
+    "blasts_gt_50": ("Marrow blasts > cut (default 50%)", YES_NO),
+    "pb_blasts_per_ul": ("Peripheral blood blasts at start, /uL", None),
+    "prior_allo_sct": ("Allogeneic SCT before blinatumomab", YES_NO),
+    "dexamethasone_mg_before": ("Cumulative dexamethasone before blinatumomab, mg", None),
+    "dexamethasone_gt_80": ("Dexamethasone > cut (default 80 mg)", YES_NO),
+    "cycles_given": ("Blinatumomab cycles given", None),
+    "evaluable": ("Evaluable for response (at least one assessment)", YES_NO),
+    "best_response": ("Best response (CR, CRi, NR, PD; NE = not evaluable)", None),
+    "responder": ("Responder (best response CR or CRi)", YES_NO),
+    "response_after_cycle1": ("Response at the first assessment after cycle 1", None),
+    "allo_sct_after": ("Allogeneic SCT after blinatumomab", YES_NO),
+    "salvage_chemo_after": ("Salvage chemotherapy after blinatumomab", YES_NO),
+    "efs_days": ("Event-free survival, days from day 1", None),
+    "efs_months": ("Event-free survival, months (days / 30.4375)", None),
+    "efs_event": ("EFS event: relapse, progression or death (0 = censored)", YES_NO),
+    "os_days": ("Overall survival, days from day 1", None),
+    "os_months": ("Overall survival, months (days / 30.4375)", None),
+    "os_event": ("Death from any cause (0 = censored at last follow-up)", YES_NO),
+}
+FLAG_COLUMNS = [c for c, (_, labels) in VARIABLES.items() if labels is YES_NO]
+
+
+@dataclass
+class RegistrySnapshot:
+    """The frozen input of an analysis run."""
+
+    dataset: pd.DataFrame  # one row per patient, the columns of VARIABLES
+    adverse_events: pd.DataFrame  # one row per event: study_id, ctcae_term, soc, grade, cycle
+
+    def content_hash(self) -> str:
+        digest = hashlib.sha256()
+        for frame in (self.dataset, self.adverse_events):
+            digest.update(frame.to_csv(index=False, lineterminator="\n").encode())
+        return digest.hexdigest()
+
+
+def _frame(queryset, columns):
+    return pd.DataFrame.from_records(list(queryset.values_list(*columns)), columns=columns)
+
+
+def load_registry(patients=None, cuts: Cuts = Cuts()) -> RegistrySnapshot:
+    """Read the registry (all patients, or the given queryset) into an analysis snapshot."""
+    patients = Patient.objects.all() if patients is None else patients
+    base = _frame(
+        patients.order_by("study_id"),
+        [
+            "id",
+            "study_id",
+            "institution__code",
+            "sex",
+            "birth_year",
+            "birth_date",
+            "diagnosis_date",
+            "blinatumomab_start_date",
+        ],
+    ).rename(columns={"institution__code": "institution"})
+    ids = base["id"].tolist()
+    baseline = _frame(
+        Baseline.objects.filter(patient__in=patients),
+        [
+            "patient_id",
+            "ecog",
+            "salvage_phase",
+            "prior_therapies_n",
+            "prior_allo_sct",
+            "relapse_site",
+            "emd_cns",
+            "marrow_blasts_pct",
+            "pb_blasts_per_ul",
+            "cyto_dx_risk",
+            "cyto_start_risk",
+            "dexamethasone_mg_before",
+        ],
+    )
+    assessments = _frame(
+        ResponseAssessment.objects.filter(patient__in=patients),
+        ["patient_id", "assessment_date", "response", "cycle__number"],
+    )
+    cycles = _frame(
+        Cycle.objects.filter(patient__in=patients).values("patient_id").annotate(n=Count("id")),
+        ["patient_id", "n"],
+    )
+    followup = _frame(
+        FollowUp.objects.filter(patient__in=patients),
+        ["patient_id", "last_contact_date", "relapse_or_progression_date", "death_date"],
+    )
+    transplanted = set(
+        Transplant.objects.filter(patient__in=patients).values_list("patient_id", flat=True)
+    )
+    salvage = set(
+        SubsequentTherapy.objects.filter(
+            patient__in=patients, category=SubsequentTherapy.SALVAGE_CHEMO
+        ).values_list("patient_id", flat=True)
+    )
+    last_record = _last_record_dates(patients)
+    aes = _frame(
+        AdverseEvent.objects.filter(patient__in=patients).order_by("patient__study_id", "id"),
+        ["patient__study_id", "ctcae_term", "grade", "cycle__number", "onset_date"],
+    ).rename(columns={"patient__study_id": "study_id", "cycle__number": "cycle"})
+    aes.insert(2, "soc", [ctcae.get(t).soc if ctcae.get(t) else "" for t in aes["ctcae_term"]])
+
+    df = base.merge(baseline, left_on="id", right_on="patient_id", how="left")
+    df = df.merge(followup, on="patient_id", how="left")
+    dataset = derive(df, assessments, cycles, transplanted, salvage, last_record, cuts)
+    assert dataset["study_id"].tolist() == base["study_id"].tolist() and len(ids) == len(dataset)
+    return RegistrySnapshot(dataset=dataset, adverse_events=aes)
+
+
+def _last_record_dates(patients) -> dict:
+    """Latest date any record shows the patient alive: censoring date without a follow-up CRF."""
+    latest: dict[int, object] = {}
+    sources = [
+        (Cycle, "end_date"),
+        (Cycle, "start_date"),
+        (ResponseAssessment, "assessment_date"),
+        (AdverseEvent, "onset_date"),
+    ]
+    for model, field in sources:
+        for pid, day in model.objects.filter(patient__in=patients).values_list("patient_id", field):
+            if day and (pid not in latest or day > latest[pid]):
+                latest[pid] = day
+    return latest
+
+
+def _days_between(later: pd.Series, earlier: pd.Series) -> pd.Series:
+    return (pd.to_datetime(later) - pd.to_datetime(earlier)).dt.days
+
+
+def best_response(categories) -> str:
+    found = set(categories)
+    return next((c for c in BEST_RESPONSE_ORDER if c in found), rules.NOT_EVALUABLE)
+
+
+def derive(df, assessments, cycles, transplanted, salvage, last_record, cuts: Cuts):
+    """Derived variables of the paper, from the merged per-patient frame."""
+    start = pd.to_datetime(df["blinatumomab_start_date"])
+    born = [
+        rules.assumed_birth_date(d if pd.notna(d) else None, y)
+        for d, y in zip(df["birth_date"], df["birth_year"], strict=True)
+    ]
+    out = pd.DataFrame(
+        {"study_id": df["study_id"], "institution": df["institution"], "sex": df["sex"]}
+    )
+    out["age_years"] = [rules.age_in_years(b, s.date()) for b, s in zip(born, start, strict=True)]
+    out["months_diagnosis_to_start"] = (
+        _days_between(df["blinatumomab_start_date"], df["diagnosis_date"]) / DAYS_PER_MONTH
+    ).round(4)
+    out["salvage_phase"] = df["salvage_phase"].astype("Int64")
+    out["ecog"] = df["ecog"].astype("Int64")
+    out["prior_therapies_n"] = df["prior_therapies_n"].astype("Int64")
+    out["cyto_risk_diagnosis"] = df["cyto_dx_risk"].replace("", None)
+    out["cyto_risk_start"] = df["cyto_start_risk"].replace("", None)
+    out["relapse_site"] = df["relapse_site"]
+    out["emd"] = df["relapse_site"].isin([Baseline.EXTRAMEDULLARY_ONLY, Baseline.BOTH])
+    out["cns_disease"] = df["emd_cns"].fillna(False).astype(bool)
+    out["marrow_blasts_pct"] = pd.to_numeric(df["marrow_blasts_pct"]).astype(float)
+    out["pb_blasts_per_ul"] = df["pb_blasts_per_ul"].astype("Int64")
+    out["prior_allo_sct"] = df["prior_allo_sct"].fillna(False).astype(bool)
+    out["dexamethasone_mg_before"] = pd.to_numeric(df["dexamethasone_mg_before"]).astype(float)
+
+    # Subgroup flags with the run's cut points (missing stays missing).
+    out["age_ge_55"] = out["age_years"] >= cuts.age_years
+    out["diagnosis_ge_12m"] = out["months_diagnosis_to_start"] >= cuts.months_from_diagnosis
+    out["salvage_ge_2"] = _flag(out["salvage_phase"], lambda s: s >= 2)
+    out["ecog_ge_2"] = _flag(out["ecog"], lambda s: s >= 2)
+    out["blasts_gt_50"] = _flag(out["marrow_blasts_pct"], lambda s: s > cuts.marrow_blasts_pct)
+    out["dexamethasone_gt_80"] = _flag(
+        out["dexamethasone_mg_before"], lambda s: s > cuts.dexamethasone_mg
+    )
+
+    n_cycles = dict(zip(cycles["patient_id"], cycles["n"], strict=True))
+    out["cycles_given"] = [int(n_cycles.get(pid, 0)) for pid in df["id"]]
+
+    by_patient = (
+        {pid: g for pid, g in assessments.groupby("patient_id")} if len(assessments) else {}
+    )
+    best, after_c1, first_pd = [], [], []
+    for pid in df["id"]:
+        g = by_patient.get(pid)
+        if g is None:
+            best.append(rules.NOT_EVALUABLE)
+            after_c1.append(None)
+            first_pd.append(None)
+            continue
+        g = g.sort_values("assessment_date")
+        best.append(best_response(g["response"]))
+        c1 = g[g["cycle__number"] == 1]
+        after_c1.append(c1["response"].iloc[0] if len(c1) else None)
+        pd_dates = g.loc[g["response"] == rules.PROGRESSIVE, "assessment_date"]
+        first_pd.append(pd_dates.iloc[0] if len(pd_dates) else None)
+    out["evaluable"] = [b != rules.NOT_EVALUABLE for b in best]
+    out["best_response"] = best
+    out["responder"] = [b in rules.RESPONDER_CATEGORIES for b in best]
+    out["response_after_cycle1"] = after_c1
+    out["allo_sct_after"] = df["id"].isin(transplanted)
+    out["salvage_chemo_after"] = df["id"].isin(salvage)
+
+    # Censoring date: last contact on the follow-up CRF, else the latest dated record.
+    fallback = pd.Series([last_record.get(pid) for pid in df["id"]], index=df.index)
+    last_seen = df["last_contact_date"].where(df["last_contact_date"].notna(), fallback)
+    last_seen = last_seen.where(last_seen.notna(), df["blinatumomab_start_date"])
+    death = df["death_date"]
+    progression = pd.Series(first_pd, index=df.index, dtype=object)
+    relapse = df["relapse_or_progression_date"]
+    efs_date = pd.concat(
+        [pd.to_datetime(relapse), pd.to_datetime(progression), pd.to_datetime(death)], axis=1
+    ).min(axis=1)
+    out["efs_event"] = efs_date.notna().astype(int)
+    out["efs_days"] = _days_between(
+        efs_date.where(efs_date.notna(), pd.to_datetime(last_seen)), df["blinatumomab_start_date"]
+    ).astype(int)
+    out["efs_months"] = out["efs_days"] / DAYS_PER_MONTH
+    out["os_event"] = death.notna().astype(int)
+    out["os_days"] = _days_between(
+        death.where(death.notna(), last_seen), df["blinatumomab_start_date"]
+    ).astype(int)
+    out["os_months"] = out["os_days"] / DAYS_PER_MONTH
+    for column in FLAG_COLUMNS:
+        if out[column].dtype == bool:
+            out[column] = out[column].astype(int)
+        else:
+            out[column] = out[column].astype("Int64")
+    return out[list(VARIABLES)]
+
+
+def _flag(values: pd.Series, condition) -> pd.Series:
+    """A 0/1 flag that stays missing where the value is missing."""
+    numeric = pd.to_numeric(values, errors="coerce").astype(float)
+    flag = pd.Series(np.where(condition(numeric), 1, 0), index=values.index).astype("Int64")
+    return flag.mask(numeric.isna())

@@ -1,0 +1,69 @@
+"""An analysis run: its parameters, frozen data snapshot, state and output files."""
+
+import uuid
+from pathlib import Path
+
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+
+# A run whose worker stopped sending heartbeats for this long is marked failed, so a killed
+# worker never leaves a run shown as running.
+STALE_AFTER_SECONDS = 15 * 60
+
+
+class AnalysisRun(models.Model):
+    QUEUED, RUNNING, SUCCEEDED, FAILED = "queued", "running", "succeeded", "failed"
+    STATUS_CHOICES = [
+        (QUEUED, "Queued"),
+        (RUNNING, "Running"),
+        (SUCCEEDED, "Succeeded"),
+        (FAILED, "Failed"),
+    ]
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
+    )
+    source = models.CharField(max_length=20, default="dashboard")  # dashboard | command line
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    status = models.CharField(max_length=10, choices=STATUS_CHOICES, default=QUEUED)
+    progress_pct = models.PositiveSmallIntegerField(default=0)
+    progress_step = models.CharField(max_length=120, blank=True)
+    error = models.TextField(blank=True)
+    parameters = models.JSONField(default=dict)
+    snapshot_hash = models.CharField("SHA-256 of the data snapshot", max_length=64, blank=True)
+    code_version = models.CharField(max_length=80, blank=True)
+    n_patients = models.PositiveIntegerField(null=True, blank=True)
+    celery_task_id = models.CharField(max_length=64, blank=True)
+    output_path = models.CharField(
+        max_length=500, blank=True, help_text="Where a command-line run wrote its files."
+    )
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self):
+        return f"Run {str(self.id)[:8]} ({self.status})"
+
+    @property
+    def output_dir(self) -> Path:
+        if self.output_path:
+            return Path(self.output_path)
+        return Path(settings.MEDIA_ROOT) / "analysis_runs" / str(self.id)
+
+    @property
+    def is_finished(self):
+        return self.status in (self.SUCCEEDED, self.FAILED)
+
+    @classmethod
+    def fail_stale_runs(cls):
+        """Mark runs whose worker went silent as failed (a killed worker sends no signal)."""
+        cutoff = timezone.now() - timezone.timedelta(seconds=STALE_AFTER_SECONDS)
+        return cls.objects.filter(status=cls.RUNNING, heartbeat_at__lt=cutoff).update(
+            status=cls.FAILED,
+            finished_at=timezone.now(),
+            error="The analysis worker stopped responding (worker lost); start the run again.",
+        )

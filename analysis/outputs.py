@@ -1,0 +1,239 @@
+"""Write every output of an analysis run into a directory.
+
+Used by the Celery task and by `manage.py run_analysis --out DIR`, so both give the same files.
+Pure with respect to the database: it takes a RegistrySnapshot and writes files.
+"""
+
+import base64
+import html
+import json
+from dataclasses import asdict
+from pathlib import Path
+
+import pandas as pd
+import pyreadstat
+
+from registry.ctcae import TABLE3_MAP_CSV
+
+from . import figures, survival, tables
+from .dataset import DAYS_PER_MONTH, VARIABLES, Cuts, RegistrySnapshot
+
+TABLE_FILES = {
+    "table1.csv": "Table 1. Characteristics at blinatumomab start",
+    "table2_subgroups.csv": "Table 2. Response rate by subgroup (odds ratios)",
+    "table3_adverse_events.csv": "Table 3. Adverse events by worst grade (paper's rows)",
+    "adverse_events_by_term.csv": "Adverse events by CTCAE term and worst grade",
+    "flow.csv": "Figure 1. Treatment flow",
+    "survival_median.csv": "Median EFS and OS (Kaplan-Meier)",
+    "survival_logrank.csv": "Log-rank tests",
+    "survival_table.csv": "Kaplan-Meier survival tables",
+    "numbers_at_risk.csv": "Numbers at risk",
+    "cox.csv": "Cox proportional hazards models (Efron ties)",
+}
+ENDPOINTS = {"efs": "Event-free survival", "os": "Overall survival"}
+GROUPINGS = {
+    "overall": (None, None),
+    "responder": ("responder", {0: "Non-responders", 1: "Responders (CR/CRi)"}),
+    "allo_sct_after": ("allo_sct_after", {0: "No subsequent allo-SCT", 1: "Subsequent allo-SCT"}),
+}
+AT_RISK_MONTHS = [0, 3, 6, 9, 12, 15, 18]
+
+
+def default_parameters() -> dict:
+    return {"cuts": asdict(Cuts()), "test": "fisher"}
+
+
+def _cuts(parameters) -> Cuts:
+    return Cuts(**parameters.get("cuts", {}))
+
+
+def compute_tables(snapshot: RegistrySnapshot, parameters: dict) -> dict[str, pd.DataFrame]:
+    """Every table of the run, by file name."""
+    df, ae = snapshot.dataset, snapshot.adverse_events
+    cuts = _cuts(parameters)
+    n = len(df)
+    out = {
+        "table1.csv": tables.table1(df, blasts_cut_pct=cuts.marrow_blasts_pct),
+        "table2_subgroups.csv": tables.table2_subgroups(
+            df,
+            test=parameters.get("test", "fisher"),
+            age_cut=cuts.age_years,
+            diagnosis_cut_months=cuts.months_from_diagnosis,
+            blasts_cut_pct=cuts.marrow_blasts_pct,
+            dexamethasone_cut_mg=cuts.dexamethasone_mg,
+        ),
+        "table3_adverse_events.csv": tables.table3_adverse_events(
+            ae, n, tables.parse_table3_map(TABLE3_MAP_CSV)
+        ),
+        "adverse_events_by_term.csv": tables.ae_by_term(ae, n),
+        "flow.csv": tables.treatment_flow(df),
+    }
+    surv = survival.survival_outputs(df)
+    out["survival_median.csv"] = surv.medians
+    out["survival_logrank.csv"] = surv.logrank
+    out["cox.csv"] = surv.cox
+    km_rows, risk_rows = [], []
+    for endpoint, _label in ENDPOINTS.items():
+        duration, event = f"{endpoint}_months", f"{endpoint}_event"
+        for grouping, (column, labels) in GROUPINGS.items():
+            parts = (
+                [("all", df)]
+                if column is None
+                else [(survival.group_labels(df[column])[v], g) for v, g in df.groupby(column)]
+            )
+            for group, part in parts:
+                if part.empty:
+                    continue
+                km = survival.km_table(part[duration], part[event])
+                km.insert(0, "group", group)
+                km.insert(0, "grouping", grouping)
+                km.insert(0, "endpoint", endpoint)
+                km_rows.append(km)
+                risk = survival.numbers_at_risk(part[duration], part[event], AT_RISK_MONTHS)
+                risk.insert(0, "group", group)
+                risk.insert(0, "grouping", grouping)
+                risk.insert(0, "endpoint", endpoint)
+                risk_rows.append(risk)
+    out["survival_table.csv"] = pd.concat(km_rows, ignore_index=True) if km_rows else pd.DataFrame()
+    out["numbers_at_risk.csv"] = (
+        pd.concat(risk_rows, ignore_index=True) if risk_rows else pd.DataFrame()
+    )
+    return out
+
+
+def write_dataset(df: pd.DataFrame, out: Path) -> list[str]:
+    """The analysis dataset as CSV, Excel, SPSS and Stata, with variable and value labels."""
+    df.to_csv(out / "analysis_dataset.csv", index=False)
+    df.to_excel(out / "analysis_dataset.xlsx", index=False, sheet_name="analysis_dataset")
+    labelled = df.copy()
+    for column in labelled.columns:
+        if str(labelled[column].dtype) in ("Int64", "boolean"):
+            labelled[column] = labelled[column].astype("float64")  # SPSS/Stata: missing = NaN
+        elif labelled[column].dtype == object:
+            labelled[column] = labelled[column].fillna("").astype(str)
+    column_labels = {c: VARIABLES[c][0] for c in labelled.columns}
+    value_labels = {c: labels for c, (_, labels) in VARIABLES.items() if labels}
+    pyreadstat.write_sav(
+        labelled,
+        out / "analysis_dataset.sav",
+        column_labels=column_labels,
+        variable_value_labels={
+            c: {float(k): v for k, v in vl.items()} for c, vl in value_labels.items()
+        },
+    )
+    pyreadstat.write_dta(
+        labelled,
+        out / "analysis_dataset.dta",
+        column_labels={c: label[:80] for c, label in column_labels.items()},
+        variable_value_labels={
+            c: {int(k): v for k, v in vl.items()} for c, vl in value_labels.items()
+        },
+        version=15,
+    )
+    return [
+        "analysis_dataset.csv",
+        "analysis_dataset.xlsx",
+        "analysis_dataset.sav",
+        "analysis_dataset.dta",
+    ]
+
+
+def draw_figures(df: pd.DataFrame, out: Path) -> list[str]:
+    written = []
+    for endpoint, label in ENDPOINTS.items():
+        for grouping, (column, labels) in GROUPINGS.items():
+            title = label if column is None else f"{label} by {grouping.replace('_', ' ')}"
+            fig = figures.km_figure(
+                df,
+                f"{endpoint}_months",
+                f"{endpoint}_event",
+                group_col=column,
+                title=title,
+                at_risk_times=AT_RISK_MONTHS,
+                ylabel=label,
+                group_labels=labels,
+            )
+            stem = f"km_{endpoint}_{grouping}"
+            figures.save_figure(fig, out / stem)
+            written += [f"{stem}.png", f"{stem}.svg"]
+    return written
+
+
+def write_run(snapshot, out_dir, parameters, metadata=None, progress=lambda pct, step: None):
+    """Write the whole run into out_dir; returns the metadata written to run.json."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    progress(10, "Writing the analysis dataset")
+    files = write_dataset(snapshot.dataset, out)
+    snapshot.adverse_events.to_csv(out / "adverse_events.csv", index=False)
+    files.append("adverse_events.csv")
+    progress(30, "Computing tables and survival models")
+    results = compute_tables(snapshot, parameters)
+    with pd.ExcelWriter(out / "tables.xlsx") as book:
+        for name, frame in results.items():
+            frame.to_csv(out / name, index=False)
+            frame.to_excel(book, sheet_name=name.removesuffix(".csv")[:31], index=False)
+    files += [*results, "tables.xlsx"]
+    progress(60, "Drawing Kaplan-Meier figures")
+    figure_files = draw_figures(snapshot.dataset, out)
+    files += figure_files
+    meta = {
+        **(metadata or {}),
+        "parameters": parameters,
+        "snapshot_hash": snapshot.content_hash(),
+        "n_patients": len(snapshot.dataset),
+        "days_per_month": DAYS_PER_MONTH,
+        "months": f"days / {DAYS_PER_MONTH}",
+    }
+    progress(85, "Writing the report")
+    (out / "report.html").write_text(render_report(results, out, figure_files, meta))
+    files.append("report.html")
+    meta["files"] = sorted([*files, "run.json"])
+    (out / "run.json").write_text(json.dumps(meta, indent=2, default=str))
+    return meta
+
+
+def _table_html(frame: pd.DataFrame) -> str:
+    return frame.to_html(
+        index=False,
+        na_rep="",
+        float_format=lambda x: f"{x:.3f}",
+        classes="table table-sm",
+        border=0,
+    )
+
+
+def render_report(results, out: Path, figure_files, meta) -> str:
+    """One self-contained HTML file: tables inline, figures embedded as base64 PNG."""
+    parts = [
+        "<!doctype html><html><head><meta charset='utf-8'>",
+        "<title>Blinatumomab registry analysis</title>",
+        "<style>body{font-family:sans-serif;margin:2em;max-width:1100px}"
+        "table{border-collapse:collapse;font-size:0.85em;margin-bottom:1.5em}"
+        "td,th{border-bottom:1px solid #ccc;padding:2px 8px;text-align:right}"
+        "td:first-child,th:first-child{text-align:left}img{max-width:100%}</style></head><body>",
+        "<h1>Blinatumomab in R/R Ph-negative B-ALL: registry analysis</h1>",
+        "<p>Snapshot SHA-256 <code>{}</code>; {} patients; code version <code>{}</code>; "
+        "generated {}. Months = days / {}. Parameters: <code>{}</code>.</p>".format(
+            html.escape(meta["snapshot_hash"]),
+            meta["n_patients"],
+            html.escape(str(meta.get("code_version", ""))),
+            html.escape(str(meta.get("generated_at", ""))),
+            DAYS_PER_MONTH,
+            html.escape(json.dumps(meta["parameters"])),
+        ),
+    ]
+    for name, title in TABLE_FILES.items():
+        if name in ("survival_table.csv",):
+            continue  # long; in the CSV
+        parts.append(f"<h2>{html.escape(title)}</h2>{_table_html(results[name])}")
+    parts.append("<h2>Figure 2. Kaplan-Meier curves</h2>")
+    for name in figure_files:
+        if name.endswith(".png"):
+            encoded = base64.b64encode((out / name).read_bytes()).decode()
+            parts.append(
+                f"<figure><img alt='{name}' src='data:image/png;base64,{encoded}'>"
+                f"<figcaption>{html.escape(name)}</figcaption></figure>"
+            )
+    parts.append("</body></html>")
+    return "\n".join(parts)

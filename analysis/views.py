@@ -1,0 +1,153 @@
+"""Results dashboard for statisticians and monitors."""
+
+import json
+
+import pandas as pd
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
+from django.http import FileResponse, Http404, JsonResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.utils import timezone
+from django.views.decorators.http import require_POST
+
+from registry.access import can_run_analyses
+
+from .forms import RunForm
+from .models import AnalysisRun
+from .outputs import TABLE_FILES
+from .tasks import run_analysis_task
+
+DASHBOARD_TABLES = [name for name in TABLE_FILES if name not in ("survival_table.csv",)]
+
+
+def analyst_required(view):
+    @login_required
+    def wrapped(request, *args, **kwargs):
+        if not can_run_analyses(request.user):
+            raise PermissionDenied("Analyses are for working-party statisticians and monitors.")
+        return view(request, *args, **kwargs)
+
+    wrapped.__name__ = view.__name__
+    return wrapped
+
+
+def _results(run):
+    if run is None or run.status != AnalysisRun.SUCCEEDED:
+        return None
+    out = run.output_dir
+    if not (out / "run.json").exists():
+        return None
+    meta = json.loads((out / "run.json").read_text())
+    tables = []
+    for name in DASHBOARD_TABLES:
+        frame = pd.read_csv(out / name, keep_default_na=False)
+        tables.append(
+            (
+                TABLE_FILES[name],
+                name,
+                frame.to_html(
+                    index=False,
+                    classes="table table-sm table-striped",
+                    border=0,
+                    float_format=lambda x: f"{x:.3f}",
+                ),
+            )
+        )
+    figures = [f for f in meta["files"] if f.endswith(".svg")]
+    return {"meta": meta, "tables": tables, "figures": figures, "files": meta["files"]}
+
+
+@analyst_required
+def dashboard(request):
+    AnalysisRun.fail_stale_runs()
+    latest = AnalysisRun.objects.filter(status=AnalysisRun.SUCCEEDED).first()
+    return render(
+        request,
+        "analysis/dashboard.html",
+        {
+            "form": RunForm(),
+            "runs": AnalysisRun.objects.select_related("created_by")[:20],
+            "run": latest,
+            "results": _results(latest),
+        },
+    )
+
+
+@analyst_required
+@require_POST
+def start_run(request):
+    form = RunForm(request.POST)
+    if not form.is_valid():
+        return render(
+            request,
+            "analysis/dashboard.html",
+            {
+                "form": form,
+                "runs": AnalysisRun.objects.all()[:20],
+                "run": None,
+                "results": None,
+            },
+            status=400,
+        )
+    run = AnalysisRun.objects.create(created_by=request.user, parameters=form.parameters())
+    try:
+        result = run_analysis_task.delay(str(run.pk))
+    except Exception as exc:  # broker down: say so plainly, never leave the run queued
+        if run_in_process_failed(run):
+            messages.error(request, f"The analysis failed: {run.error.splitlines()[0]}")
+            return redirect("analysis:run_detail", run_id=run.pk)
+        AnalysisRun.objects.filter(pk=run.pk).update(
+            status=AnalysisRun.FAILED,
+            finished_at=timezone.now(),
+            error=f"The job service is unavailable ({type(exc).__name__}); try again later.",
+        )
+        messages.error(
+            request,
+            "The job service is unavailable: the analysis was not started. "
+            "Data entry is not affected; try again later.",
+        )
+        return redirect("analysis:dashboard")
+    AnalysisRun.objects.filter(pk=run.pk).update(celery_task_id=result.id or "")
+    messages.success(request, "Analysis run started.")
+    return redirect("analysis:run_detail", run_id=run.pk)
+
+
+def run_in_process_failed(run) -> bool:
+    """With no broker the task runs in-process; its own failure is recorded on the run."""
+    run.refresh_from_db()
+    return run.status == AnalysisRun.FAILED
+
+
+@analyst_required
+def run_detail(request, run_id):
+    AnalysisRun.fail_stale_runs()
+    run = get_object_or_404(AnalysisRun, pk=run_id)
+    return render(request, "analysis/run_detail.html", {"run": run, "results": _results(run)})
+
+
+@analyst_required
+def run_status(request, run_id):
+    run = get_object_or_404(AnalysisRun, pk=run_id)
+    return JsonResponse(
+        {
+            "status": run.status,
+            "progress_pct": run.progress_pct,
+            "progress_step": run.progress_step,
+            "error": run.error,
+            "finished": run.is_finished,
+        }
+    )
+
+
+@analyst_required
+def download(request, run_id, filename):
+    run = get_object_or_404(AnalysisRun, pk=run_id, status=AnalysisRun.SUCCEEDED)
+    meta_path = run.output_dir / "run.json"
+    files = json.loads(meta_path.read_text())["files"] if meta_path.exists() else []
+    if filename not in files:  # only the run's own files, never a path
+        raise Http404("No such file in this run.")
+    inline = filename.endswith((".svg", ".png")) and "inline" in request.GET
+    return FileResponse(
+        open(run.output_dir / filename, "rb"), as_attachment=not inline, filename=filename
+    )
