@@ -75,7 +75,7 @@ def compute_tables(snapshot: RegistrySnapshot, parameters: dict) -> dict[str, pd
     km_rows, risk_rows = [], []
     for endpoint, _label in ENDPOINTS.items():
         duration, event = f"{endpoint}_months", f"{endpoint}_event"
-        for grouping, (column, labels) in GROUPINGS.items():
+        for grouping, (column, _labels) in GROUPINGS.items():
             parts = (
                 [("all", df)]
                 if column is None
