@@ -76,10 +76,16 @@ VARIABLES = {
     "responder": ("Responder (best response CR or CRi)", YES_NO),
     "response_after_cycle1": ("Response at the first assessment after cycle 1", None),
     "allo_sct_after": ("Allogeneic SCT after blinatumomab", YES_NO),
+    "sct_days": ("Days from day 1 to the allogeneic SCT after blinatumomab", None),
+    "response_days": ("Days from day 1 to the first CR/CRi assessment", None),
     "salvage_chemo_after": ("Salvage chemotherapy after blinatumomab", YES_NO),
     "efs_days": ("Event-free survival, days from day 1", None),
     "efs_months": ("Event-free survival, months (days / 30.4375)", None),
     "efs_event": ("EFS event: relapse, progression or death (0 = censored)", YES_NO),
+    "efs_cause": (
+        "EFS event type",
+        {0: "Censored", 1: "Relapse or progression", 2: "Death without relapse"},
+    ),
     "os_days": ("Overall survival, days from day 1", None),
     "os_months": ("Overall survival, months (days / 30.4375)", None),
     "os_event": ("Death from any cause (0 = censored at last follow-up)", YES_NO),
@@ -151,8 +157,8 @@ def load_registry(patients=None, cuts: Cuts = Cuts()) -> RegistrySnapshot:
         FollowUp.objects.filter(patient__in=patients),
         ["patient_id", "last_contact_date", "relapse_or_progression_date", "death_date"],
     )
-    transplanted = set(
-        Transplant.objects.filter(patient__in=patients).values_list("patient_id", flat=True)
+    transplanted = dict(
+        Transplant.objects.filter(patient__in=patients).values_list("patient_id", "sct_date")
     )
     salvage = set(
         SubsequentTherapy.objects.filter(
@@ -241,13 +247,14 @@ def derive(df, assessments, cycles, transplanted, salvage, last_record, cuts: Cu
     by_patient = (
         {pid: g for pid, g in assessments.groupby("patient_id")} if len(assessments) else {}
     )
-    best, after_c1, first_pd = [], [], []
+    best, after_c1, first_pd, first_response = [], [], [], []
     for pid in df["id"]:
         g = by_patient.get(pid)
         if g is None:
             best.append(rules.NOT_EVALUABLE)
             after_c1.append(None)
             first_pd.append(None)
+            first_response.append(None)
             continue
         g = g.sort_values("assessment_date")
         best.append(best_response(g["response"]))
@@ -255,11 +262,20 @@ def derive(df, assessments, cycles, transplanted, salvage, last_record, cuts: Cu
         after_c1.append(c1["response"].iloc[0] if len(c1) else None)
         pd_dates = g.loc[g["response"] == rules.PROGRESSIVE, "assessment_date"]
         first_pd.append(pd_dates.iloc[0] if len(pd_dates) else None)
+        cr_dates = g.loc[g["response"].isin(rules.RESPONDER_CATEGORIES), "assessment_date"]
+        first_response.append(cr_dates.iloc[0] if len(cr_dates) else None)
     out["evaluable"] = [b != rules.NOT_EVALUABLE for b in best]
     out["best_response"] = best
     out["responder"] = [b in rules.RESPONDER_CATEGORIES for b in best]
     out["response_after_cycle1"] = after_c1
-    out["allo_sct_after"] = df["id"].isin(transplanted)
+    out["allo_sct_after"] = df["id"].isin(transplanted.keys())
+    # Dates of the time-dependent events, for landmark and time-varying analyses.
+    out["response_days"] = _days_between(
+        pd.Series(first_response, index=df.index, dtype=object), df["blinatumomab_start_date"]
+    ).astype("Int64")
+    out["sct_days"] = _days_between(
+        df["id"].map(transplanted), df["blinatumomab_start_date"]
+    ).astype("Int64")
     out["salvage_chemo_after"] = df["id"].isin(salvage)
 
     # Censoring date: last contact on the follow-up CRF, else the latest dated record.
@@ -273,6 +289,14 @@ def derive(df, assessments, cycles, transplanted, salvage, last_record, cuts: Cu
         [pd.to_datetime(relapse), pd.to_datetime(progression), pd.to_datetime(death)], axis=1
     ).min(axis=1)
     out["efs_event"] = efs_date.notna().astype(int)
+    # Competing risks: which event ended EFS. Death counts as the cause only without an earlier
+    # or same-day relapse/progression (non-relapse mortality).
+    relapse_first = pd.concat([pd.to_datetime(relapse), pd.to_datetime(progression)], axis=1).min(
+        axis=1
+    )
+    out["efs_cause"] = np.select(
+        [relapse_first.notna() & (relapse_first <= efs_date), efs_date.notna()], [1, 2], 0
+    )
     out["efs_days"] = _days_between(
         efs_date.where(efs_date.notna(), pd.to_datetime(last_seen)), df["blinatumomab_start_date"]
     ).astype(int)

@@ -2,6 +2,7 @@
 
 from datetime import timedelta
 
+import pandas as pd
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
@@ -150,3 +151,14 @@ def test_snapshot_hash_changes_with_the_data_and_only_then(responder_transplante
     fu.last_contact_date = day(301)
     fu.save()
     assert load_registry().content_hash() != first
+
+
+def test_event_dates_and_competing_causes(
+    responder_transplanted, early_death, refractory_then_progression
+):
+    d = load_registry().dataset.set_index("study_id")
+    r = d.loc[responder_transplanted.study_id]
+    assert (r.sct_days, r.response_days, r.efs_cause) == (100, 29, 1)  # day 27 + 2
+    e = d.loc[early_death.study_id]
+    assert (pd.isna(e.sct_days), pd.isna(e.response_days), e.efs_cause) == (True, True, 2)
+    assert d.loc[refractory_then_progression.study_id].efs_cause == 1
