@@ -26,9 +26,6 @@ from registry.models import (
 # Months = days / 30.4375 (the mean Gregorian month, 365.25 / 12), stated in every output.
 DAYS_PER_MONTH = 30.4375
 
-# Best overall response: the first category in this order that a patient ever reached.
-BEST_RESPONSE_ORDER = [rules.CR, rules.CRI, rules.NO_RESPONSE, rules.PROGRESSIVE]
-
 
 @dataclass(frozen=True)
 class Cuts:
@@ -199,11 +196,6 @@ def _days_between(later: pd.Series, earlier: pd.Series) -> pd.Series:
     return (pd.to_datetime(later) - pd.to_datetime(earlier)).dt.days
 
 
-def best_response(categories) -> str:
-    found = set(categories)
-    return next((c for c in BEST_RESPONSE_ORDER if c in found), rules.NOT_EVALUABLE)
-
-
 def derive(df, assessments, cycles, transplanted, salvage, last_record, cuts: Cuts):
     """Derived variables of the paper, from the merged per-patient frame."""
     start = pd.to_datetime(df["blinatumomab_start_date"])
@@ -257,7 +249,7 @@ def derive(df, assessments, cycles, transplanted, salvage, last_record, cuts: Cu
             first_response.append(None)
             continue
         g = g.sort_values("assessment_date")
-        best.append(best_response(g["response"]))
+        best.append(rules.best_response(g["response"]))
         c1 = g[g["cycle__number"] == 1]
         after_c1.append(c1["response"].iloc[0] if len(c1) else None)
         pd_dates = g.loc[g["response"] == rules.PROGRESSIVE, "assessment_date"]

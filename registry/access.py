@@ -33,3 +33,16 @@ def has_role(user, *roles) -> bool:
 
 def can_run_analyses(user) -> bool:
     return has_role(user, Membership.STATISTICIAN, Membership.MONITOR)
+
+
+CASE_ROLES = (Membership.INVESTIGATOR, Membership.MONITOR)
+
+
+def case_institutions_for(user):
+    """Sites whose cases the user may open (the case list's site switcher)."""
+    return institutions_for(user, CASE_ROLES)
+
+
+def registering_institutions_for(user):
+    """Sites where the user may register new patients: investigators only."""
+    return institutions_for(user, (Membership.INVESTIGATOR,))

@@ -1023,3 +1023,151 @@ class FollowUp(PatientRecord):
         for t in p.subsequent_therapies.filter(start_date__gt=day):
             found.append(f"{t.regimen} from {t.start_date}")
         return found
+
+
+# --- Case report form workflow ------------------------------------------------------------------
+
+
+class CrfStatus(models.Model):
+    """Where one case report form (CRF) of one case stands.
+
+    No row means the CRF was never marked: it is "not started" while it has no records and "in
+    progress" once it has some. Marking complete stores a row; query open, verified and locked
+    are set later by monitors. Once a CRF has been complete, every change to it needs a reason.
+    """
+
+    BASELINE = "baseline"
+    CYCLES = "cycles"
+    ASSESSMENTS = "assessments"
+    ADVERSE_EVENTS = "adverse_events"
+    TRANSPLANT = "transplant"
+    FOLLOW_UP = "follow_up"
+    CRF_CHOICES = [
+        (BASELINE, "Registration and baseline"),
+        (CYCLES, "Blinatumomab cycles"),
+        (ASSESSMENTS, "Response assessments"),
+        (ADVERSE_EVENTS, "Adverse events"),
+        (TRANSPLANT, "Transplant and subsequent therapy"),
+        (FOLLOW_UP, "Follow-up"),
+    ]
+    NOT_STARTED = "not_started"
+    IN_PROGRESS = "in_progress"
+    COMPLETE = "complete"
+    QUERY_OPEN = "query_open"
+    VERIFIED = "verified"
+    LOCKED = "locked"
+    STATUS_CHOICES = [
+        (NOT_STARTED, "Not started"),
+        (IN_PROGRESS, "In progress"),
+        (COMPLETE, "Complete"),
+        (QUERY_OPEN, "Query open"),
+        (VERIFIED, "Verified"),
+        (LOCKED, "Locked"),
+    ]
+    DONE_STATUSES = frozenset({COMPLETE, VERIFIED, LOCKED})
+
+    # The records each CRF holds (related names on Patient); the first model of each is what
+    # "started" means. The registration data (Patient) belongs to the baseline CRF.
+    RECORDS = {
+        BASELINE: ("baseline",),
+        CYCLES: ("cycles",),
+        ASSESSMENTS: ("assessments",),
+        ADVERSE_EVENTS: ("adverse_events",),
+        TRANSPLANT: ("transplant", "subsequent_therapies"),
+        FOLLOW_UP: ("followup",),
+    }
+    # CRFs that can only be complete once they hold a record (a case may have no adverse event,
+    # transplant or evaluable assessment, but always has a baseline, a cycle and a follow-up).
+    NEEDS_RECORD = frozenset({BASELINE, CYCLES, FOLLOW_UP})
+
+    patient = models.ForeignKey(Patient, on_delete=models.CASCADE, related_name="crf_statuses")
+    crf = models.CharField("CRF", max_length=16, choices=CRF_CHOICES)
+    status = models.CharField(max_length=12, choices=STATUS_CHOICES, default=IN_PROGRESS)
+    marked_complete_at = models.DateTimeField(null=True, blank=True)
+    marked_complete_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
+    first_completed_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="Set the first time the CRF is marked complete; from then on every change "
+        "to it needs a reason.",
+    )
+    updated_at = models.DateTimeField(auto_now=True)
+
+    history = HistoricalRecords()
+
+    class Meta:
+        verbose_name = "CRF status"
+        verbose_name_plural = "CRF statuses"
+        ordering = ["patient", "crf"]
+        constraints = [
+            models.UniqueConstraint(fields=["patient", "crf"], name="one_status_per_crf"),
+        ]
+
+    def __str__(self):
+        return f"{self.get_crf_display()} of {self.patient}: {self.get_status_display()}"
+
+    @property
+    def needs_reason(self) -> bool:
+        return self.first_completed_at is not None
+
+    @property
+    def is_locked(self) -> bool:
+        return self.status == self.LOCKED
+
+    @classmethod
+    def crf_of(cls, model) -> str:
+        """The CRF a case record model belongs to."""
+        if model is Patient:
+            return cls.BASELINE
+        for crf, related in cls.RECORDS.items():
+            for name in related:
+                if Patient._meta.get_field(name).related_model is model:
+                    return crf
+        raise LookupError(f"{model.__name__} is not part of a CRF")
+
+    @classmethod
+    def annotate_started(cls, patients):
+        """Annotate `started_<crf>` (does the CRF hold any record?) without a query per case."""
+        started = {}
+        for crf, related in cls.RECORDS.items():
+            exists = None
+            for name in related:
+                model = Patient._meta.get_field(name).related_model
+                this = models.Exists(model.objects.filter(patient=models.OuterRef("pk")))
+                exists = this if exists is None else exists | this
+            started[f"started_{crf}"] = exists
+        return patients.annotate(**started)
+
+    @classmethod
+    def for_patient(cls, patient) -> list["CrfStatus"]:
+        """One status per CRF, in CRF order, unsaved for CRFs never marked.
+
+        Uses `started_<crf>` annotations and prefetched `crf_statuses` when present.
+        """
+        stored = {s.crf: s for s in patient.crf_statuses.all()}
+        result = []
+        for crf, _label in cls.CRF_CHOICES:
+            status = stored.get(crf)
+            if status is None:
+                started = getattr(patient, f"started_{crf}", None)
+                if started is None:
+                    started = cls.crf_has_records(patient, crf)
+                status = cls(
+                    patient=patient, crf=crf, status=cls.IN_PROGRESS if started else cls.NOT_STARTED
+                )
+            result.append(status)
+        return result
+
+    @classmethod
+    def crf_has_records(cls, patient, crf) -> bool:
+        for name in cls.RECORDS[crf]:
+            field = Patient._meta.get_field(name)
+            if field.related_model.objects.filter(patient=patient).exists():
+                return True
+        return False

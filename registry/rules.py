@@ -116,6 +116,15 @@ RESPONSE_CHOICES = [
     (NOT_EVALUABLE, "Not evaluable"),
 ]
 RESPONDER_CATEGORIES = frozenset({CR, CRI})
+# Best overall response: the first category in this order that a patient ever reached.
+BEST_RESPONSE_ORDER = [CR, CRI, NO_RESPONSE, PROGRESSIVE]
+
+
+def best_response(categories) -> str:
+    """Best response over a patient's assessments; NE when none could be judged."""
+    found = set(categories)
+    return next((c for c in BEST_RESPONSE_ORDER if c in found), NOT_EVALUABLE)
+
 
 # Boundaries, as the paper words them: remission needs blasts strictly below 5%; recovery needs
 # ANC strictly above 1.0 x10^9/L and platelets strictly above 100 x10^9/L. A value exactly on a

@@ -1,10 +1,534 @@
-from django.contrib.auth.decorators import login_required
-from django.shortcuts import render
+"""Browser data entry: the case list, the case page and the case report forms (CRFs).
 
-from .access import patients_for
+Every view reaches its case through `case_of()` (scoped by registry.access) and the case's records
+through the case's related managers, so another site's case or record is a 404 on every URL and
+method. Saves run in transaction.atomic under select_for_update, refusing a stale `version`.
+"""
+
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.paginator import Paginator
+from django.db import IntegrityError, transaction
+from django.db.models import Case, Count, OuterRef, ProtectedError, Subquery, Value, When
+from django.db.models.functions import Coalesce
+from django.http import Http404, JsonResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.utils import timezone
+
+from . import ctcae, forms, rules
+from .access import case_institutions_for, patients_for, registering_institutions_for
+from .models import (
+    AdverseEvent,
+    Baseline,
+    CrfStatus,
+    Cycle,
+    FollowUp,
+    Patient,
+    ResponseAssessment,
+    SubsequentTherapy,
+    Transplant,
+)
+
+PAGE_SIZE = 25
+
+
+@dataclass(frozen=True)
+class RecordKind:
+    """One kind of case record as the URLs see it."""
+
+    slug: str
+    title: str
+    form: type
+    related: str | None  # related name on Patient; None: the patient itself
+    many: bool = True
+
+    @property
+    def crf(self) -> str:
+        return CrfStatus.crf_of(self.form._meta.model)
+
+    def records(self, patient):
+        return getattr(patient, self.related).all()
+
+    def record(self, patient):
+        """A singleton's record, or a new unsaved one."""
+        if self.related is None:
+            return patient
+        model = self.form._meta.model
+        return getattr(patient, self.related, None) or model(patient=patient)
+
+
+KINDS = {
+    k.slug: k
+    for k in [
+        RecordKind("registration", "Registration", forms.PatientForm, None, many=False),
+        RecordKind("baseline", "Baseline", forms.BaselineForm, "baseline", many=False),
+        RecordKind("cycles", "Cycle", forms.CycleForm, "cycles"),
+        RecordKind("assessments", "Response assessment", forms.AssessmentForm, "assessments"),
+        RecordKind("adverse-events", "Adverse event", forms.AdverseEventForm, "adverse_events"),
+        RecordKind("transplant", "Allogeneic SCT", forms.TransplantForm, "transplant", many=False),
+        RecordKind(
+            "subsequent-therapies",
+            "Subsequent therapy",
+            forms.SubsequentTherapyForm,
+            "subsequent_therapies",
+        ),
+        RecordKind("follow-up", "Follow-up", forms.FollowUpForm, "followup", many=False),
+    ]
+}
+
+
+def case_of(request, pk) -> Patient:
+    """The case if the user may open it, else 404 (a guessed ID reveals nothing)."""
+    return get_object_or_404(patients_for(request.user).select_related("institution"), pk=pk)
+
+
+def case_url(patient) -> str:
+    return reverse("registry:case", args=[patient.pk])
+
+
+def stored_status(patient, crf) -> CrfStatus | None:
+    return patient.crf_statuses.filter(crf=crf).first()
+
+
+# --- History and concurrent edits ---------------------------------------------------------------
+
+HISTORY_MODELS = [
+    Patient,
+    Baseline,
+    Cycle,
+    ResponseAssessment,
+    AdverseEvent,
+    Transplant,
+    SubsequentTherapy,
+    FollowUp,
+    CrfStatus,
+]
+NOT_SHOWN = {"id", "version", "created_at", "updated_at", "patient", "sequence", "study_id"}
+NOT_SHOWN_STATUS = {"marked_complete_at", "marked_complete_by", "first_completed_at"}
+
+
+@dataclass(frozen=True)
+class Change:
+    when: object
+    user: str
+    record: str
+    field: str  # verbose name; empty for a whole record (created, removed)
+    old: str
+    new: str
+    reason: str
+
+
+def _record_label(h) -> str:
+    model = h.instance_type
+    labels = {
+        Cycle: lambda: f"Cycle {h.number}",
+        ResponseAssessment: lambda: f"Assessment of {h.assessment_date}",
+        AdverseEvent: lambda: f"AE {h.ctcae_term}",
+        SubsequentTherapy: lambda: f"Therapy {h.regimen}",
+        CrfStatus: lambda: f"CRF {h.get_crf_display().lower()}",
+        Patient: lambda: "Registration",
+    }
+    return labels.get(model, lambda: str(model._meta.verbose_name).capitalize())()
+
+
+def _shown(model, name, value) -> str:
+    """A stored value as the forms show it."""
+    if value is None or value == "":
+        return "—"
+    field = model._meta.get_field(name)
+    if field.choices:
+        return str(dict(field.flatchoices).get(value, value))
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if field.is_relation:
+        obj = field.related_model._default_manager.filter(pk=value).first()
+        if isinstance(obj, Cycle):
+            return f"cycle {obj.number}"
+        return str(obj) if obj else f"#{value}"
+    return str(value)
+
+
+def _verbose(model, name) -> str:
+    return str(model._meta.get_field(name).verbose_name)
+
+
+def _shown_fields(h) -> list[str]:
+    skip = NOT_SHOWN | (NOT_SHOWN_STATUS if h.instance_type is CrfStatus else set())
+    return [f.name for f in h.tracked_fields if f.name not in skip]
+
+
+def _changes(h, previous) -> list[Change]:
+    """What one historical record changed against the one before it."""
+    model = h.instance_type
+    user = h.history_user.get_username() if h.history_user else "system"
+    row = dict(when=h.history_date, user=user, record=_record_label(h))
+    row["reason"] = h.history_change_reason or ""
+    if h.history_type in "+-":
+        return [
+            Change(**row, field="", old="", new={"+": "created", "-": "removed"}[h.history_type])
+        ]
+    if previous is None:
+        return []
+    delta = h.diff_against(previous, included_fields=_shown_fields(h))
+    return [
+        Change(
+            **row,
+            field=_verbose(model, c.field),
+            old=_shown(model, c.field, c.old),
+            new=_shown(model, c.field, c.new),
+        )
+        for c in delta.changes
+    ]
+
+
+def case_history(patient, record=None) -> list[Change]:
+    """Every change to the case (or to one record), newest first: who, when, old, new, reason."""
+    rows = []
+    for model in [type(record)] if record is not None else HISTORY_MODELS:
+        records = model.history.filter(**{"id" if model is Patient else "patient_id": patient.pk})
+        if record is not None:
+            records = records.filter(id=record.pk)
+        previous = {}
+        for h in records.select_related("history_user").order_by("history_date", "history_id"):
+            rows.extend(_changes(h, previous.get(h.id)))
+            previous[h.id] = h
+    return sorted(rows, key=lambda c: c.when, reverse=True)
+
+
+def changes_since(record, seen_version) -> list[Change] | None:
+    """Lock the record's row. None if nobody saved it since `seen_version`, else their changes.
+
+    Call inside transaction.atomic(): the lock holds until the caller's save commits.
+    """
+    if record.pk is None:
+        return None
+    model = type(record)
+    current = model.objects.select_for_update().filter(pk=record.pk).first()
+    if current is None:
+        return [Change(None, "another user", "", "", "", "removed", "")]
+    try:
+        seen = int(seen_version)
+    except (TypeError, ValueError):
+        seen = None
+    if seen == current.version:
+        return None
+    versions = list(current.history.select_related("history_user").order_by("history_date"))
+    base = next((h for h in reversed(versions) if h.version == seen), None)
+    latest = versions[-1]
+    if base is None:  # they created it: all its values are theirs
+        user = latest.history_user.get_username() if latest.history_user else "system"
+        return [
+            Change(latest.history_date, user, _record_label(latest), _verbose(model, f), "", v, "")
+            for f in _shown_fields(latest)
+            if (v := _shown(model, f, getattr(latest, model._meta.get_field(f).attname))) != "—"
+        ]
+    users = {h.history_user for h in versions[versions.index(base) + 1 :]}
+    names = ", ".join(sorted(u.get_username() for u in users if u)) or "system"
+    return [
+        Change(c.when, names, c.record, c.field, c.old, c.new, c.reason)
+        for c in _changes(latest, base)
+    ]
+
+
+# --- Case list ----------------------------------------------------------------------------------
+
+SORTS = {  # key: (column, heading)
+    "study_id": ("study_id", "Study ID"),
+    "start": ("blinatumomab_start_date", "Blinatumomab start"),
+    "cycles": ("n_cycles", "Cycles given"),
+    "response": ("best_rank", "Best response (derived)"),
+}
+
+
+def _best_response_rank():
+    """Rank of the best response ever reached (rules.BEST_RESPONSE_ORDER); past the end = NE."""
+    rank = Case(
+        *[When(response=c, then=Value(i)) for i, c in enumerate(rules.BEST_RESPONSE_ORDER)],
+        default=Value(len(rules.BEST_RESPONSE_ORDER)),
+    )
+    ranks = ResponseAssessment.objects.filter(patient=OuterRef("pk")).annotate(rank=rank)
+    return Coalesce(
+        Subquery(ranks.order_by("rank").values("rank")[:1]), len(rules.BEST_RESPONSE_ORDER)
+    )
+
+
+def _cycle_count():
+    per_case = Cycle.objects.filter(patient=OuterRef("pk")).order_by().values("patient")
+    return Coalesce(Subquery(per_case.annotate(n=Count("pk")).values("n")), 0)
 
 
 @login_required
 def case_list(request):
-    patients = patients_for(request.user).select_related("institution")[:200]
-    return render(request, "registry/case_list.html", {"patients": patients})
+    sites = list(case_institutions_for(request.user))
+    by_code = {s.code: s for s in sites}
+    site = by_code.get(request.GET.get("site")) or by_code.get(request.session.get("registry_site"))
+    site = site or (sites[0] if sites else None)
+    cases = patients_for(request.user).filter(institution=site)
+    if site and request.session.get("registry_site") != site.code:
+        request.session["registry_site"] = site.code
+    query = request.GET.get("q", "").strip()
+    if query:
+        cases = cases.filter(study_id__icontains=query)
+    sort = request.GET.get("sort", "study_id")
+    if sort.lstrip("-") not in SORTS:
+        sort = "study_id"
+    order = ("-" if sort.startswith("-") else "") + SORTS[sort.lstrip("-")][0]
+    columns = [  # (sort on click, heading, arrow)
+        (f"-{key}" if sort == key else key, heading, {key: "▲", f"-{key}": "▼"}.get(sort, ""))
+        for key, (_column, heading) in SORTS.items()
+    ]
+    cases = CrfStatus.annotate_started(cases).annotate(
+        n_cycles=_cycle_count(), best_rank=_best_response_rank()
+    )
+    cases = cases.order_by(order, "study_id").prefetch_related("crf_statuses__marked_complete_by")
+    page = Paginator(cases, PAGE_SIZE).get_page(request.GET.get("page"))
+    labels = [*rules.BEST_RESPONSE_ORDER, rules.NOT_EVALUABLE]
+    for p in page:
+        p.best_response = labels[p.best_rank] if p.started_assessments else ""
+        p.crfs = CrfStatus.for_patient(p)
+        p.is_complete = all(s.status in CrfStatus.DONE_STATUSES for s in p.crfs)
+    context = {
+        "sites": sites,
+        "site": site,
+        "page": page,
+        "query": query,
+        "sort": sort,
+        "columns": columns,
+        "crf_choices": CrfStatus.CRF_CHOICES,
+        "can_register": registering_institutions_for(request.user).exists(),
+    }
+    return render(request, "registry/case_list.html", context)
+
+
+# --- Registration -------------------------------------------------------------------------------
+
+
+@login_required
+def register(request):
+    sites = registering_institutions_for(request.user)
+    if not sites.exists():
+        raise Http404("You are not an investigator at any site.")
+    initial = {"institution": sites.filter(code=request.session.get("registry_site")).first()}
+    form = forms.RegistrationForm(request.POST or None, institutions=sites, initial=initial)
+    if request.method == "POST" and form.is_valid():
+        with transaction.atomic():
+            patient = form.save()
+        messages.success(request, f"{patient.study_id} registered. Enter the baseline next.")
+        return redirect(case_url(patient))
+    # Patient.eligibility_failures() is the rule; the page only repeats its reasons on top.
+    failures = form.instance.eligibility_failures() if form.is_bound else []
+    return render(request, "registry/register.html", {"form": form, "failures": failures})
+
+
+# --- Case page ----------------------------------------------------------------------------------
+
+
+def _timeline(patient):
+    """(date, kind slug, label, text, record) for every dated fact of the case, in date order."""
+    events = [
+        (patient.diagnosis_date, "registration", "Diagnosis", "ALL diagnosed", None),
+        (patient.blinatumomab_start_date, "registration", "Start", "Blinatumomab day 1", None),
+    ]
+    baseline = getattr(patient, "baseline", None)
+    if baseline:
+        text = f"ECOG {baseline.ecog}, {baseline.get_salvage_phase_display().lower()}"
+        events.append((patient.blinatumomab_start_date, "baseline", "Baseline", text, None))
+    for c in patient.cycles.all():
+        end = c.end_date or "ongoing"
+        text = f"Cycle {c.number}: {c.start_date} to {end}, {c.get_outcome_display().lower()}"
+        events.append((c.start_date, "cycles", "Cycle", text, c))
+    for a in patient.assessments.all():
+        text = f"Response {a.response} (blasts {a.marrow_blasts_pct}%)"
+        events.append((a.assessment_date, "assessments", "Assessment", text, a))
+    for ae in patient.adverse_events.all():
+        events.append(
+            (ae.onset_date, "adverse-events", "AE", f"{ae.term_display} grade {ae.grade}", ae)
+        )
+    transplant = getattr(patient, "transplant", None)
+    if transplant:
+        text = f"Allogeneic SCT ({transplant.get_donor_type_display().lower()})"
+        events.append((transplant.sct_date, "transplant", "SCT", text, None))
+    for t in patient.subsequent_therapies.all():
+        text = f"{t.regimen} ({t.get_category_display().lower()})"
+        events.append((t.start_date, "subsequent-therapies", "Therapy", text, t))
+    followup = getattr(patient, "followup", None)
+    if followup:
+        if followup.relapse_or_progression_date:
+            events.append(
+                (followup.relapse_or_progression_date, "follow-up", "Relapse", "Relapse", None)
+            )
+        if followup.death_date:
+            text = f"Death ({followup.get_death_cause_display().lower()})"
+            events.append((followup.death_date, "follow-up", "Death", text, None))
+        text = f"Last contact: {followup.get_vital_status_display().lower()}"
+        events.append((followup.last_contact_date, "follow-up", "Follow-up", text, None))
+    return sorted(events, key=lambda e: e[0])
+
+
+@login_required
+def case(request, pk):
+    patient = case_of(request, pk)
+    crfs = CrfStatus.for_patient(patient)
+    context = {
+        "patient": patient,
+        "crfs": crfs,
+        "is_complete": all(s.status in CrfStatus.DONE_STATUSES for s in crfs),
+        "timeline": _timeline(patient),
+        "history": case_history(patient),
+        "next_cycle": patient.cycles.count() + 1,
+    }
+    return render(request, "registry/case.html", context)
+
+
+@login_required
+def crf_complete(request, pk, crf):
+    patient = case_of(request, pk)
+    if request.method != "POST":
+        return redirect(case_url(patient))
+    label = dict(CrfStatus.CRF_CHOICES)[crf]
+    if crf in CrfStatus.NEEDS_RECORD and not CrfStatus.crf_has_records(patient, crf):
+        messages.error(request, f"{label}: enter the data before marking the CRF complete.")
+        return redirect(case_url(patient))
+    with transaction.atomic():
+        status, _ = CrfStatus.objects.select_for_update().get_or_create(patient=patient, crf=crf)
+        if status.status in (CrfStatus.NOT_STARTED, CrfStatus.IN_PROGRESS):
+            now = timezone.now()
+            status.status = CrfStatus.COMPLETE
+            status.marked_complete_at, status.marked_complete_by = now, request.user
+            status.first_completed_at = status.first_completed_at or now
+            status.save()
+            messages.success(request, f"{label} marked complete.")
+        else:
+            messages.info(request, f"{label} is already {status.get_status_display().lower()}.")
+    return redirect(case_url(patient))
+
+
+# --- Case report forms --------------------------------------------------------------------------
+
+
+def _conflict_message(changes) -> str:
+    users = ", ".join(sorted({c.user for c in changes})) or "another user"
+    listed = "; ".join(f"{c.field}: {c.new}" for c in changes if c.field) or "the record"
+    return (
+        f"Not saved: {users} changed this record while you were editing it. Their values: "
+        f"{listed}. The form now shows the saved record; enter your change again if it still "
+        "applies."
+    )
+
+
+def _edit(request, patient, kind, record, initial=None):
+    """Show or save one CRF record: stale versions and rule failures save nothing."""
+    status = stored_status(patient, kind.crf)
+    if status and status.is_locked:
+        messages.error(request, f"The {status.get_crf_display()} CRF is locked.")
+        return redirect(case_url(patient))
+    options = {"patient": patient, "needs_reason": bool(status and status.needs_reason)}
+    form = kind.form(request.POST or None, instance=record, initial=initial, **options)
+    if request.method == "POST":
+        changes = None
+        try:
+            with transaction.atomic():
+                changes = changes_since(record, request.POST.get("version"))
+                if changes is None and form.is_valid():
+                    record._change_reason = form.cleaned_data.get("change_reason") or None
+                    form.save()
+                    messages.success(request, f"{kind.title} saved.")
+                    return redirect(case_url(patient))
+        except IntegrityError:
+            form.add_error(None, "Another user saved the same record at the same time: not saved.")
+        if changes is not None:
+            messages.error(request, _conflict_message(changes))
+            record = type(record).objects.filter(pk=record.pk).first()
+            if record is None:  # removed by the other user
+                return redirect(case_url(patient))
+            form = kind.form(instance=record, **options)
+    context = {
+        "patient": patient,
+        "kind": kind,
+        "form": form,
+        "record": record,
+        "history": case_history(patient, record) if record.pk else [],
+    }
+    if kind.slug == "adverse-events":
+        context["ctcae_terms"] = {
+            t.term: {"grades": t.grades, "definitions": t.grade_definitions}
+            for t in ctcae.terms().values()
+        }
+    return render(request, "registry/crf_form.html", context)
+
+
+@login_required
+def single_record(request, pk, kind):
+    patient = case_of(request, pk)
+    return _edit(request, patient, KINDS[kind], KINDS[kind].record(patient))
+
+
+@login_required
+def record_new(request, pk, kind):
+    patient = case_of(request, pk)
+    kind = KINDS[kind]
+    record = kind.form._meta.model(patient=patient)
+    initial = {}
+    if kind.slug == "cycles":
+        number = patient.cycles.count() + 1
+        initial = {"number": number, **Cycle.planned_doses(number)}
+        if number == 1:
+            initial["start_date"] = patient.blinatumomab_start_date
+    return _edit(request, patient, kind, record, initial)
+
+
+@login_required
+def record_edit(request, pk, kind, record_pk):
+    patient = case_of(request, pk)
+    record = get_object_or_404(KINDS[kind].records(patient), pk=record_pk)
+    return _edit(request, patient, KINDS[kind], record)
+
+
+@login_required
+def record_remove(request, pk, kind, record_pk):
+    patient = case_of(request, pk)
+    kind = KINDS[kind]
+    record = get_object_or_404(kind.records(patient), pk=record_pk)
+    status = stored_status(patient, kind.crf)
+    if status and status.is_locked:
+        messages.error(request, f"The {status.get_crf_display()} CRF is locked.")
+        return redirect(case_url(patient))
+    form = forms.RemoveForm(request.POST or None, initial={"version": record.version})
+    if request.method == "POST" and form.is_valid():
+        try:
+            with transaction.atomic():
+                changes = changes_since(record, form.cleaned_data["version"])
+                if changes is None:
+                    record._change_reason = form.cleaned_data["reason"]
+                    record.delete()
+                    messages.success(request, f"{kind.title} removed.")
+                    return redirect(case_url(patient))
+            messages.error(request, _conflict_message(changes))
+            return redirect(case_url(patient))
+        except ProtectedError as e:
+            used_by = "; ".join(sorted({str(o) for o in e.protected_objects}))
+            form.add_error(None, f"Not removed: these records refer to it: {used_by}.")
+    context = {"patient": patient, "kind": kind, "record": record, "form": form}
+    return render(request, "registry/record_remove.html", context)
+
+
+@login_required
+def derive_response(request, pk):
+    """The response the server will store for these values: ResponseAssessment.derive()."""
+    patient = case_of(request, pk)
+    values = {}
+    for name in ("marrow_blasts_pct", "anc_10e9_per_l", "platelets_10e9_per_l"):
+        raw = request.GET.get(name, "").strip()
+        try:
+            values[name] = Decimal(raw) if raw else None
+        except InvalidOperation:
+            values[name] = Decimal("NaN")
+        if values[name] is not None and not values[name].is_finite():
+            return JsonResponse({"response": "", "label": f"Check {name}."})
+    emd = request.GET.get("emd_status") or rules.EMD_NONE
+    code = ResponseAssessment(patient=patient, emd_status=emd, **values).derive()
+    return JsonResponse({"response": code, "label": dict(rules.RESPONSE_CHOICES)[code]})

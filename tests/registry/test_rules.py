@@ -82,3 +82,10 @@ def test_grade_error_names_the_grades_that_exist():
     assert rules.grade_error("Febrile neutropenia", (3, 4, 5), 2) == (
         "CTCAE v4.03 defines Febrile neutropenia only at grade(s) 3, 4, 5; grade 2 does not exist."
     )
+
+
+def test_best_response_is_the_best_category_ever_reached():
+    assert rules.best_response(["NR", "CRi", "PD"]) == CRI
+    assert rules.best_response(["PD", "CR", "CRi"]) == CR
+    assert rules.best_response(["PD", "NE"]) == PROGRESSIVE
+    assert rules.best_response([]) == NOT_EVALUABLE

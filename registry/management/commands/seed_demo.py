@@ -1,17 +1,21 @@
 """Build the deterministic demo registry: 16 sites, N synthetic patients, one user per role."""
 
+import functools
 import time
 
 from django.apps import apps
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
-from django.db import transaction
+from django.db import connection, transaction
+from django.db.models import Max
+from django.utils import timezone
 
 from registry import demo
 from registry.models import (
     AdverseEvent,
     Baseline,
+    CrfStatus,
     Cycle,
     FollowUp,
     Institution,
@@ -32,6 +36,7 @@ DEMO_USERS = [
     ("monitor", Membership.MONITOR, [code for code, _ in demo.INSTITUTIONS], False, False),
 ]
 CASE_MODELS = [
+    CrfStatus,
     AdverseEvent,
     ResponseAssessment,
     Cycle,
@@ -40,7 +45,74 @@ CASE_MODELS = [
     FollowUp,
     Baseline,
 ]
-BATCH = 5000
+OTHER_MODELS = [Transplant, FollowUp, SubsequentTherapy]
+
+
+class BulkWriter:
+    """Inserts row dicts straight into a table: COPY on PostgreSQL, executemany elsewhere.
+
+    The ORM's bulk_create builds a model instance per row, which is most of the time when the
+    demo holds a million records. Rows here are already valid (the demo generator makes them so
+    and a test runs full_clean() on the result); missing columns get the field's default.
+    """
+
+    def __init__(self):
+        self.now = timezone.now()
+
+    def insert(self, model, rows) -> list[int]:
+        if not rows:
+            return []
+        fields = [f for f in model._meta.concrete_fields if f.attname != "id"]
+        defaults = {
+            f.attname: self.now
+            if getattr(f, "auto_now", False) or getattr(f, "auto_now_add", False)
+            else f.get_default()
+            for f in fields
+        }
+        first = (model.objects.aggregate(m=Max("id"))["m"] or 0) + 1
+        ids = list(range(first, first + len(rows)))
+        names = ["id", *(f.attname for f in fields)]
+        values = [
+            [pk, *(row.get(name, defaults[name]) for name in names[1:])]
+            for pk, row in zip(ids, rows, strict=True)
+        ]
+        table = connection.ops.quote_name(model._meta.db_table)
+        columns = ", ".join(connection.ops.quote_name(f.column) for f in [model._meta.pk, *fields])
+        with connection.cursor() as cursor:
+            if connection.vendor == "postgresql":
+                with cursor.cursor.copy(f"COPY {table} ({columns}) FROM STDIN") as copy:
+                    for row in values:
+                        copy.write_row(row)
+                cursor.execute(
+                    "SELECT setval(pg_get_serial_sequence(%s, 'id'), %s)",
+                    [model._meta.db_table, ids[-1]],
+                )
+            else:
+                adapt = self.sqlite_adapters(fields)
+                marks = ", ".join(["%s"] * len(names))
+                cursor.executemany(
+                    f"INSERT INTO {table} ({columns}) VALUES ({marks})",
+                    [
+                        [row[0], *(a(v) for a, v in zip(adapt, row[1:], strict=True))]
+                        for row in values
+                    ],
+                )
+        return ids
+
+    @staticmethod
+    def sqlite_adapters(fields):
+        def plain(value):
+            return value
+
+        def text(value):
+            return None if value is None else str(value)
+
+        @functools.cache  # every row carries the same timestamp
+        def moment(value):
+            return connection.ops.adapt_datetimefield_value(value)
+
+        kinds = {"DateField": text, "DateTimeField": moment, "DecimalField": text}
+        return [kinds.get(f.get_internal_type(), plain) for f in fields]
 
 
 class Command(BaseCommand):
@@ -87,8 +159,21 @@ class Command(BaseCommand):
         return sites
 
     def delete_cases(self, sites):
-        # Raw deletes: the demo can hold 100,000 cases and the ORM's collector would load them all.
         patients = Patient.objects.filter(institution__in=sites)
+        tables = [m._meta.db_table for m in [*CASE_MODELS, Patient]]
+        tables += [
+            apps.get_model("registry", f"Historical{m.__name__}")._meta.db_table
+            for m in [*CASE_MODELS, Patient]
+        ]
+        if (
+            connection.vendor == "postgresql"
+            and not Patient.objects.exclude(institution__in=sites).exists()
+        ):
+            # Only demo sites hold cases: emptying the tables beats deleting a million rows.
+            with connection.cursor() as cursor:
+                cursor.execute("TRUNCATE " + ", ".join(map(connection.ops.quote_name, tables)))
+            return
+        # Raw deletes: the ORM's collector would load every record first.
         for model in CASE_MODELS:
             model.objects.filter(patient__in=patients)._raw_delete(model.objects.db)
         for model in [*CASE_MODELS, Patient]:
@@ -98,38 +183,35 @@ class Command(BaseCommand):
         patients._raw_delete(patients.db)
 
     def save(self, cases):
-        Patient.objects.bulk_create([c.patient for c in cases], batch_size=BATCH)
-        for c in cases:  # bulk_create filled in the primary keys; refresh the foreign keys
-            for obj in self.records(c):
-                obj.patient = c.patient
-        Baseline.objects.bulk_create([c.baseline for c in cases], batch_size=BATCH)
-        Cycle.objects.bulk_create([cy for c in cases for cy in c.cycles], batch_size=BATCH)
-        for c in cases:
-            for ci, a in c.assessments:
-                a.cycle = c.cycles[ci]
-            for ci, ae in c.adverse_events:
-                ae.cycle = c.cycles[ci] if ci is not None else None
-        ResponseAssessment.objects.bulk_create(
-            [a for c in cases for _, a in c.assessments], batch_size=BATCH
-        )
-        AdverseEvent.objects.bulk_create(
-            [ae for c in cases for _, ae in c.adverse_events], batch_size=BATCH
-        )
-        Transplant.objects.bulk_create([c.transplant for c in cases if c.transplant], BATCH)
-        SubsequentTherapy.objects.bulk_create([t for c in cases for t in c.therapies], BATCH)
-        FollowUp.objects.bulk_create([c.followup for c in cases if c.followup], BATCH)
-
-    @staticmethod
-    def records(case):
-        yield case.baseline
-        yield from case.cycles
-        yield from (a for _, a in case.assessments)
-        yield from (ae for _, ae in case.adverse_events)
-        yield from case.therapies
-        if case.transplant:
-            yield case.transplant
-        if case.followup:
-            yield case.followup
+        """Write the row dicts with explicit primary keys, linking records by index."""
+        writer = BulkWriter()
+        patient_ids = writer.insert(Patient, [c.patient for c in cases])
+        cycles, assessments, events, others = [], [], [], {m: [] for m in OTHER_MODELS}
+        for case, pid in zip(cases, patient_ids, strict=True):
+            case.baseline["patient_id"] = pid
+            for row in case.cycles:
+                row["patient_id"] = pid
+                cycles.append(row)
+        cycle_ids = iter(writer.insert(Cycle, cycles))
+        for case in cases:
+            ids = [next(cycle_ids) for _ in case.cycles]
+            pid = case.baseline["patient_id"]
+            for ci, row in case.assessments:
+                assessments.append({**row, "patient_id": pid, "cycle_id": ids[ci]})
+            for ci, row in case.adverse_events:
+                cycle_id = ids[ci] if ci is not None else None
+                events.append({**row, "patient_id": pid, "cycle_id": cycle_id})
+            for model, rows in (
+                (Transplant, [case.transplant]),
+                (FollowUp, [case.followup]),
+                (SubsequentTherapy, case.therapies),
+            ):
+                others[model] += [{**r, "patient_id": pid} for r in rows if r]
+        writer.insert(Baseline, [c.baseline for c in cases])
+        writer.insert(ResponseAssessment, assessments)
+        writer.insert(AdverseEvent, events)
+        for model, rows in others.items():
+            writer.insert(model, rows)
 
     def ensure_users(self, sites):
         by_code = {s.code: s for s in sites}

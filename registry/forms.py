@@ -1,0 +1,225 @@
+"""The case report forms (CRFs): ModelForms rendered with crispy-forms' Bootstrap 5 pack.
+
+The forms restate no rule: ModelForm validation calls each model's clean(), and the views set the
+record's patient before validating so the rules that depend on the case run too.
+"""
+
+from crispy_forms.helper import FormHelper
+from crispy_forms.layout import Fieldset, Layout
+from django import forms
+
+from .models import (
+    AdverseEvent,
+    Baseline,
+    Cycle,
+    FollowUp,
+    Patient,
+    ResponseAssessment,
+    SubsequentTherapy,
+    Transplant,
+)
+
+REASON_MAX_LENGTH = 100  # simple_history's history_change_reason column
+
+
+def entered_fields(model) -> list[str]:
+    """Every field the site enters on a case record (not the case itself, nothing derived)."""
+    return [f.name for f in model._meta.fields if f.editable and f.name not in ("id", "patient")]
+
+
+class DateInput(forms.DateInput):
+    input_type = "date"
+
+    def __init__(self, attrs=None):
+        super().__init__(attrs, format="%Y-%m-%d")
+
+
+def cycle_label(cycle) -> str:
+    return f"Cycle {cycle.number} ({cycle.start_date})"
+
+
+class CrfForm(forms.ModelForm):
+    """Every CRF carries the version it was read at and, once the CRF was complete, a reason."""
+
+    version = forms.IntegerField(widget=forms.HiddenInput, required=False)
+    change_reason = forms.CharField(
+        label="Reason for change",
+        max_length=REASON_MAX_LENGTH,
+        help_text="This CRF has been marked complete: say why you change it (kept in the audit "
+        "trail).",
+    )
+    layout = None  # optional crispy Layout fields, in order
+
+    def __init__(self, *args, patient=None, needs_reason=False, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.patient = patient
+        self.fields["version"].initial = self.instance.version if self.instance.pk else None
+        if not needs_reason:
+            del self.fields["change_reason"]
+        for field in self.fields.values():
+            if isinstance(field, forms.DateField):
+                field.widget = DateInput()
+        if "cycle" in self.fields and patient is not None:
+            self.fields["cycle"].queryset = patient.cycles.all()
+            self.fields["cycle"].label_from_instance = lambda c: (
+                f"Cycle {c.number} ({c.start_date})"
+            )
+        self.helper = FormHelper()
+        self.helper.form_tag = False
+        self.helper.render_unmentioned_fields = True
+        if self.layout:
+            self.helper.layout = Layout(*self.layout)
+
+
+class RegistrationForm(CrfForm):
+    """Registration: the eligibility criteria come first; Patient.clean() says which fails."""
+
+    eligibility = (
+        "bcp_all",
+        "ph_negative",
+        "cd19_positive",
+        "burkitt",
+        "birth_year",
+        "birth_date",
+        "blinatumomab_start_date",
+    )
+    layout = (
+        Fieldset("Eligibility", *eligibility),
+        Fieldset("Patient", "institution", "sex", "diagnosis_date", "site_case_number"),
+    )
+
+    class Meta:
+        model = Patient
+        fields = [
+            "institution",
+            "bcp_all",
+            "ph_negative",
+            "cd19_positive",
+            "burkitt",
+            "birth_year",
+            "birth_date",
+            "blinatumomab_start_date",
+            "sex",
+            "diagnosis_date",
+            "site_case_number",
+        ]
+
+    def __init__(self, *args, institutions=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        if "institution" in self.fields:
+            self.fields["institution"].queryset = institutions
+
+
+class PatientForm(RegistrationForm):
+    """The registration data of a registered case (its site cannot change)."""
+
+    layout = (
+        Fieldset("Eligibility", *RegistrationForm.eligibility),
+        Fieldset("Patient", "sex", "diagnosis_date", "site_case_number"),
+    )
+
+    class Meta(RegistrationForm.Meta):
+        fields = [f for f in RegistrationForm.Meta.fields if f != "institution"]
+
+
+class BaselineForm(CrfForm):
+    layout = (
+        Fieldset(
+            "Disease and prior therapy",
+            "ecog",
+            "salvage_phase",
+            "prior_therapies_n",
+            "prior_allo_sct",
+            "prior_allo_sct_date",
+        ),
+        Fieldset(
+            "Relapse site",
+            "relapse_site",
+            *(f"emd_{s}" for s in Baseline.EMD_SITES),
+            "emd_other_specify",
+            "marrow_blasts_pct",
+            "pb_blasts_per_ul",
+        ),
+        Fieldset(
+            "Cytogenetics at diagnosis (risk is derived)",
+            "cyto_dx_done",
+            "cyto_dx_abnormalities_n",
+            "cyto_dx_modal_number",
+            "cyto_dx_kmt2a",
+        ),
+        Fieldset(
+            "Cytogenetics at blinatumomab start (risk is derived)",
+            "cyto_start_done",
+            "cyto_start_abnormalities_n",
+            "cyto_start_modal_number",
+            "cyto_start_kmt2a",
+        ),
+        Fieldset("Prephase", "prephase_regimen", "prephase_other", "dexamethasone_mg_before"),
+    )
+
+    class Meta:
+        model = Baseline
+        fields = entered_fields(Baseline)
+
+
+class CycleForm(CrfForm):
+    class Meta:
+        model = Cycle
+        fields = entered_fields(Cycle)
+
+    def clean_number(self):
+        # The (patient, number) constraint involves a field the form does not show, so
+        # ModelForm would not check it: say it here rather than fail on the database.
+        number = self.cleaned_data["number"]
+        others = self.patient.cycles.exclude(pk=self.instance.pk) if self.patient else None
+        if others is not None and others.filter(number=number).exists():
+            raise forms.ValidationError(f"Cycle {number} is already entered.")
+        return number
+
+
+class AssessmentForm(CrfForm):
+    class Meta:
+        model = ResponseAssessment
+        fields = entered_fields(ResponseAssessment)
+
+
+class AdverseEventForm(CrfForm):
+    class Meta:
+        model = AdverseEvent
+        fields = entered_fields(AdverseEvent)
+        widgets = {
+            "ctcae_term": forms.TextInput(
+                attrs={"list": "ctcae-terms", "autocomplete": "off", "data-ctcae-term": ""}
+            ),
+            "grade": forms.Select(
+                choices=[("", "---------")] + [(g, str(g)) for g in range(1, 6)],
+                attrs={"data-ctcae-grade": ""},
+            ),
+        }
+
+
+class TransplantForm(CrfForm):
+    class Meta:
+        model = Transplant
+        fields = entered_fields(Transplant)
+
+
+class SubsequentTherapyForm(CrfForm):
+    class Meta:
+        model = SubsequentTherapy
+        fields = entered_fields(SubsequentTherapy)
+
+
+class FollowUpForm(CrfForm):
+    class Meta:
+        model = FollowUp
+        fields = entered_fields(FollowUp)
+
+
+class RemoveForm(forms.Form):
+    version = forms.IntegerField(widget=forms.HiddenInput, required=False)
+    reason = forms.CharField(
+        label="Reason for removal",
+        max_length=REASON_MAX_LENGTH,
+        help_text="Kept in the audit trail with the removed record.",
+    )
