@@ -171,7 +171,10 @@ class Command(BaseCommand):
         ):
             # Only demo sites hold cases: emptying the tables beats deleting a million rows.
             with connection.cursor() as cursor:
+                # Deferred foreign-key checks of earlier writes in this transaction block TRUNCATE.
+                cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
                 cursor.execute("TRUNCATE " + ", ".join(map(connection.ops.quote_name, tables)))
+                cursor.execute("SET CONSTRAINTS ALL DEFERRED")
             return
         # Raw deletes: the ORM's collector would load every record first.
         for model in CASE_MODELS:
