@@ -120,7 +120,7 @@ def test_case_list_queries_do_not_grow_with_the_number_of_cases(
 
     make(2)
     client.get("/")  # the first visit stores the chosen site in the session
-    with django_assert_max_num_queries(8) as few:
+    with django_assert_max_num_queries(9) as few:
         assert len(client.get("/").context["page"]) == 2
     make(20)
     with django_assert_max_num_queries(len(few.captured_queries)):
