@@ -1,5 +1,6 @@
 from django import forms
 
+from .beyond import DEFAULT_LANDMARK_DAYS, DEFAULT_REFERENCE_RATE
 from .dataset import Cuts
 
 DEFAULT_CUTS = Cuts()
@@ -36,9 +37,29 @@ class RunForm(forms.Form):
         max_value=10000,
     )
 
+    # Beyond the paper (analysis/beyond.py); optional, the defaults apply when left empty.
+    landmark_days = forms.IntegerField(
+        label="Landmark (days after blinatumomab start)",
+        initial=DEFAULT_LANDMARK_DAYS,
+        min_value=1,
+        max_value=3650,
+        required=False,
+    )
+    reference_rate = forms.FloatField(
+        label="Reference response rate (one-sided test)",
+        initial=DEFAULT_REFERENCE_RATE,
+        min_value=0.001,
+        max_value=0.999,
+        required=False,
+    )
+
     def parameters(self) -> dict:
         d = self.cleaned_data
+        landmark_days = d.get("landmark_days")
+        reference_rate = d.get("reference_rate")
         return {
+            "landmark_days": DEFAULT_LANDMARK_DAYS if landmark_days is None else landmark_days,
+            "reference_rate": DEFAULT_REFERENCE_RATE if reference_rate is None else reference_rate,
             "test": d["test"],
             "cuts": {
                 k: d[k]

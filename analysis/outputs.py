@@ -15,7 +15,7 @@ import pyreadstat
 
 from registry.ctcae import TABLE3_MAP_CSV
 
-from . import figures, survival, tables
+from . import beyond, figures, survival, tables
 from .dataset import DAYS_PER_MONTH, VARIABLES, Cuts, RegistrySnapshot
 
 TABLE_FILES = {
@@ -29,7 +29,25 @@ TABLE_FILES = {
     "survival_table.csv": "Kaplan-Meier survival tables",
     "numbers_at_risk.csv": "Numbers at risk",
     "cox.csv": "Cox proportional hazards models (Efron ties)",
+    # Beyond the paper (analysis/beyond.py; README "Beyond the paper").
+    "landmark_median.csv": "Landmark analysis: median EFS and OS from the landmark",
+    "landmark_logrank.csv": "Landmark analysis: log-rank tests",
+    "landmark_excluded.csv": "Landmark analysis: patients included and excluded",
+    "landmark_numbers_at_risk.csv": "Landmark analysis: numbers at risk (months from landmark)",
+    "landmark_survival_table.csv": "Landmark analysis: Kaplan-Meier tables",
+    "cox_time_varying.csv": "Cox model with SCT and response as time-varying covariates",
+    "cumulative_incidence.csv": "Cumulative incidence of relapse and non-relapse mortality",
+    "response_rate.csv": "Response rate: exact and Wilson 95% CIs, test against a reference rate",
 }
+# The plain-language note of each "beyond the paper" analysis goes before its first table.
+NOTE_BEFORE = {
+    "landmark_median.csv": "landmark",
+    "cox_time_varying.csv": "cox_time_varying",
+    "cumulative_incidence.csv": "cumulative_incidence",
+    "response_rate.csv": "response_rate",
+}
+# Long step-function tables: collapsed on the dashboard and in the report (full in the CSV).
+COLLAPSED_TABLES = ["landmark_survival_table.csv", "cumulative_incidence.csv"]
 ENDPOINTS = {"efs": "Event-free survival", "os": "Overall survival"}
 GROUPINGS = {
     "overall": (None, None),
@@ -40,7 +58,21 @@ AT_RISK_MONTHS = [0, 3, 6, 9, 12, 15, 18]
 
 
 def default_parameters() -> dict:
-    return {"cuts": asdict(Cuts()), "test": "fisher"}
+    return {
+        "cuts": asdict(Cuts()),
+        "test": "fisher",
+        "landmark_days": beyond.DEFAULT_LANDMARK_DAYS,
+        "reference_rate": beyond.DEFAULT_REFERENCE_RATE,
+    }
+
+
+def _landmark_days(parameters) -> float:
+    return parameters.get("landmark_days", beyond.DEFAULT_LANDMARK_DAYS)
+
+
+def notes() -> dict[str, str]:
+    """Table file -> the note shown before it (dashboard and report)."""
+    return {name: beyond.NOTES[key] for name, key in NOTE_BEFORE.items()}
 
 
 def _cuts(parameters) -> Cuts:
@@ -98,6 +130,14 @@ def compute_tables(snapshot: RegistrySnapshot, parameters: dict) -> dict[str, pd
     out["numbers_at_risk.csv"] = (
         pd.concat(risk_rows, ignore_index=True) if risk_rows else pd.DataFrame()
     )
+    extra = beyond.beyond_outputs(
+        df,
+        landmark_days=_landmark_days(parameters),
+        reference_rate=parameters.get("reference_rate", beyond.DEFAULT_REFERENCE_RATE),
+        cuts=tables.SubgroupCuts(**asdict(cuts)),
+        at_risk_months=AT_RISK_MONTHS,
+    )
+    out.update(extra.tables)
     return out
 
 
@@ -159,6 +199,32 @@ def draw_figures(df: pd.DataFrame, out: Path) -> list[str]:
     return written
 
 
+def draw_landmark_figures(df: pd.DataFrame, out: Path, landmark_days: float) -> list[str]:
+    """Kaplan-Meier curves from the landmark, by response and by SCT on or before it."""
+    written = []
+    for endpoint, label in ENDPOINTS.items():
+        frame, _ = beyond.landmark_frame(df, endpoint, landmark_days)
+        if frame.empty:
+            continue
+        for grouping, labels in beyond.LANDMARK_GROUP_LABELS.items():
+            by = "CR/CRi" if grouping.startswith("response") else "allo-SCT"
+            fig = figures.km_figure(
+                frame,
+                "time_months",
+                "event",
+                group_col=grouping,
+                title=f"{label} from day {landmark_days:g}, by {by} on or before it",
+                at_risk_times=[t for t in AT_RISK_MONTHS if t <= frame["time_months"].max()],
+                xlabel=f"Months from the landmark (day {landmark_days:g})",
+                ylabel=label,
+                group_labels=labels,
+            )
+            stem = f"landmark_km_{endpoint}_{grouping}"
+            figures.save_figure(fig, out / stem)
+            written += [f"{stem}.png", f"{stem}.svg"]
+    return written
+
+
 def write_run(snapshot, out_dir, parameters, metadata=None, progress=lambda pct, step: None):
     """Write the whole run into out_dir; returns the metadata written to run.json."""
     out = Path(out_dir)
@@ -176,10 +242,13 @@ def write_run(snapshot, out_dir, parameters, metadata=None, progress=lambda pct,
     files += [*results, "tables.xlsx"]
     progress(60, "Drawing Kaplan-Meier figures")
     figure_files = draw_figures(snapshot.dataset, out)
+    figure_files += draw_landmark_figures(snapshot.dataset, out, _landmark_days(parameters))
     files += figure_files
     meta = {
         **(metadata or {}),
         "parameters": parameters,
+        "notes": notes(),
+        "collapsed_tables": COLLAPSED_TABLES,
         "snapshot_hash": snapshot.content_hash(),
         "n_patients": len(snapshot.dataset),
         "days_per_month": DAYS_PER_MONTH,
@@ -226,8 +295,29 @@ def render_report(results, out: Path, figure_files, meta) -> str:
     for name, title in TABLE_FILES.items():
         if name in ("survival_table.csv",):
             continue  # long; in the CSV
-        parts.append(f"<h2>{html.escape(title)}</h2>{_table_html(results[name])}")
-    parts.append("<h2>Figure 2. Kaplan-Meier curves</h2>")
+        parts.append(f"<h2>{html.escape(title)}</h2>")
+        if name in NOTE_BEFORE:
+            parts.append(f"<p class='note'>{html.escape(beyond.NOTES[NOTE_BEFORE[name]])}</p>")
+        if name in COLLAPSED_TABLES:
+            parts.append(
+                f"<details><summary>{len(results[name])} rows ({html.escape(name)})</summary>"
+                f"{_table_html(results[name])}</details>"
+            )
+        else:
+            parts.append(_table_html(results[name]))
+    for heading, landmark in (
+        ("Figure 2. Kaplan-Meier curves", False),
+        ("Landmark analysis: Kaplan-Meier curves from the landmark", True),
+    ):
+        parts.append(f"<h2>{heading}</h2>")
+        _figures_html(
+            parts, out, [f for f in figure_files if f.startswith("landmark_") == landmark]
+        )
+    parts.append("</body></html>")
+    return "\n".join(parts)
+
+
+def _figures_html(parts: list, out: Path, figure_files) -> None:
     for name in figure_files:
         if name.endswith(".png"):
             encoded = base64.b64encode((out / name).read_bytes()).decode()
@@ -235,5 +325,3 @@ def render_report(results, out: Path, figure_files, meta) -> str:
                 f"<figure><img alt='{name}' src='data:image/png;base64,{encoded}'>"
                 f"<figcaption>{html.escape(name)}</figcaption></figure>"
             )
-    parts.append("</body></html>")
-    return "\n".join(parts)

@@ -5,6 +5,7 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
+from analysis.beyond import DEFAULT_LANDMARK_DAYS, DEFAULT_REFERENCE_RATE
 from analysis.models import AnalysisRun
 from analysis.outputs import default_parameters
 from analysis.runs import execute
@@ -25,6 +26,18 @@ class Command(BaseCommand):
         parser.add_argument("--diagnosis-cut-months", type=float, default=12)
         parser.add_argument("--blasts-cut-pct", type=float, default=50)
         parser.add_argument("--dexamethasone-cut-mg", type=float, default=80)
+        parser.add_argument(
+            "--landmark-days",
+            type=int,
+            default=DEFAULT_LANDMARK_DAYS,
+            help="Landmark day for the landmark analysis (default: 90).",
+        )
+        parser.add_argument(
+            "--reference-rate",
+            type=float,
+            default=DEFAULT_REFERENCE_RATE,
+            help="Reference response rate for the one-sided binomial test (default: 0.25).",
+        )
 
     def handle(self, *args, out, test, **options):
         parameters = default_parameters()
@@ -35,6 +48,12 @@ class Command(BaseCommand):
             "marrow_blasts_pct": options["blasts_cut_pct"],
             "dexamethasone_mg": options["dexamethasone_cut_mg"],
         }
+        if options["landmark_days"] <= 0:
+            raise CommandError("--landmark-days must be a positive number of days.")
+        if not 0 < options["reference_rate"] < 1:
+            raise CommandError("--reference-rate must be between 0 and 1 (e.g. 0.25).")
+        parameters["landmark_days"] = options["landmark_days"]
+        parameters["reference_rate"] = options["reference_rate"]
         run = AnalysisRun.objects.create(
             parameters=parameters, source="command line", output_path=str(Path(out).resolve())
         )
