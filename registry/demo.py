@@ -368,8 +368,10 @@ def _case(rng, patient, baseline):
     if relapse and death and relapse > death:
         relapse = death
 
+    death_cause = "disease" if death else ""
     if responded and rng.random() < 0.72:
-        sct = last_day + _days(rng.randint(20, 70))
+        # Straight after cycle 1 for some (day ~40-90), after cycle 2 for most (day ~80-135).
+        sct = last_day + _days(rng.randint(10, 60))
         if sct < (relapse or last_contact):
             case.transplant = dict(
                 sct_date=sct,
@@ -383,6 +385,11 @@ def _case(rng, patient, baseline):
                     ],
                 ),
             )
+    if case.transplant and rng.random() < 0.2:
+        # Transplant-related death in remission: the competing risk of non-relapse mortality.
+        trm = case.transplant["sct_date"] + _days(rng.randint(20, 180))
+        if trm < (relapse or last_contact):
+            death, relapse, last_contact, death_cause = trm, None, trm, "transplant_related"
     if not responded and rng.random() < 0.6:
         therapy_day = last_day + _days(rng.randint(3, 20))
         if therapy_day <= last_contact:
@@ -409,7 +416,7 @@ def _case(rng, patient, baseline):
         vital_status="dead" if death else "alive",
         relapse_or_progression_date=relapse,
         death_date=death,
-        death_cause=("disease" if death else ""),
+        death_cause=death_cause,
     )
     return case
 
