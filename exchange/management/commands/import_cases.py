@@ -1,0 +1,66 @@
+"""manage.py import_cases PATH [--institution CODE] [--user USERNAME] [--check]"""
+
+from django.contrib.auth import get_user_model
+from django.core.management.base import BaseCommand, CommandError
+
+from registry.models import Institution
+
+from ...importer import import_tables, read_path
+
+
+class Command(BaseCommand):
+    help = (
+        "Import legacy cases from the import template: a directory of CSV files or one .xlsx "
+        "workbook. All rows or nothing: on any problem nothing is saved and every problem is "
+        "listed as file/sheet, row, column: message."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument("path", help="a directory of template CSV files, or an .xlsx")
+        parser.add_argument(
+            "--institution",
+            metavar="CODE",
+            help="the site of every row; without it each row needs an institution column",
+        )
+        parser.add_argument(
+            "--user", metavar="USERNAME", help="who the audit trail names as the importer"
+        )
+        parser.add_argument(
+            "--check", action="store_true", help="check every rule, then save nothing"
+        )
+
+    def handle(self, path, institution=None, user=None, check=False, **options):
+        site = None
+        if institution:
+            site = Institution.objects.filter(code=institution).first()
+            if site is None:
+                raise CommandError(f"No site with code {institution}.")
+        importer = None
+        if user:
+            importer = get_user_model().objects.filter(username=user).first()
+            if importer is None:
+                raise CommandError(f"No user {user}.")
+        problems = []
+        tables = read_path(path, problems)
+        result = import_tables(
+            tables, problems=problems, commit=not check, user=importer, institution=site
+        )
+        if not result.ok:
+            for problem in result.problems:
+                self.stderr.write(str(problem))
+            raise CommandError(
+                f"{len(result.problems)} problem(s): nothing was imported. Fix them and run again."
+            )
+        for source, n in result.imported.items():
+            self.stdout.write(f"{source}: {n} row(s)")
+        if check:
+            self.stdout.write(
+                self.style.SUCCESS(f"Check passed: {result.rows} row(s), none saved.")
+            )
+        else:
+            self.stdout.write(
+                self.style.SUCCESS(
+                    f"Imported {result.rows} row(s); {len(result.study_ids)} case(s) registered: "
+                    + ", ".join(result.study_ids)
+                )
+            )

@@ -1,0 +1,9 @@
+"""The API's page size (its own module: REST_FRAMEWORK settings import it while DRF loads)."""
+
+from rest_framework.pagination import PageNumberPagination
+
+
+class Pagination(PageNumberPagination):
+    page_size = 50
+    page_size_query_param = "page_size"
+    max_page_size = 500

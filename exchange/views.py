@@ -1,0 +1,145 @@
+"""Data exchange pages: bulk import, the import template, the codebook, ODM export, API token."""
+
+from django import forms
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
+from django.http import HttpResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_http_methods
+from rest_framework.authtoken.models import Token
+
+from . import access, codebook, odm, spec, template
+from .importer import import_tables, read_upload
+
+
+class MultipleFileInput(forms.ClearableFileInput):
+    allow_multiple_selected = True
+
+
+class MultipleFileField(forms.FileField):
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("widget", MultipleFileInput(attrs={"accept": ".csv,.zip,.xlsx"}))
+        super().__init__(*args, **kwargs)
+
+    def clean(self, data, initial=None):
+        single = super().clean
+        if isinstance(data, list | tuple):
+            return [single(d, initial) for d in data]
+        return [single(data, initial)]
+
+
+class ImportForm(forms.Form):
+    files = MultipleFileField(
+        label="Template files",
+        help_text="The template's CSV files (select several), a zip of them, or one .xlsx.",
+    )
+    institution = forms.ModelChoiceField(
+        queryset=None,
+        required=False,
+        label="Site",
+        empty_label="Each row's institution column",
+        help_text="The site of every row; or leave it to the files' institution column.",
+    )
+    check_only = forms.BooleanField(
+        required=False, label="Check only: apply every rule, save nothing"
+    )
+
+    def __init__(self, *args, institutions, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["institution"].queryset = institutions
+        if institutions.count() == 1:
+            self.fields["institution"].initial = institutions.first()
+
+
+@login_required
+def index(request):
+    context = {
+        "can_import": access.importing_institutions(request.user).exists(),
+        "record_types": spec.RECORD_TYPES,
+    }
+    return render(request, "exchange/index.html", context)
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def import_cases(request):
+    sites = access.importing_institutions(request.user)
+    if not sites.exists():
+        raise PermissionDenied("Bulk import is for site investigators (their own sites).")
+    form = ImportForm(request.POST or None, request.FILES or None, institutions=sites)
+    result = None
+    if request.method == "POST" and form.is_valid():
+        problems, tables = [], []
+        for upload in form.cleaned_data["files"]:
+            tables += read_upload(upload.name, upload.read(), problems)
+        result = import_tables(
+            tables,
+            problems=problems,
+            commit=not form.cleaned_data["check_only"],
+            user=request.user,
+            institutions=sites,
+            institution=form.cleaned_data["institution"],
+        )
+    status = 400 if result is not None and not result.ok else 200
+    context = {"form": form, "result": result, "check_only": form.data.get("check_only")}
+    return render(request, "exchange/import.html", context, status=status)
+
+
+@login_required
+def template_doc(request):
+    files = [(rt, template.column_docs(rt)) for rt in spec.RECORD_TYPES]
+    context = {"files": files, "introduction": template.INTRODUCTION}
+    return render(request, "exchange/template_doc.html", context)
+
+
+def _download(content, content_type, filename):
+    response = HttpResponse(content, content_type=content_type)
+    response["Content-Disposition"] = f'attachment; filename="{filename}"'
+    return response
+
+
+@login_required
+def template_zip(request):
+    return _download(template.template_zip(), "application/zip", "import_template.zip")
+
+
+@login_required
+def template_xlsx(request):
+    return _download(
+        template.template_xlsx(),
+        "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+        "import_template.xlsx",
+    )
+
+
+@login_required
+def codebook_page(request):
+    return render(request, "exchange/codebook.html", {"groups": codebook.grouped()})
+
+
+@login_required
+def codebook_csv(request):
+    return _download(codebook.codebook_csv(), "text/csv; charset=utf-8", "codebook.csv")
+
+
+@login_required
+def odm_export(request):
+    """The study definition, with the clinical data of the cases the user may read."""
+    with_data = request.GET.get("data", "1") != "0"
+    patients = access.readable_patients(request.user) if with_data else None
+    full_sites = access.full_access_sites(request.user)
+    document = odm.odm_document(patients, full_sites=full_sites)
+    name = "blinatumomab_registry_odm.xml" if with_data else "blinatumomab_registry_study_odm.xml"
+    return _download(document, "application/xml", name)
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def api_token(request):
+    if request.method == "POST":
+        Token.objects.filter(user=request.user).delete()
+        if request.POST.get("action") != "revoke":
+            Token.objects.create(user=request.user)
+        return redirect("exchange:api_token")
+    token = Token.objects.filter(user=request.user).first()
+    return render(request, "exchange/api_token.html", {"token": token})
