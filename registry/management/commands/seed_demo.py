@@ -172,7 +172,7 @@ class Command(BaseCommand):
         sites = []
         for code, name in demo.INSTITUTIONS:
             site, _ = Institution.objects.update_or_create(
-                code=code, defaults={"name": name, "locked_at": None, "locked_by": None}
+                code=code, defaults={"name": name}
             )
             sites.append(site)
         return sites
