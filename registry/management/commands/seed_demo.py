@@ -171,9 +171,7 @@ class Command(BaseCommand):
     def ensure_institutions(self):
         sites = []
         for code, name in demo.INSTITUTIONS:
-            site, _ = Institution.objects.update_or_create(
-                code=code, defaults={"name": name}
-            )
+            site, _ = Institution.objects.update_or_create(code=code, defaults={"name": name})
             sites.append(site)
         return sites
 
