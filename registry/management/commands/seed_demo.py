@@ -154,19 +154,6 @@ class Command(BaseCommand):
             if len(codes) > 3:
                 what = f"{role} at all {len(codes)} sites"
             self.stdout.write(f"  {username:<14} {what}{' (PI)' if pi else ''}")
-        self.write_two_factor_secrets()
-
-    def write_two_factor_secrets(self):
-        """Demo TOTP secrets of the users who need a second factor (security.demo)."""
-        if not settings.DEBUG:
-            return
-        from security.demo import ensure_demo_devices
-
-        rows = ensure_demo_devices([username for username, *_ in DEMO_USERS])
-        required = "required" if settings.REQUIRE_2FA else "not required (DJANGO_REQUIRE_2FA=1)"
-        self.stdout.write(f"Two-factor codes ({required}): add to an authenticator app:")
-        for username, secret, uri in rows:
-            self.stdout.write(f"  {username:<14} secret {secret}  ({uri})")
 
     def ensure_institutions(self):
         sites = []
@@ -177,11 +164,6 @@ class Command(BaseCommand):
 
     def delete_cases(self, sites):
         patients = Patient.objects.filter(institution__in=sites)
-        # Other apps' rows about these cases (monitoring queries, findings, signatures): few.
-        for relation in Patient._meta.related_objects:
-            if relation.related_model._meta.app_label != "registry":
-                lookup = {f"{relation.field.name}__in": patients}
-                relation.related_model.objects.filter(**lookup).delete()
         tables = [m._meta.db_table for m in [*CASE_MODELS, Patient]]
         tables += [
             apps.get_model("registry", f"Historical{m.__name__}")._meta.db_table
@@ -195,9 +177,7 @@ class Command(BaseCommand):
             with connection.cursor() as cursor:
                 # Deferred foreign-key checks of earlier writes in this transaction block TRUNCATE.
                 cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
-                # CASCADE: other apps' tables that refer to the cases (emptied above).
-                names = ", ".join(map(connection.ops.quote_name, tables))
-                cursor.execute(f"TRUNCATE {names} CASCADE")
+                cursor.execute("TRUNCATE " + ", ".join(map(connection.ops.quote_name, tables)))
                 cursor.execute("SET CONSTRAINTS ALL DEFERRED")
             return
         # Raw deletes: the ORM's collector would load every record first.
