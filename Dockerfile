@@ -9,6 +9,12 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 
 WORKDIR /app
 
+# pg_dump/pg_restore for manage.py backup_registry / restore_registry: Debian's client, at least
+# as new as the postgres:15 service of docker-compose.yml (the commands check).
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends postgresql-client \
+    && rm -rf /var/lib/apt/lists/*
+
 # Dependencies first so code changes don't invalidate this layer.
 COPY requirements.txt .
 RUN pip install -r requirements.txt

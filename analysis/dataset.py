@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from django.db.models import Count
+from django.db.models import Count, Max
 
 from registry import ctcae, rules
 from registry.models import (
@@ -167,7 +167,8 @@ def load_registry(patients=None, cuts: Cuts = Cuts()) -> RegistrySnapshot:
         AdverseEvent.objects.filter(patient__in=patients).order_by("patient__study_id", "id"),
         ["patient__study_id", "ctcae_term", "grade", "cycle__number", "onset_date"],
     ).rename(columns={"patient__study_id": "study_id", "cycle__number": "cycle"})
-    aes.insert(2, "soc", [ctcae.get(t).soc if ctcae.get(t) else "" for t in aes["ctcae_term"]])
+    socs = {t: ctcae.get(t).soc if ctcae.get(t) else "" for t in aes["ctcae_term"].unique()}
+    aes.insert(2, "soc", aes["ctcae_term"].map(socs).astype(object))
 
     df = base.merge(baseline, left_on="id", right_on="patient_id", how="left")
     df = df.merge(followup, on="patient_id", how="left")
@@ -186,8 +187,15 @@ def _last_record_dates(patients) -> dict:
         (AdverseEvent, "onset_date"),
     ]
     for model, field in sources:
-        for pid, day in model.objects.filter(patient__in=patients).values_list("patient_id", field):
-            if day and (pid not in latest or day > latest[pid]):
+        per_patient = (
+            model.objects.filter(patient__in=patients, **{f"{field}__isnull": False})
+            .order_by()
+            .values("patient_id")
+            .annotate(day=Max(field))
+            .values_list("patient_id", "day")
+        )
+        for pid, day in per_patient:
+            if pid not in latest or day > latest[pid]:
                 latest[pid] = day
     return latest
 
@@ -236,26 +244,7 @@ def derive(df, assessments, cycles, transplanted, salvage, last_record, cuts: Cu
     n_cycles = dict(zip(cycles["patient_id"], cycles["n"], strict=True))
     out["cycles_given"] = [int(n_cycles.get(pid, 0)) for pid in df["id"]]
 
-    by_patient = (
-        {pid: g for pid, g in assessments.groupby("patient_id")} if len(assessments) else {}
-    )
-    best, after_c1, first_pd, first_response = [], [], [], []
-    for pid in df["id"]:
-        g = by_patient.get(pid)
-        if g is None:
-            best.append(rules.NOT_EVALUABLE)
-            after_c1.append(None)
-            first_pd.append(None)
-            first_response.append(None)
-            continue
-        g = g.sort_values("assessment_date")
-        best.append(rules.best_response(g["response"]))
-        c1 = g[g["cycle__number"] == 1]
-        after_c1.append(c1["response"].iloc[0] if len(c1) else None)
-        pd_dates = g.loc[g["response"] == rules.PROGRESSIVE, "assessment_date"]
-        first_pd.append(pd_dates.iloc[0] if len(pd_dates) else None)
-        cr_dates = g.loc[g["response"].isin(rules.RESPONDER_CATEGORIES), "assessment_date"]
-        first_response.append(cr_dates.iloc[0] if len(cr_dates) else None)
+    best, after_c1, first_pd, first_response = _assessment_facts(df["id"], assessments)
     out["evaluable"] = [b != rules.NOT_EVALUABLE for b in best]
     out["best_response"] = best
     out["responder"] = [b in rules.RESPONDER_CATEGORIES for b in best]
@@ -304,6 +293,36 @@ def derive(df, assessments, cycles, transplanted, salvage, last_record, cuts: Cu
         else:
             out[column] = out[column].astype("Int64")
     return out[list(VARIABLES)]
+
+
+def _assessment_facts(ids: pd.Series, assessments: pd.DataFrame):
+    """Per patient (in `ids` order), from the assessments in date order: best response, the
+    response at the first assessment after cycle 1, and the dates of the first PD and of the
+    first CR/CRi (None when there is none).
+
+    One stable sort and a few vectorised lookups instead of a loop over patients (100,000
+    patients took minutes that way); equal, patient by patient, to rules.best_response() over
+    the patient's assessments and to taking the first matching row in date order.
+    """
+    order = rules.BEST_RESPONSE_ORDER
+    if not len(assessments):
+        missing = [None] * len(ids)
+        return [rules.NOT_EVALUABLE] * len(ids), missing, list(missing), list(missing)
+    a = assessments.sort_values(["patient_id", "assessment_date"], kind="mergesort")
+    rank = a["response"].map({c: i for i, c in enumerate(order)}).fillna(len(order))
+    best_rank = rank.groupby(a["patient_id"].to_numpy()).min()
+    labels = np.array([*order, rules.NOT_EVALUABLE], dtype=object)
+    best = labels[ids.map(best_rank).fillna(len(order)).astype(int).to_numpy()].tolist()
+
+    def first(rows, column):
+        found = rows.drop_duplicates("patient_id", keep="first").set_index("patient_id")[column]
+        values = ids.map(found)
+        return [v if pd.notna(v) else None for v in values.astype(object)]
+
+    after_c1 = first(a[a["cycle__number"] == 1], "response")
+    first_pd = first(a[a["response"] == rules.PROGRESSIVE], "assessment_date")
+    first_cr = first(a[a["response"].isin(rules.RESPONDER_CATEGORIES)], "assessment_date")
+    return best, after_c1, first_pd, first_cr
 
 
 def _flag(values: pd.Series, condition) -> pd.Series:

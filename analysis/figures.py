@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from matplotlib import rcParams
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
@@ -154,6 +155,10 @@ def save_figure(fig: Figure, path_stem) -> tuple[Path, Path]:
     stem.parent.mkdir(parents=True, exist_ok=True)
     # Append rather than with_suffix(): a stem such as 'os.v2' must not lose '.v2'.
     png, svg = Path(f"{stem}.png"), Path(f"{stem}.svg")
-    fig.savefig(png, format="png", dpi=200, bbox_inches="tight")
-    fig.savefig(svg, format="svg", bbox_inches="tight")
+    # The tight bounding box once for both files: bbox_inches="tight" would lay the figure out
+    # again for each (a third of the drawing time).
+    fig.draw_without_rendering()
+    bbox = fig.get_tightbbox().padded(rcParams["savefig.pad_inches"])
+    fig.savefig(png, format="png", dpi=200, bbox_inches=bbox)
+    fig.savefig(svg, format="svg", bbox_inches=bbox)
     return png, svg

@@ -59,9 +59,16 @@ class AnalysisRun(models.Model):
         return self.status in (self.SUCCEEDED, self.FAILED)
 
     @classmethod
-    def fail_stale_runs(cls):
-        """Mark runs whose worker went silent as failed (a killed worker sends no signal)."""
-        cutoff = timezone.now() - timezone.timedelta(seconds=STALE_AFTER_SECONDS)
+    def fail_stale_runs(cls, stale_after_seconds=None):
+        """Mark runs whose worker went silent as failed (a killed worker sends no signal).
+
+        Silent = no heartbeat for settings.ANALYSIS_STALE_AFTER_SECONDS (default 15 minutes).
+        """
+        if stale_after_seconds is None:
+            stale_after_seconds = getattr(
+                settings, "ANALYSIS_STALE_AFTER_SECONDS", STALE_AFTER_SECONDS
+            )
+        cutoff = timezone.now() - timezone.timedelta(seconds=stale_after_seconds)
         return cls.objects.filter(status=cls.RUNNING, heartbeat_at__lt=cutoff).update(
             status=cls.FAILED,
             finished_at=timezone.now(),

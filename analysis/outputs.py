@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 import pyreadstat
+from openpyxl import Workbook
 
 from registry.ctcae import TABLE3_MAP_CSV
 
@@ -81,6 +82,13 @@ def _cuts(parameters) -> Cuts:
 
 def compute_tables(snapshot: RegistrySnapshot, parameters: dict) -> dict[str, pd.DataFrame]:
     """Every table of the run, by file name."""
+    out = paper_tables(snapshot, parameters)
+    out.update(beyond_tables(snapshot, parameters))
+    return out
+
+
+def paper_tables(snapshot: RegistrySnapshot, parameters: dict) -> dict[str, pd.DataFrame]:
+    """The paper's tables: Tables 1-3, the flow, Kaplan-Meier, log-rank and Cox."""
     df, ae = snapshot.dataset, snapshot.adverse_events
     cuts = _cuts(parameters)
     n = len(df)
@@ -130,21 +138,78 @@ def compute_tables(snapshot: RegistrySnapshot, parameters: dict) -> dict[str, pd
     out["numbers_at_risk.csv"] = (
         pd.concat(risk_rows, ignore_index=True) if risk_rows else pd.DataFrame()
     )
+    return out
+
+
+def beyond_tables(snapshot: RegistrySnapshot, parameters: dict) -> dict[str, pd.DataFrame]:
+    """The analyses beyond the paper (analysis/beyond.py)."""
+    cuts = _cuts(parameters)
     extra = beyond.beyond_outputs(
-        df,
+        snapshot.dataset,
         landmark_days=_landmark_days(parameters),
         reference_rate=parameters.get("reference_rate", beyond.DEFAULT_REFERENCE_RATE),
         cuts=tables.SubgroupCuts(**asdict(cuts)),
         at_risk_months=AT_RISK_MONTHS,
     )
-    out.update(extra.tables)
-    return out
+    return dict(extra.tables)
+
+
+DATASET_FORMATS = ["csv", "xlsx", "sav", "dta"]
 
 
 def write_dataset(df: pd.DataFrame, out: Path) -> list[str]:
     """The analysis dataset as CSV, Excel, SPSS and Stata, with variable and value labels."""
-    df.to_csv(out / "analysis_dataset.csv", index=False)
-    df.to_excel(out / "analysis_dataset.xlsx", index=False, sheet_name="analysis_dataset")
+    return [write_dataset_as(df, out, fmt) for fmt in DATASET_FORMATS]
+
+
+def write_dataset_as(df: pd.DataFrame, out: Path, fmt: str) -> str:
+    """One format of the analysis dataset (csv, xlsx, sav or dta); returns the file name."""
+    name = f"analysis_dataset.{fmt}"
+    if fmt == "csv":
+        df.to_csv(out / name, index=False)
+    elif fmt == "xlsx":
+        _write_xlsx(df, out / name, "analysis_dataset")
+    elif fmt == "sav":
+        labelled, column_labels, value_labels = _labelled(df)
+        pyreadstat.write_sav(
+            labelled,
+            out / name,
+            column_labels=column_labels,
+            variable_value_labels={
+                c: {float(k): v for k, v in vl.items()} for c, vl in value_labels.items()
+            },
+        )
+    elif fmt == "dta":
+        labelled, column_labels, value_labels = _labelled(df)
+        pyreadstat.write_dta(
+            labelled,
+            out / name,
+            column_labels={c: label[:80] for c, label in column_labels.items()},
+            variable_value_labels={
+                c: {int(k): v for k, v in vl.items()} for c, vl in value_labels.items()
+            },
+            version=15,
+        )
+    else:
+        raise ValueError(f"unknown dataset format {fmt!r}")
+    return name
+
+
+def _write_xlsx(df: pd.DataFrame, path: Path, sheet_name: str) -> None:
+    """The frame as one sheet (header row, empty cells for missing values), streamed with
+    openpyxl's write-only workbook: DataFrame.to_excel builds and styles every cell first,
+    minutes for the 100,000-row dataset."""
+    book = Workbook(write_only=True)
+    sheet = book.create_sheet(sheet_name)
+    sheet.append([str(c) for c in df.columns])
+    values = df.astype(object).where(df.notna(), None)
+    for row in values.itertuples(index=False, name=None):
+        sheet.append(row)
+    book.save(path)
+
+
+def _labelled(df: pd.DataFrame):
+    """The frame as SPSS/Stata take it, with its variable labels and value labels."""
     labelled = df.copy()
     for column in labelled.columns:
         if str(labelled[column].dtype) in ("Int64", "boolean"):
@@ -153,29 +218,7 @@ def write_dataset(df: pd.DataFrame, out: Path) -> list[str]:
             labelled[column] = labelled[column].fillna("").astype(str)
     column_labels = {c: VARIABLES[c][0] for c in labelled.columns}
     value_labels = {c: labels for c, (_, labels) in VARIABLES.items() if labels}
-    pyreadstat.write_sav(
-        labelled,
-        out / "analysis_dataset.sav",
-        column_labels=column_labels,
-        variable_value_labels={
-            c: {float(k): v for k, v in vl.items()} for c, vl in value_labels.items()
-        },
-    )
-    pyreadstat.write_dta(
-        labelled,
-        out / "analysis_dataset.dta",
-        column_labels={c: label[:80] for c, label in column_labels.items()},
-        variable_value_labels={
-            c: {int(k): v for k, v in vl.items()} for c, vl in value_labels.items()
-        },
-        version=15,
-    )
-    return [
-        "analysis_dataset.csv",
-        "analysis_dataset.xlsx",
-        "analysis_dataset.sav",
-        "analysis_dataset.dta",
-    ]
+    return labelled, column_labels, value_labels
 
 
 def draw_figures(df: pd.DataFrame, out: Path) -> list[str]:

@@ -1,7 +1,9 @@
 """Execute an AnalysisRun: snapshot the registry, write the outputs, record state."""
 
 import hashlib
+import os
 import subprocess
+import time
 import traceback
 from pathlib import Path
 
@@ -32,6 +34,15 @@ def code_version() -> str:
     return f"{commit}+{source.hexdigest()[:12]}"
 
 
+def test_pause():
+    """Fault tests only: with ANALYSIS_TEST_DELAY_S set, wait that long after each progress step,
+    so a test can kill the worker in the middle of a run (tests/security/test_worker_faults.py).
+    Unset (always, outside that test), it does nothing."""
+    delay = os.environ.get("ANALYSIS_TEST_DELAY_S")
+    if delay:
+        time.sleep(float(delay))
+
+
 def execute(run: AnalysisRun) -> AnalysisRun:
     """Run the analysis; whatever happens, the run ends as succeeded or failed."""
 
@@ -39,6 +50,7 @@ def execute(run: AnalysisRun) -> AnalysisRun:
         AnalysisRun.objects.filter(pk=run.pk).update(
             progress_pct=pct, progress_step=step, heartbeat_at=timezone.now()
         )
+        test_pause()
 
     now = timezone.now()
     AnalysisRun.objects.filter(pk=run.pk).update(

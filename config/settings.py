@@ -7,6 +7,7 @@ run in-process, so the demo needs no services.
 """
 
 import os
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
@@ -50,6 +51,7 @@ INSTALLED_APPS = [
     "crispy_bootstrap5",
     "simple_history",
     "registry",
+    "monitoring",
     "analysis",
     "rest_framework",
     "rest_framework.authtoken",
@@ -99,7 +101,10 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
-    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {
+        "NAME": "django.contrib.auth.password_validation.MinimumLengthValidator",
+        "OPTIONS": {"min_length": 12},
+    },
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
@@ -137,8 +142,6 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
-    # The schema and docs are for logged-in users only.
-    "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
 }
 
 CRISPY_ALLOWED_TEMPLATE_PACKS = "bootstrap5"
@@ -161,6 +164,107 @@ if not DEBUG:
     SECURE_HSTS_SECONDS = int(os.environ.get("DJANGO_HSTS_SECONDS", "31536000"))
     SECURE_HSTS_INCLUDE_SUBDOMAINS = True
     SECURE_HSTS_PRELOAD = True
+
+# --- Security and operations (README "Security and operations"; tests/security) ---------------
+# Added to the lists above rather than written into them, so that the order that matters stays
+# visible here: CSP on every response, the second factor right after authentication, and
+# django-axes last (it turns a refused login into the lockout page).
+
+
+def _insert_after(items, anchor, *new):
+    at = items.index(anchor) + 1 if anchor in items else len(items)
+    items[at:at] = [n for n in new if n not in items]
+
+
+INSTALLED_APPS += [
+    "axes",
+    "django_otp",
+    "django_otp.plugins.otp_totp",
+    "csp",
+    "security",
+]
+_insert_after(
+    MIDDLEWARE, "whitenoise.middleware.WhiteNoiseMiddleware", "csp.middleware.CSPMiddleware"
+)
+_insert_after(
+    MIDDLEWARE,
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django_otp.middleware.OTPMiddleware",
+    "security.middleware.RequireTwoFactorMiddleware",
+)
+_insert_after(MIDDLEWARE, MIDDLEWARE[-1], "axes.middleware.AxesMiddleware")
+
+# Log-in throttling: 5 failures for one username from one address lock that pair for 30 minutes.
+AUTHENTICATION_BACKENDS = [
+    "security.backends.LoginAttemptsBackend",  # django-axes; must come first
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = int(os.environ.get("DJANGO_LOGIN_FAILURE_LIMIT", "5"))
+AXES_COOLOFF_TIME = timedelta(minutes=int(os.environ.get("DJANGO_LOGIN_COOLOFF_MINUTES", "30")))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
+AXES_VERBOSE = False
+if os.environ.get("DJANGO_TRUSTED_PROXY_COUNT"):  # the client address is in X-Forwarded-For
+    AXES_IPWARE_PROXY_COUNT = int(os.environ["DJANGO_TRUSTED_PROXY_COUNT"])
+    AXES_IPWARE_META_PRECEDENCE_ORDER = ["HTTP_X_FORWARDED_FOR", "REMOTE_ADDR"]
+
+# Sessions end after 30 minutes without a request (each request restarts the clock).
+SESSION_COOKIE_AGE = int(os.environ.get("DJANGO_SESSION_IDLE_MINUTES", "30")) * 60
+SESSION_SAVE_EVERY_REQUEST = True
+SESSION_EXPIRE_AT_BROWSER_CLOSE = True
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SAMESITE = "Lax"
+X_FRAME_OPTIONS = "DENY"
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+
+# Two-factor authentication (django-otp TOTP) for monitors, staff and superusers
+# (registry.access.requires_two_factor). On whenever DEBUG is off; the demo (DEBUG on) runs
+# without it unless DJANGO_REQUIRE_2FA=1.
+REQUIRE_2FA = env_bool("DJANGO_REQUIRE_2FA", not DEBUG)
+OTP_SELF_ENROLMENT = env_bool("DJANGO_OTP_SELF_ENROLMENT", True)  # else admins create devices
+OTP_TOTP_ISSUER = "Blinatumomab registry"
+
+# Content Security Policy (django-csp): scripts and styles from this site's static files only;
+# no inline scripts anywhere (templates put data in json_script / data-* attributes).
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'"],
+        "img-src": ["'self'", "data:"],
+        "font-src": ["'self'"],
+        "connect-src": ["'self'"],
+        "object-src": ["'none'"],
+        "base-uri": ["'none'"],
+        "frame-ancestors": ["'none'"],
+        "form-action": ["'self'"],
+    }
+}
+
+# API schema and Swagger UI: for logged-in users only.
+SPECTACULAR_SETTINGS["SERVE_PERMISSIONS"] = ["rest_framework.permissions.IsAuthenticated"]
+
+# Celery with the broker down: publishing gives up within about two seconds, so starting an
+# analysis says "the job service is unavailable" instead of hanging the request.
+CELERY_BROKER_CONNECTION_TIMEOUT = 2
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True  # the worker itself waits for Redis
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "socket_connect_timeout": 2,
+    "socket_timeout": 10,
+    "max_retries": 1,
+}
+CELERY_TASK_PUBLISH_RETRY = True
+CELERY_TASK_PUBLISH_RETRY_POLICY = {
+    "max_retries": 1,
+    "interval_start": 0,
+    "interval_step": 0.5,
+    "interval_max": 0.5,
+}
+# An analysis run whose worker sent no heartbeat for this long is marked failed (a killed
+# worker sends nothing): analysis.models.AnalysisRun.fail_stale_runs.
+ANALYSIS_STALE_AFTER_SECONDS = int(os.environ.get("ANALYSIS_STALE_AFTER_SECONDS", "900"))
 
 LOGGING = {
     "version": 1,

@@ -6,7 +6,9 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("accounts/2fa/", include("security.urls")),
     path("analysis/", include("analysis.urls")),
+    path("monitoring/", include("monitoring.urls")),
     path("", include("exchange.urls")),
     path("", include("registry.urls")),
 ]

@@ -46,3 +46,85 @@ def case_institutions_for(user):
 def registering_institutions_for(user):
     """Sites where the user may register new patients: investigators only."""
     return institutions_for(user, (Membership.INVESTIGATOR,))
+
+
+# --- Data monitoring ------------------------------------------------------------------------------
+
+
+def monitored_institutions_for(user):
+    """Sites the user monitors (all for superusers): queries, checks, verification, locks."""
+    return institutions_for(user, (Membership.MONITOR,))
+
+
+def monitored_patients_for(user):
+    """Cases the user monitors."""
+    return patients_for(user, roles=(Membership.MONITOR,))
+
+
+def investigated_patients_for(user):
+    """Cases the user enters data for (answers queries on): investigators of the case's site."""
+    return patients_for(user, roles=(Membership.INVESTIGATOR,))
+
+
+def is_principal_investigator(user, institution) -> bool:
+    """The site's principal investigator signs its cases (a superuser is not one by default)."""
+    if not user.is_authenticated:
+        return False
+    return Membership.objects.filter(
+        user=user, institution=institution, is_principal_investigator=True
+    ).exists()
+
+
+def progress_institutions_for(user):
+    """Sites on the progress page (counts only): superusers all; monitors the sites they monitor;
+    other staff users (the coordinating centre) all sites; anyone else none."""
+    if not user.is_authenticated:
+        return Institution.objects.none()
+    if user.is_superuser:
+        return Institution.objects.all()
+    monitored = monitored_institutions_for(user)
+    if monitored.exists() or not user.is_staff:
+        return monitored
+    return Institution.objects.all()
+
+
+def admin_institutions_for(user):
+    """Sites whose data a user sees in the Django admin: superusers all, monitors (staff) theirs."""
+    if not (user.is_authenticated and user.is_staff):
+        return Institution.objects.none()
+    return monitored_institutions_for(user)
+
+
+def is_admin_monitor(user) -> bool:
+    """A staff user who monitors at least one site: views the admin for those sites."""
+    return bool(user.is_authenticated and user.is_staff) and (
+        Membership.objects.filter(user=user, role=Membership.MONITOR).exists()
+    )
+
+
+def scope_to_sites(queryset, user, site_path: str):
+    """`queryset` limited to the admin sites of `user`; `site_path` leads to the Institution
+    (e.g. "patient__institution"; "pk" for institutions themselves)."""
+    if user.is_superuser:
+        return queryset
+    return queryset.filter(**{f"{site_path}__in": admin_institutions_for(user)})
+
+
+# --- Two-factor authentication (security/middleware.py) ---------------------------------------
+
+TWO_FACTOR_ROLES = (Membership.MONITOR,)
+
+
+def requires_two_factor(user) -> bool:
+    """Monitors and administrators (staff, superusers) verify a TOTP code after the password."""
+    if not user.is_authenticated:
+        return False
+    if user.is_staff or user.is_superuser:
+        return True
+    return Membership.objects.filter(user=user, role__in=TWO_FACTOR_ROLES).exists()
+
+
+def may_change_case(user, patient) -> bool:
+    """Case data is entered and changed by the investigators of the case's site (and
+    superusers); monitors read it and raise queries, statisticians never open it."""
+    return investigated_patients_for(user).filter(pk=patient.pk).exists()

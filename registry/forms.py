@@ -45,8 +45,8 @@ class CrfForm(forms.ModelForm):
     change_reason = forms.CharField(
         label="Reason for change",
         max_length=REASON_MAX_LENGTH,
-        help_text="This CRF has been marked complete: say why you change it (kept in the audit "
-        "trail).",
+        help_text="This CRF has been marked complete or has an open query: say why you change "
+        "it (kept in the audit trail).",
     )
     layout = None  # optional crispy Layout fields, in order
 

@@ -4,13 +4,16 @@ Every rule sits in a model's clean() (or a database constraint), calling the pur
 registry.rules, so forms, imports, the API and the admin all enforce the same rules.
 """
 
+from contextlib import contextmanager
+from contextvars import ContextVar
 from datetime import date
 
 from django.conf import settings
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models, transaction
 from django.db.models import Q
+from django.db.models.signals import pre_delete
 from django.utils import timezone
 from simple_history.models import HistoricalRecords
 
@@ -34,6 +37,21 @@ class Institution(models.Model):
         help_text="Short site code used in study IDs, e.g. KR01.",
     )
     name = models.CharField(max_length=200)
+    locked_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        editable=False,
+        help_text="Set while a monitor has locked the whole site: no case of it can change and no "
+        "case can be registered (see monitoring).",
+    )
+    locked_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        editable=False,
+        related_name="+",
+    )
 
     class Meta:
         ordering = ["code"]
@@ -69,6 +87,63 @@ class Membership(models.Model):
         return f"{self.user} – {self.get_role_display()} at {self.institution.code}"
 
 
+# --- Locked cases ------------------------------------------------------------------------------
+#
+# A monitor locks a case (every CRF of it) or a whole site. The refusal lives here, in the model
+# layer, so that every path is covered: the web forms, the admin, the bulk import and the API all
+# end in save()/delete(). full_clean() refuses too, so forms and imports report it as an error
+# instead of failing on save. QuerySet.update(), bulk_create() and raw SQL bypass save() and are
+# not checked: the application never uses them on case records (seed_demo replaces demo data
+# wholesale on purpose). Deletion is checked by a pre_delete receiver (below), so delete(),
+# QuerySet.delete() and cascades from the patient are all refused.
+
+_locked_changes_allowed = ContextVar("locked_changes_allowed", default=False)
+
+
+class CaseLocked(PermissionDenied):
+    """A change to a locked case was refused. Django and DRF answer it with a 403."""
+
+
+@contextmanager
+def allow_locked_changes():
+    """Let the code inside change locked cases (data-management scripts; tests). Nothing in the
+    application uses it: locking and unlocking write CRF statuses, not case records."""
+    token = _locked_changes_allowed.set(True)
+    try:
+        yield
+    finally:
+        _locked_changes_allowed.reset(token)
+
+
+def lock_message(patient_id=None, crf=None, institution_id=None) -> str | None:
+    """Why a case (its CRF `crf`; any CRF when None) cannot change now, or None when it can.
+
+    A new case (no patient_id) cannot be registered at a locked site (`institution_id`).
+    """
+    if _locked_changes_allowed.get():
+        return None
+    if patient_id is not None:
+        locked = CrfStatus.objects.filter(patient_id=patient_id, status=CrfStatus.LOCKED)
+        if crf:
+            locked = locked.filter(crf=crf)
+        status = locked.select_related("patient").first()
+        if status:
+            return (
+                f"{status.patient} is locked ({status.get_crf_display()} CRF): nothing in it can "
+                "change until a monitor unlocks it."
+            )
+        sites = Institution.objects.filter(patients__pk=patient_id)
+    else:
+        sites = Institution.objects.filter(pk=institution_id)
+    site = sites.filter(locked_at__isnull=False).first()
+    if site:
+        return (
+            f"Site {site.code} is locked: none of its cases can change and no case can be "
+            "registered until a monitor unlocks the site."
+        )
+    return None
+
+
 class TrackedRecord(models.Model):
     """Common columns of every case record. `version` guards against lost concurrent edits."""
 
@@ -79,10 +154,40 @@ class TrackedRecord(models.Model):
     class Meta:
         abstract = True
 
+    def case_lock_message(self) -> str | None:
+        """Why this record cannot be saved now (its case or CRF is locked), or None."""
+        if isinstance(self, Patient):
+            if self.pk is None:
+                return lock_message(institution_id=self.institution_id)
+            return lock_message(self.pk, CrfStatus.BASELINE)
+        return lock_message(self.patient_id, CrfStatus.crf_of(type(self)))
+
+    def full_clean(self, *args, check_lock=True, **kwargs):
+        """Model validation; a locked case is an error too (forms and imports report it)."""
+        if check_lock:
+            message = self.case_lock_message()
+            if message:
+                raise ValidationError(message, code="locked")
+        super().full_clean(*args, **kwargs)
+
     def save(self, *args, **kwargs):
+        message = self.case_lock_message()
+        if message:
+            raise CaseLocked(message)
         if self.pk:
             self.version = (self.version or 0) + 1
         super().save(*args, **kwargs)
+
+    def delete(self, *args, **kwargs):
+        # Refused before the deletion starts; the pre_delete receiver below covers
+        # QuerySet.delete() and cascades.
+        if isinstance(self, Patient):
+            message = lock_message(self.pk)
+        else:
+            message = lock_message(self.patient_id, CrfStatus.crf_of(type(self)))
+        if message:
+            raise CaseLocked(message)
+        return super().delete(*args, **kwargs)
 
 
 # --- Patient and eligibility -----------------------------------------------------------------
@@ -1034,6 +1139,10 @@ class CrfStatus(models.Model):
     No row means the CRF was never marked: it is "not started" while it has no records and "in
     progress" once it has some. Marking complete stores a row; query open, verified and locked
     are set later by monitors. Once a CRF has been complete, every change to it needs a reason.
+
+    `status` is derived from the facts stored beside it by refresh_status(): locked (the CRF or
+    its site) > query open (unresolved monitor queries) > verified (source data verification) >
+    complete > in progress / not started. The monitoring app keeps those facts.
     """
 
     BASELINE = "baseline"
@@ -1098,6 +1207,32 @@ class CrfStatus(models.Model):
         "to it needs a reason.",
     )
     updated_at = models.DateTimeField(auto_now=True)
+    # Facts kept by the monitoring app; `status` follows them (refresh_status()).
+    open_queries = models.PositiveIntegerField(
+        default=0, editable=False, help_text="Unresolved monitor queries on this CRF."
+    )
+    verified_at = models.DateTimeField("source data verified at", null=True, blank=True)
+    verified_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
+    verification_cleared_at = models.DateTimeField(null=True, blank=True)
+    verification_cleared_note = models.CharField(
+        max_length=300,
+        blank=True,
+        help_text="Why the last verification no longer holds (the change that cleared it).",
+    )
+    locked_at = models.DateTimeField(null=True, blank=True)
+    locked_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
 
     history = HistoricalRecords()
 
@@ -1114,7 +1249,27 @@ class CrfStatus(models.Model):
 
     @property
     def needs_reason(self) -> bool:
-        return self.first_completed_at is not None
+        """Once complete, or while a monitor's query is open on it, a change needs a reason."""
+        return self.first_completed_at is not None or self.open_queries > 0
+
+    def refresh_status(self):
+        """Set `status` from the stored facts (see the class docstring); does not save."""
+        site_locked = Institution.objects.filter(
+            patients__pk=self.patient_id, locked_at__isnull=False
+        ).exists()
+        if self.locked_at or site_locked:
+            self.status = self.LOCKED
+        elif self.open_queries:
+            self.status = self.QUERY_OPEN
+        elif self.verified_at:
+            self.status = self.VERIFIED
+        elif self.marked_complete_at:
+            self.status = self.COMPLETE
+        elif self.crf_has_records(self.patient, self.crf):
+            self.status = self.IN_PROGRESS
+        else:
+            self.status = self.NOT_STARTED
+        return self.status
 
     @property
     def is_locked(self) -> bool:
@@ -1154,13 +1309,14 @@ class CrfStatus(models.Model):
         result = []
         for crf, _label in cls.CRF_CHOICES:
             status = stored.get(crf)
-            if status is None:
+            # A row kept only for monitoring facts says nothing about records: count them.
+            if status is None or status.status in (cls.NOT_STARTED, cls.IN_PROGRESS):
                 started = getattr(patient, f"started_{crf}", None)
                 if started is None:
                     started = cls.crf_has_records(patient, crf)
-                status = cls(
-                    patient=patient, crf=crf, status=cls.IN_PROGRESS if started else cls.NOT_STARTED
-                )
+                if status is None:
+                    status = cls(patient=patient, crf=crf)
+                status.status = cls.IN_PROGRESS if started else cls.NOT_STARTED
             result.append(status)
         return result
 
@@ -1171,3 +1327,32 @@ class CrfStatus(models.Model):
             if field.related_model.objects.filter(patient=patient).exists():
                 return True
         return False
+
+
+# Every model that holds case data, the case (Patient) first.
+CASE_MODELS = [
+    Patient,
+    Baseline,
+    Cycle,
+    ResponseAssessment,
+    AdverseEvent,
+    Transplant,
+    SubsequentTherapy,
+    FollowUp,
+]
+
+
+def _refuse_deleting_locked(sender, instance, **kwargs):
+    """pre_delete: a locked case loses no record (delete(), QuerySet.delete(), cascades)."""
+    if isinstance(instance, Patient):
+        message = lock_message(instance.pk)
+    else:
+        message = lock_message(instance.patient_id, CrfStatus.crf_of(sender))
+    if message:
+        raise CaseLocked(message)
+
+
+for _model in CASE_MODELS:
+    pre_delete.connect(
+        _refuse_deleting_locked, sender=_model, dispatch_uid=f"refuse-locked-{_model.__name__}"
+    )

@@ -10,9 +10,19 @@ from decimal import Decimal, InvalidOperation
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.db import IntegrityError, transaction
-from django.db.models import Case, Count, OuterRef, ProtectedError, Subquery, Value, When
+from django.db.models import (
+    Case,
+    Count,
+    Exists,
+    OuterRef,
+    ProtectedError,
+    Subquery,
+    Value,
+    When,
+)
 from django.db.models.functions import Coalesce
 from django.http import Http404, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
@@ -20,13 +30,19 @@ from django.urls import reverse
 from django.utils import timezone
 
 from . import ctcae, forms, rules
-from .access import case_institutions_for, patients_for, registering_institutions_for
+from .access import (
+    case_institutions_for,
+    may_change_case,
+    patients_for,
+    registering_institutions_for,
+)
 from .models import (
     AdverseEvent,
     Baseline,
     CrfStatus,
     Cycle,
     FollowUp,
+    Membership,
     Patient,
     ResponseAssessment,
     SubsequentTherapy,
@@ -82,8 +98,14 @@ KINDS = {
 
 
 def case_of(request, pk) -> Patient:
-    """The case if the user may open it, else 404 (a guessed ID reveals nothing)."""
-    return get_object_or_404(patients_for(request.user).select_related("institution"), pk=pk)
+    """The case if the user may open it, else 404 (a guessed ID reveals nothing). Any method but
+    GET/HEAD changes the case: only its site's investigators may (registry.access), else 403."""
+    patient = get_object_or_404(patients_for(request.user).select_related("institution"), pk=pk)
+    if request.method not in ("GET", "HEAD", "OPTIONS") and not may_change_case(
+        request.user, patient
+    ):
+        raise PermissionDenied("Monitors read cases and raise queries; investigators change them.")
+    return patient
 
 
 def case_url(patient) -> str:
@@ -108,7 +130,19 @@ HISTORY_MODELS = [
     CrfStatus,
 ]
 NOT_SHOWN = {"id", "version", "created_at", "updated_at", "patient", "sequence", "study_id"}
-NOT_SHOWN_STATUS = {"marked_complete_at", "marked_complete_by", "first_completed_at"}
+NOT_SHOWN_STATUS = {
+    "marked_complete_at",
+    "marked_complete_by",
+    "first_completed_at",
+    # monitoring facts: the status change and its reason say what happened
+    "open_queries",
+    "verified_at",
+    "verified_by",
+    "verification_cleared_at",
+    "verification_cleared_note",
+    "locked_at",
+    "locked_by",
+}
 
 
 @dataclass(frozen=True)
@@ -263,7 +297,10 @@ def _cycle_count():
 
 @login_required
 def case_list(request):
-    sites = list(case_institutions_for(request.user))
+    monitor = Membership.objects.filter(
+        user=request.user, institution=OuterRef("pk"), role=Membership.MONITOR
+    )
+    sites = list(case_institutions_for(request.user).annotate(monitored=Exists(monitor)))
     by_code = {s.code: s for s in sites}
     site = by_code.get(request.GET.get("site")) or by_code.get(request.session.get("registry_site"))
     site = site or (sites[0] if sites else None)
@@ -291,6 +328,7 @@ def case_list(request):
         p.best_response = labels[p.best_rank] if p.started_assessments else ""
         p.crfs = CrfStatus.for_patient(p)
         p.is_complete = all(s.status in CrfStatus.DONE_STATUSES for s in p.crfs)
+        p.open_queries = sum(s.open_queries for s in p.crfs)
     context = {
         "sites": sites,
         "site": site,
@@ -300,6 +338,7 @@ def case_list(request):
         "columns": columns,
         "crf_choices": CrfStatus.CRF_CHOICES,
         "can_register": registering_institutions_for(request.user).exists(),
+        "can_monitor": request.user.is_superuser or any(s.monitored for s in sites),
     }
     return render(request, "registry/case_list.html", context)
 
@@ -395,11 +434,11 @@ def crf_complete(request, pk, crf):
         return redirect(case_url(patient))
     with transaction.atomic():
         status, _ = CrfStatus.objects.select_for_update().get_or_create(patient=patient, crf=crf)
-        if status.status in (CrfStatus.NOT_STARTED, CrfStatus.IN_PROGRESS):
+        if status.marked_complete_at is None and not status.is_locked:
             now = timezone.now()
-            status.status = CrfStatus.COMPLETE
             status.marked_complete_at, status.marked_complete_by = now, request.user
             status.first_completed_at = status.first_completed_at or now
+            status.refresh_status()  # complete, or still "query open" while a query is open
             status.save()
             messages.success(request, f"{label} marked complete.")
         else:

@@ -1,0 +1,105 @@
+"""The pages' SQL queries do not grow with the size of the registry.
+
+Each page is requested on the demo registry at two sizes (seed_demo, same seed); the number of
+queries at the larger size must not exceed the number at the smaller one (pytest-django's
+django_assert_max_num_queries), and stays under a fixed ceiling. bench/pages_bench.py measures
+the same pages at 10,000 and 100,000 patients, with their latency.
+"""
+
+from io import StringIO
+
+import pytest
+from django.contrib import admin
+from django.contrib.auth import get_user_model
+from django.core.management import call_command
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from analysis.models import AnalysisRun
+from analysis.outputs import default_parameters
+from analysis.runs import execute
+from tests import factories as f
+
+pytestmark = pytest.mark.django_db
+
+SMALL, LARGE = 40, 160
+CEILING = 60  # queries per page, whatever the size (the case page of a small case: ~50)
+
+
+def seed(n):
+    call_command("seed_demo", patients=n, seed=361, allow_production=True, stdout=StringIO())
+
+
+@pytest.fixture
+def fixed_case():
+    """A case outside the demo sites, so it is the same at both sizes, and its investigator."""
+    site = f.institution("ZZ01", "Query-count site")
+    p = f.patient(site=site)
+    f.baseline(p)
+    c = f.cycle(p)
+    f.assessment(p, c)
+    f.adverse_event(p, c)
+    f.followup(p)
+    user = f.user("zz-investigator", sites=("ZZ01",))
+    return p, user
+
+
+def admin_pages():
+    return [
+        f"/admin/{m._meta.app_label}/{m._meta.model_name}/"
+        for m in admin.site._registry
+        if m._meta.app_label in ("registry", "monitoring")
+    ]
+
+
+def pages(case):
+    """(label, username, url): the case list, a case page, the dashboard, the change lists."""
+    out = [
+        ("case list", "investigator", "/"),
+        ("case list by best response", "investigator", "/?sort=response"),
+        ("case list by cycles", "investigator", "/?sort=-cycles"),
+        ("case list search", "investigator", "/?q=KR01"),
+        ("case page", "zz-investigator", f"/cases/{case.pk}/"),
+        ("new assessment form", "zz-investigator", f"/cases/{case.pk}/assessments/new/"),
+        ("new adverse event form", "zz-investigator", f"/cases/{case.pk}/adverse-events/new/"),
+        ("analysis dashboard", "statistician", "/analysis/"),
+        ("patient change form", "admin", f"/admin/registry/patient/{case.pk}/change/"),
+    ]
+    for url in admin_pages():
+        out.append((f"admin {url}", "admin", url))
+        out.append((f"admin {url} as monitor", "monitor", url))
+    return out
+
+
+def count_queries(client, url):
+    client.get(url)  # the first visit may store things in the session
+    with CaptureQueriesContext(connection) as queries:
+        response = client.get(url)
+    assert response.status_code == 200, url
+    return len(queries)
+
+
+def test_page_queries_do_not_grow_with_the_registry(
+    client, settings, tmp_path, fixed_case, django_assert_max_num_queries
+):
+    settings.REQUIRE_2FA = False  # the pages are measured, not the login flow
+    case, _ = fixed_case
+    User = get_user_model()
+    seed(SMALL)
+    run = AnalysisRun.objects.create(
+        parameters=default_parameters(), output_path=str(tmp_path / "run")
+    )
+    assert execute(run).status == AnalysisRun.SUCCEEDED
+
+    small = {}
+    for label, username, url in pages(case):
+        client.force_login(User.objects.get(username=username))
+        small[label] = count_queries(client, url)
+        assert small[label] <= CEILING, (label, small[label])
+
+    seed(LARGE)
+    for label, username, url in pages(case):
+        client.force_login(User.objects.get(username=username))
+        client.get(url)
+        with django_assert_max_num_queries(small[label], info=label):
+            assert client.get(url).status_code == 200
