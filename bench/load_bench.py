@@ -363,7 +363,10 @@ def main():
         finally:
             server.send_signal(signal.SIGTERM)
             server.wait(timeout=30)
-    path = common.record(f"load_{args.patients}", results)
+    name = f"load_{args.patients}"
+    if (args.workers, args.threads, args.conn_max_age) != (3, 1, 0):
+        name += f"_w{args.workers}t{args.threads}c{args.conn_max_age}"
+    path = common.record(name, results)
     print(f"   written: {path.relative_to(common.ROOT)}")
 
 
