@@ -111,6 +111,36 @@ def _frame(queryset, columns):
 def load_registry(patients=None, cuts: Cuts = Cuts()) -> RegistrySnapshot:
     """Read the registry (all patients, or the given queryset) into an analysis snapshot."""
     patients = Patient.objects.all() if patients is None else patients
+    aes = _frame(
+        AdverseEvent.objects.filter(patient__in=patients).order_by("patient__study_id", "id"),
+        ["patient__study_id", "ctcae_term", "grade", "cycle__number", "onset_date"],
+    ).rename(columns={"patient__study_id": "study_id", "cycle__number": "cycle"})
+    socs = {t: ctcae.get(t).soc if ctcae.get(t) else "" for t in aes["ctcae_term"].unique()}
+    aes.insert(2, "soc", aes["ctcae_term"].map(socs).astype(object))
+    return RegistrySnapshot(dataset=dataset_frame(patients, cuts), adverse_events=aes)
+
+
+def iter_dataset_csv(patients=None, cuts: Cuts = Cuts(), chunk_size: int = 2000):
+    """analysis_dataset.csv as text chunks, `chunk_size` patients at a time, so that memory stays
+    flat however large the registry is. Every derived variable is a function of one patient's
+    records, so the chunks joined are byte for byte the CSV of the whole frame."""
+    patients = Patient.objects.all() if patients is None else patients
+    yield ",".join(VARIABLES) + "\n"
+    after = None
+    while True:
+        page = patients.order_by("study_id")
+        if after is not None:
+            page = page.filter(study_id__gt=after)
+        keys = list(page.values_list("pk", "study_id")[:chunk_size])
+        if not keys:
+            return
+        after = keys[-1][1]
+        frame = dataset_frame(Patient.objects.filter(pk__in=[pk for pk, _ in keys]), cuts)
+        yield frame.to_csv(index=False, header=False)
+
+
+def dataset_frame(patients, cuts: Cuts = Cuts()) -> pd.DataFrame:
+    """One row per patient of `patients` (in study ID order): the columns of VARIABLES."""
     base = _frame(
         patients.order_by("study_id"),
         [
@@ -163,18 +193,11 @@ def load_registry(patients=None, cuts: Cuts = Cuts()) -> RegistrySnapshot:
         ).values_list("patient_id", flat=True)
     )
     last_record = _last_record_dates(patients)
-    aes = _frame(
-        AdverseEvent.objects.filter(patient__in=patients).order_by("patient__study_id", "id"),
-        ["patient__study_id", "ctcae_term", "grade", "cycle__number", "onset_date"],
-    ).rename(columns={"patient__study_id": "study_id", "cycle__number": "cycle"})
-    socs = {t: ctcae.get(t).soc if ctcae.get(t) else "" for t in aes["ctcae_term"].unique()}
-    aes.insert(2, "soc", aes["ctcae_term"].map(socs).astype(object))
-
     df = base.merge(baseline, left_on="id", right_on="patient_id", how="left")
     df = df.merge(followup, on="patient_id", how="left")
     dataset = derive(df, assessments, cycles, transplanted, salvage, last_record, cuts)
     assert dataset["study_id"].tolist() == base["study_id"].tolist() and len(ids) == len(dataset)
-    return RegistrySnapshot(dataset=dataset, adverse_events=aes)
+    return dataset
 
 
 def _last_record_dates(patients) -> dict:

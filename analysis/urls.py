@@ -5,6 +5,7 @@ from . import views
 app_name = "analysis"
 urlpatterns = [
     path("", views.dashboard, name="dashboard"),
+    path("dataset.csv", views.dataset_csv, name="dataset_csv"),
     path("runs/", views.start_run, name="start_run"),
     path("runs/<uuid:run_id>/", views.run_detail, name="run_detail"),
     path("runs/<uuid:run_id>/status/", views.run_status, name="run_status"),

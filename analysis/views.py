@@ -6,13 +6,14 @@ import pandas as pd
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
-from django.http import FileResponse, Http404, JsonResponse
+from django.http import FileResponse, Http404, JsonResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
-from django.views.decorators.http import require_POST
+from django.views.decorators.http import require_GET, require_POST
 
 from registry.access import can_run_analyses
 
+from .dataset import iter_dataset_csv
 from .forms import RunForm
 from .models import AnalysisRun
 from .outputs import TABLE_FILES
@@ -72,6 +73,15 @@ def dashboard(request):
             "results": _results(latest),
         },
     )
+
+
+@analyst_required
+@require_GET
+def dataset_csv(request):
+    """The registry's analysis dataset as it is now, streamed: memory stays flat in n."""
+    response = StreamingHttpResponse(iter_dataset_csv(), content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = 'attachment; filename="analysis_dataset.csv"'
+    return response
 
 
 @analyst_required

@@ -333,7 +333,7 @@ def main():
     parser.add_argument("--shapes", nargs="+", default=["paced", "saturated"])
     parser.add_argument("--workers", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--conn-max-age", type=int, default=0, help="DB_CONN_MAX_AGE (s)")
+    parser.add_argument("--conn-max-age", type=int, default=60, help="DB_CONN_MAX_AGE (s)")
     parser.add_argument("--port", type=int, default=0)
     args = parser.parse_args()
     common.header("Data entry under load: CRF forms vs bare ModelForm view (gunicorn)")
@@ -364,7 +364,7 @@ def main():
             server.send_signal(signal.SIGTERM)
             server.wait(timeout=30)
     name = f"load_{args.patients}"
-    if (args.workers, args.threads, args.conn_max_age) != (3, 1, 0):
+    if (args.workers, args.threads, args.conn_max_age) != (3, 1, 60):
         name += f"_w{args.workers}t{args.threads}c{args.conn_max_age}"
     path = common.record(name, results)
     print(f"   written: {path.relative_to(common.ROOT)}")

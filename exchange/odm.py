@@ -263,46 +263,40 @@ def _records(patient, model):
     return list(getattr(patient, name).all())
 
 
-def clinical_data_element(root, patients, full_sites=None):
-    """ClinicalData for the patients; identifying fields only for cases of `full_sites`
-    (institution pks; None: every site)."""
-    clinical = _el(root, "ClinicalData", StudyOID=STUDY_OID, MetaDataVersionOID=MDV_OID)
-    crfs = crf_models()
-    for patient in _in_batches(patients):
-        full = full_sites is None or patient.institution_id in full_sites
-        hidden = set() if full else spec.IDENTIFYING_FIELDS
-        subject = _el(clinical, "SubjectData", SubjectKey=patient.study_id)
-        _el(subject, "SiteRef", LocationOID=location_oid(patient.institution))
-        event = _el(subject, "StudyEventData", StudyEventOID=EVENT_OID)
-        for crf, ms in crfs:
-            rows = [(m, _records(patient, m)) for m in ms]
-            if not any(records for _m, records in rows):
-                continue
-            form = _el(event, "FormData", FormOID=form_oid(crf))
-            for model, records in rows:
-                for n, record in enumerate(records, start=1):
-                    key = None
-                    if is_repeating(model):
-                        key = record.number if isinstance(record, Cycle) else n
-                    _item_group_data(form, model, record, key, hidden)
-    return clinical
+def subject_element(patient, crfs, hidden):
+    """One case's SubjectData: a FormData per CRF that has records."""
+    subject = ET.Element(_q("SubjectData"), {"SubjectKey": patient.study_id})
+    _el(subject, "SiteRef", LocationOID=location_oid(patient.institution))
+    event = _el(subject, "StudyEventData", StudyEventOID=EVENT_OID)
+    for crf, ms in crfs:
+        rows = [(m, _records(patient, m)) for m in ms]
+        if not any(records for _m, records in rows):
+            continue
+        form = _el(event, "FormData", FormOID=form_oid(crf))
+        for model, records in rows:
+            for n, record in enumerate(records, start=1):
+                key = None
+                if is_repeating(model):
+                    key = record.number if isinstance(record, Cycle) else n
+                _item_group_data(form, model, record, key, hidden)
+    return subject
 
 
 BATCH = 500  # cases per query: prefetching bounds the IN lists (SQLite caps expression depth)
 
 
-def _in_batches(patients):
+def _batches(patients):
+    """The cases in study ID order, BATCH at a time, with their records prefetched."""
     related = ["baseline", "transplant", "followup"]
     prefetch = ["cycles", "assessments__cycle", "adverse_events__cycle", "subsequent_therapies"]
     ids = list(patients.order_by("study_id").values_list("pk", flat=True))
     for start in range(0, len(ids), BATCH):
-        batch = (
+        yield (
             Patient.objects.filter(pk__in=ids[start : start + BATCH])
             .select_related("institution", *related)
             .prefetch_related(*prefetch)
             .order_by("study_id")
         )
-        yield from batch
 
 
 def location_oid(institution) -> str:
@@ -326,8 +320,19 @@ def admin_data_element(root, institutions):
     return admin
 
 
-def odm_document(patients=None, full_sites=None) -> bytes:
-    """The ODM file: the study definition, and the clinical data of `patients` when given."""
+def _fragment(element, level: int) -> str:
+    """An element as indented text at `level`, to be placed inside the ODM root: its namespace is
+    the root's default one, so the declaration ElementTree repeats on it is dropped."""
+    ET.indent(element, space="  ", level=level)
+    text = ET.tostring(element, encoding="unicode")
+    return "  " * level + text.replace(f' xmlns="{NS}"', "", 1) + "\n"
+
+
+def odm_chunks(patients=None, full_sites=None):
+    """The ODM file as a stream of UTF-8 chunks: the study definition, then the clinical data of
+    `patients` (when given) one batch of cases at a time, so memory stays flat however many
+    cases there are. `full_sites`: institution pks whose cases keep identifying fields
+    (None: every site)."""
     now = timezone.now().replace(microsecond=0)
     root = ET.Element(
         _q("ODM"),
@@ -340,11 +345,30 @@ def odm_document(patients=None, full_sites=None) -> bytes:
             "SourceSystem": "blinatumomab-registry",
         },
     )
-    study_element(root)
+    opening = ET.tostring(root, encoding="unicode").replace(" />", ">")
+    yield f"<?xml version='1.0' encoding='UTF-8'?>\n{opening}\n".encode()
+    yield _fragment(study_element(root), 1).encode()
     if patients is not None:
         sites = Institution.objects.filter(pk__in=patients.values("institution"))
         if sites.exists():
-            admin_data_element(root, sites)
-        clinical_data_element(root, patients, full_sites)
-    ET.indent(root)
-    return ET.tostring(root, encoding="UTF-8", xml_declaration=True)
+            yield _fragment(admin_data_element(root, sites), 1).encode()
+        clinical = ET.tostring(
+            _el(root, "ClinicalData", StudyOID=STUDY_OID, MetaDataVersionOID=MDV_OID),
+            encoding="unicode",
+        )
+        yield ("  " + clinical.replace(f' xmlns="{NS}"', "", 1).replace(" />", ">\n")).encode()
+        crfs = crf_models()
+        for batch in _batches(patients):
+            parts = []
+            for patient in batch:
+                full = full_sites is None or patient.institution_id in full_sites
+                hidden = set() if full else spec.IDENTIFYING_FIELDS
+                parts.append(_fragment(subject_element(patient, crfs, hidden), 2))
+            yield "".join(parts).encode()
+        yield b"  </ClinicalData>\n"
+    yield b"</ODM>"
+
+
+def odm_document(patients=None, full_sites=None) -> bytes:
+    """The whole ODM file in memory (small registries and tests; the views stream odm_chunks)."""
+    return b"".join(odm_chunks(patients, full_sites))

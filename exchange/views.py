@@ -3,7 +3,7 @@
 from django import forms
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
-from django.http import HttpResponse
+from django.http import HttpResponse, StreamingHttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods
 from rest_framework.authtoken.models import Token
@@ -128,9 +128,12 @@ def odm_export(request):
     with_data = request.GET.get("data", "1") != "0"
     patients = access.readable_patients(request.user) if with_data else None
     full_sites = access.full_access_sites(request.user)
-    document = odm.odm_document(patients, full_sites=full_sites)
     name = "blinatumomab_registry_odm.xml" if with_data else "blinatumomab_registry_study_odm.xml"
-    return _download(document, "application/xml", name)
+    response = StreamingHttpResponse(
+        odm.odm_chunks(patients, full_sites=full_sites), content_type="application/xml"
+    )
+    response["Content-Disposition"] = f'attachment; filename="{name}"'
+    return response
 
 
 @login_required

@@ -57,3 +57,20 @@ def term_choices() -> list[tuple[str, list[tuple[str, str]]]]:
     for t in sorted(terms().values(), key=lambda t: (t.soc, t.is_other_specify, t.term)):
         groups.setdefault(t.soc, []).append((t.term, t.term))
     return sorted(groups.items())
+
+
+@cache
+def picklist_html():
+    """The AE form's term datalist and its grade dictionary (JSON), rendered once per process:
+    ~800 terms are the same on every request and were a third of the page's rendering time."""
+    from django.utils.html import format_html, format_html_join, json_script
+
+    datalist = format_html_join("", '<option value="{}"></option>', ((t,) for t in terms()))
+    dictionary = {
+        t.term: {"grades": t.grades, "definitions": t.grade_definitions} for t in terms().values()
+    }
+    return format_html(
+        '<datalist id="ctcae-terms">{}</datalist>\n{}',
+        datalist,
+        json_script(dictionary, "ctcae-dictionary"),
+    )

@@ -162,6 +162,16 @@ class TrackedRecord(models.Model):
             return lock_message(self.pk, CrfStatus.BASELINE)
         return lock_message(self.patient_id, CrfStatus.crf_of(type(self)))
 
+    def get_constraints(self):
+        """Constraints that model validation checks: the unique ones only. Each CheckConstraint
+        restates a rule that clean() or a field validator already applies with a field-level
+        message; Django would evaluate each again with a database query (three round trips per
+        constraint, per save). The database still enforces them on every write."""
+        return [
+            (model, [c for c in constraints if not isinstance(c, models.CheckConstraint)])
+            for model, constraints in super().get_constraints()
+        ]
+
     def full_clean(self, *args, check_lock=True, **kwargs):
         """Model validation; a locked case is an error too (forms and imports report it)."""
         if check_lock:

@@ -493,10 +493,7 @@ def _edit(request, patient, kind, record, initial=None):
         "history": case_history(patient, record) if record.pk else [],
     }
     if kind.slug == "adverse-events":
-        context["ctcae_terms"] = {
-            t.term: {"grades": t.grades, "definitions": t.grade_definitions}
-            for t in ctcae.terms().values()
-        }
+        context["ctcae_picklist"] = ctcae.picklist_html()
     return render(request, "registry/crf_form.html", context)
 
 

@@ -1,9 +1,11 @@
 """The CDISC ODM 1.3.2 export validates against the ODM 1.3.2 schema vendored in exchange/."""
 
+from datetime import UTC, datetime
 from xml.etree import ElementTree as ET
 
 import pytest
 import xmlschema
+from django.http import StreamingHttpResponse
 
 from exchange import odm
 from registry.models import CrfStatus, Patient
@@ -99,12 +101,30 @@ def test_the_xsd_rejects_an_export_that_breaks_the_schema(schema, registry):
         schema.validate(broken)
 
 
+def body(response) -> bytes:
+    return b"".join(response.streaming_content)
+
+
+def test_the_document_streamed_one_case_at_a_time_equals_one_batch(schema, registry, monkeypatch):
+    """Batches are seams in the stream only: the bytes are those of one batch of every case."""
+    monkeypatch.setattr(odm.timezone, "now", lambda: datetime(2026, 11, 26, 1, 2, 3, tzinfo=UTC))
+    whole = odm.odm_document(Patient.objects.all())
+    monkeypatch.setattr(odm, "BATCH", 1)
+    chunks = list(odm.odm_chunks(Patient.objects.all()))
+    assert b"".join(chunks) == whole
+    # opening, study, admin data, clinical data opening, two cases, its closing, the root's
+    assert len(chunks) == 8
+    schema.validate(whole.decode())
+    assert whole.count(b"<SubjectData ") == 2 and b"xmlns=" not in whole.split(b"<Study ")[1]
+
+
 def test_a_statistician_downloads_every_case_de_identified(client, registry):
     alive, dead = registry
     client.force_login(f.user("stat", role="statistician", sites=("KR01",)))
     response = client.get("/exchange/odm.xml")
     assert response.status_code == 200 and response["Content-Type"] == "application/xml"
-    root = ET.fromstring(response.content)
+    assert isinstance(response, StreamingHttpResponse)
+    root = ET.fromstring(b"".join(response.streaming_content))
     keys = [s.get("SubjectKey") for s in root.findall("odm:ClinicalData/odm:SubjectData", NS)]
     assert keys == [alive.study_id, dead.study_id]
     assert root.find(".//odm:ItemData[@ItemOID='IT.PATIENT.BIRTH_DATE']", NS) is None
@@ -114,12 +134,12 @@ def test_a_statistician_downloads_every_case_de_identified(client, registry):
 def test_an_investigator_downloads_only_own_cases_in_full(client, registry):
     alive, _dead = registry
     client.force_login(f.user("inv", sites=("KR01",)))
-    root = ET.fromstring(client.get("/exchange/odm.xml").content)
+    root = ET.fromstring(body(client.get("/exchange/odm.xml")))
     subjects = root.findall("odm:ClinicalData/odm:SubjectData", NS)
     assert [s.get("SubjectKey") for s in subjects] == [alive.study_id]
     birth = subjects[0].find(".//odm:ItemData[@ItemOID='IT.PATIENT.BIRTH_DATE']", NS)
     assert birth.get("Value") == "1972-04-15"
-    definition = ET.fromstring(client.get("/exchange/odm.xml", {"data": "0"}).content)
+    definition = ET.fromstring(body(client.get("/exchange/odm.xml", {"data": "0"})))
     assert definition.find("odm:ClinicalData", NS) is None
 
 

@@ -300,6 +300,9 @@ RULES = {
     "registry:record_remove": Rule(case_record, get=CASE_READ, post=CASE_WRITE),
     # analyses: statisticians and monitors (every site's data, de-identified)
     "analysis:dashboard": Rule(get=ANALYST, post=ANALYST),
+    "analysis:dataset_csv": Rule(
+        get=ANALYST, post=role_gate("statistician", "monitor", then=NOT_ALLOWED)
+    ),
     "analysis:start_run": Rule(
         get=role_gate("statistician", "monitor", then=NOT_ALLOWED), post=ANALYST
     ),

@@ -28,10 +28,12 @@ class Command(BaseCommand):
                 patients = patients.filter(institution__code=institution)
                 if not patients.exists():
                     raise CommandError(f"No cases at site {institution}.")
-        document = odm.odm_document(patients)
         if output:
+            size = 0
             with open(output, "wb") as f:
-                f.write(document)
-            self.stdout.write(f"Wrote {output} ({len(document)} bytes).")
+                for chunk in odm.odm_chunks(patients):
+                    size += f.write(chunk)
+            self.stdout.write(f"Wrote {output} ({size} bytes).")
         else:
-            sys.stdout.buffer.write(document)
+            for chunk in odm.odm_chunks(patients):
+                sys.stdout.buffer.write(chunk)
