@@ -120,7 +120,7 @@ def load_registry(patients=None, cuts: Cuts = Cuts()) -> RegistrySnapshot:
     return RegistrySnapshot(dataset=dataset_frame(patients, cuts), adverse_events=aes)
 
 
-def iter_dataset_csv(patients=None, cuts: Cuts = Cuts(), chunk_size: int = 2000):
+def iter_dataset_csv(patients=None, cuts: Cuts = Cuts(), chunk_size: int = 5000):
     """analysis_dataset.csv as text chunks, `chunk_size` patients at a time, so that memory stays
     flat however large the registry is. Every derived variable is a function of one patient's
     records, so the chunks joined are byte for byte the CSV of the whole frame."""
@@ -131,16 +131,22 @@ def iter_dataset_csv(patients=None, cuts: Cuts = Cuts(), chunk_size: int = 2000)
         page = patients.order_by("study_id")
         if after is not None:
             page = page.filter(study_id__gt=after)
-        keys = list(page.values_list("pk", "study_id")[:chunk_size])
-        if not keys:
+        last = page.values_list("study_id", flat=True)[chunk_size - 1 : chunk_size].first()
+        # A study ID range, not a list of pks: the record queries then select the chunk with
+        # the study ID index instead of binding thousands of parameters each.
+        chunk = page if last is None else page.filter(study_id__lte=last)
+        frame = dataset_frame(chunk, cuts)
+        if frame.empty:
             return
-        after = keys[-1][1]
-        frame = dataset_frame(Patient.objects.filter(pk__in=[pk for pk, _ in keys]), cuts)
         yield frame.to_csv(index=False, header=False)
+        if last is None:
+            return
+        after = last
 
 
 def dataset_frame(patients, cuts: Cuts = Cuts()) -> pd.DataFrame:
     """One row per patient of `patients` (in study ID order): the columns of VARIABLES."""
+    scope = patients
     base = _frame(
         patients.order_by("study_id"),
         [
@@ -156,7 +162,7 @@ def dataset_frame(patients, cuts: Cuts = Cuts()) -> pd.DataFrame:
     ).rename(columns={"institution__code": "institution"})
     ids = base["id"].tolist()
     baseline = _frame(
-        Baseline.objects.filter(patient__in=patients),
+        Baseline.objects.filter(patient__in=scope).order_by(),
         [
             "patient_id",
             "ecog",
@@ -173,26 +179,37 @@ def dataset_frame(patients, cuts: Cuts = Cuts()) -> pd.DataFrame:
         ],
     )
     assessments = _frame(
-        ResponseAssessment.objects.filter(patient__in=patients),
+        # Same-day assessments in entry order; the models' default ordering (by the patient's
+        # study ID) would join the patient table to every query.
+        ResponseAssessment.objects.filter(patient__in=scope).order_by(
+            "patient_id", "assessment_date", "id"
+        ),
         ["patient_id", "assessment_date", "response", "cycle__number"],
     )
     cycles = _frame(
-        Cycle.objects.filter(patient__in=patients).values("patient_id").annotate(n=Count("id")),
+        Cycle.objects.filter(patient__in=scope)
+        .order_by()
+        .values("patient_id")
+        .annotate(n=Count("id")),
         ["patient_id", "n"],
     )
     followup = _frame(
-        FollowUp.objects.filter(patient__in=patients),
+        FollowUp.objects.filter(patient__in=scope).order_by(),
         ["patient_id", "last_contact_date", "relapse_or_progression_date", "death_date"],
     )
     transplanted = dict(
-        Transplant.objects.filter(patient__in=patients).values_list("patient_id", "sct_date")
+        Transplant.objects.filter(patient__in=scope)
+        .order_by()
+        .values_list("patient_id", "sct_date")
     )
     salvage = set(
         SubsequentTherapy.objects.filter(
-            patient__in=patients, category=SubsequentTherapy.SALVAGE_CHEMO
-        ).values_list("patient_id", flat=True)
+            patient__in=scope, category=SubsequentTherapy.SALVAGE_CHEMO
+        )
+        .order_by()
+        .values_list("patient_id", flat=True)
     )
-    last_record = _last_record_dates(patients)
+    last_record = _last_record_dates(scope)
     df = base.merge(baseline, left_on="id", right_on="patient_id", how="left")
     df = df.merge(followup, on="patient_id", how="left")
     dataset = derive(df, assessments, cycles, transplanted, salvage, last_record, cuts)
@@ -200,7 +217,7 @@ def dataset_frame(patients, cuts: Cuts = Cuts()) -> pd.DataFrame:
     return dataset
 
 
-def _last_record_dates(patients) -> dict:
+def _last_record_dates(scope) -> dict:
     """Latest date any record shows the patient alive: censoring date without a follow-up CRF."""
     latest: dict[int, object] = {}
     sources = [
@@ -211,7 +228,7 @@ def _last_record_dates(patients) -> dict:
     ]
     for model, field in sources:
         per_patient = (
-            model.objects.filter(patient__in=patients, **{f"{field}__isnull": False})
+            model.objects.filter(patient__in=scope, **{f"{field}__isnull": False})
             .order_by()
             .values("patient_id")
             .annotate(day=Max(field))

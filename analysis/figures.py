@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from matplotlib import rcParams
+from matplotlib import rc_context, rcParams
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
@@ -159,6 +159,10 @@ def save_figure(fig: Figure, path_stem) -> tuple[Path, Path]:
     # again for each (a third of the drawing time).
     fig.draw_without_rendering()
     bbox = fig.get_tightbbox().padded(rcParams["savefig.pad_inches"])
-    fig.savefig(png, format="png", dpi=200, bbox_inches=bbox)
-    fig.savefig(svg, format="svg", bbox_inches=bbox)
+    # zlib level 1: PNG encoding at the default level was a tenth of the drawing time, for files
+    # ~15% smaller. SVG text stays text (editable in a journal's figure tools) instead of being
+    # converted to glyph outlines, which was a fifth of the drawing time.
+    fig.savefig(png, format="png", dpi=200, bbox_inches=bbox, pil_kwargs={"compress_level": 1})
+    with rc_context({"svg.fonttype": "none"}):
+        fig.savefig(svg, format="svg", bbox_inches=bbox)
     return png, svg
