@@ -7,7 +7,11 @@ Pure with respect to the database: it takes a RegistrySnapshot and writes files.
 import base64
 import html
 import json
-from dataclasses import asdict
+import multiprocessing
+import os
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -222,50 +226,99 @@ def _labelled(df: pd.DataFrame):
 
 
 def draw_figures(df: pd.DataFrame, out: Path) -> list[str]:
-    written = []
+    specs = []
     for endpoint, label in ENDPOINTS.items():
         for grouping, (column, labels) in GROUPINGS.items():
             title = label if column is None else f"{label} by {grouping.replace('_', ' ')}"
-            fig = figures.km_figure(
-                df,
-                f"{endpoint}_months",
-                f"{endpoint}_event",
-                group_col=column,
-                title=title,
-                at_risk_times=AT_RISK_MONTHS,
-                ylabel=label,
-                group_labels=labels,
+            specs.append(
+                FigureSpec(
+                    f"km_{endpoint}_{grouping}",
+                    df,
+                    dict(
+                        duration_col=f"{endpoint}_months",
+                        event_col=f"{endpoint}_event",
+                        group_col=column,
+                        title=title,
+                        at_risk_times=AT_RISK_MONTHS,
+                        ylabel=label,
+                        group_labels=labels,
+                    ),
+                )
             )
-            stem = f"km_{endpoint}_{grouping}"
-            figures.save_figure(fig, out / stem)
-            written += [f"{stem}.png", f"{stem}.svg"]
-    return written
+    return draw_all(specs, out)
 
 
 def draw_landmark_figures(df: pd.DataFrame, out: Path, landmark_days: float) -> list[str]:
     """Kaplan-Meier curves from the landmark, by response and by SCT on or before it."""
-    written = []
+    specs = []
     for endpoint, label in ENDPOINTS.items():
         frame, _ = beyond.landmark_frame(df, endpoint, landmark_days)
         if frame.empty:
             continue
         for grouping, labels in beyond.LANDMARK_GROUP_LABELS.items():
             by = "CR/CRi" if grouping.startswith("response") else "allo-SCT"
-            fig = figures.km_figure(
-                frame,
-                "time_months",
-                "event",
-                group_col=grouping,
-                title=f"{label} from day {landmark_days:g}, by {by} on or before it",
-                at_risk_times=[t for t in AT_RISK_MONTHS if t <= frame["time_months"].max()],
-                xlabel=f"Months from the landmark (day {landmark_days:g})",
-                ylabel=label,
-                group_labels=labels,
+            specs.append(
+                FigureSpec(
+                    f"landmark_km_{endpoint}_{grouping}",
+                    frame,
+                    dict(
+                        duration_col="time_months",
+                        event_col="event",
+                        group_col=grouping,
+                        title=f"{label} from day {landmark_days:g}, by {by} on or before it",
+                        at_risk_times=[
+                            t for t in AT_RISK_MONTHS if t <= frame["time_months"].max()
+                        ],
+                        xlabel=f"Months from the landmark (day {landmark_days:g})",
+                        ylabel=label,
+                        group_labels=labels,
+                    ),
+                )
             )
-            stem = f"landmark_km_{endpoint}_{grouping}"
-            figures.save_figure(fig, out / stem)
-            written += [f"{stem}.png", f"{stem}.svg"]
-    return written
+    return draw_all(specs, out)
+
+
+@dataclass(frozen=True)
+class FigureSpec:
+    """One Kaplan-Meier figure: file stem, its data and figures.km_figure's arguments."""
+
+    stem: str
+    frame: pd.DataFrame
+    options: dict
+
+    def columns(self) -> "FigureSpec":
+        """The spec with only the columns the figure uses (less to copy to a worker)."""
+        used = [self.options["duration_col"], self.options["event_col"]]
+        used += [self.options["group_col"]] if self.options.get("group_col") else []
+        return FigureSpec(self.stem, self.frame[used], self.options)
+
+
+def _draw(specs: list[FigureSpec], out: Path) -> None:
+    for spec in specs:
+        figures.save_figure(figures.km_figure(spec.frame, **spec.options), out / spec.stem)
+
+
+def draw_all(specs: list[FigureSpec], out: Path) -> list[str]:
+    """Draw and save the figures; returns their file names (PNG, SVG per figure, in order).
+
+    Figures are independent and matplotlib holds the GIL, so with more than one CPU they are
+    drawn in forked worker processes (the 50-patient run is mostly figure drawing). Where a
+    process may not fork (a daemonic worker), they are drawn here, one after the other."""
+    workers = min(len(specs), len(os.sched_getaffinity(0)))
+    drawn = False
+    if workers > 1 and "fork" in multiprocessing.get_all_start_methods():
+        parts = [[spec.columns() for spec in specs[i::workers]] for i in range(workers)]
+        try:
+            context = multiprocessing.get_context("fork")
+            with ProcessPoolExecutor(workers, mp_context=context) as pool:
+                for job in [pool.submit(_draw, part, out) for part in parts]:
+                    job.result()
+            drawn = True
+        except (AssertionError, BrokenProcessPool, OSError):
+            drawn = False  # e.g. "daemonic processes are not allowed to have children"
+    if not drawn:
+        _draw(specs, out)
+    return [f"{spec.stem}.{ext}" for spec in specs for ext in ("png", "svg")]
 
 
 def write_run(snapshot, out_dir, parameters, metadata=None, progress=lambda pct, step: None):

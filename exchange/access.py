@@ -1,38 +1,11 @@
-"""Who reads and writes what through the API and the exports, built on registry.access.
+"""Who writes what through the API and the imports, on registry.access (which also holds who
+reads what: `readable_patients`, `full_access_sites`).
 
-- Investigators and monitors read the cases of their own sites in full (registry.access).
-- Working-party statisticians read every site's cases de-identified: case data carry no names,
-  only study IDs, and the fields in exchange.spec.IDENTIFYING_FIELDS (full birth date, the site's
-  own case number) are left out for cases outside their own case sites. This is what the analysis
-  dataset already reads (analysis.dataset.load_registry reads every case).
-- Only investigators write, and only at their own sites; superusers everywhere.
+Only investigators write, and only at their own sites; superusers everywhere.
 """
 
-from registry.access import (
-    case_institutions_for,
-    has_role,
-    institutions_for,
-    patients_for,
-    registering_institutions_for,
-)
-from registry.models import Membership, Patient
-
-
-def is_statistician(user) -> bool:
-    return institutions_for(user, (Membership.STATISTICIAN,)).exists()
-
-
-def readable_patients(user):
-    if not user.is_authenticated:
-        return Patient.objects.none()
-    if is_statistician(user):
-        return Patient.objects.all()
-    return patients_for(user)
-
-
-def full_access_sites(user) -> set[int]:
-    """Sites whose cases the user reads with identifying fields."""
-    return set(case_institutions_for(user).values_list("pk", flat=True))
+from registry.access import has_role, patients_for, registering_institutions_for
+from registry.models import Membership
 
 
 def writable_institutions(user):

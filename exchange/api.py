@@ -14,6 +14,7 @@ from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema
 from rest_framework import exceptions, mixins, permissions, serializers, status, viewsets
 from rest_framework.settings import api_settings
 
+from registry.access import full_access_sites, readable_patients
 from registry.models import (
     AdverseEvent,
     Baseline,
@@ -272,11 +273,11 @@ class RegistryViewSet(
     def get_serializer_context(self):
         context = super().get_serializer_context()
         if self.request is not None and self.request.user.is_authenticated:
-            context["full_sites"] = access.full_access_sites(self.request.user)
+            context["full_sites"] = full_access_sites(self.request.user)
         return context
 
     def get_queryset(self):
-        patients = access.readable_patients(self.request.user)
+        patients = readable_patients(self.request.user)
         queryset = self.model.objects.filter(patient__in=patients)
         queryset = queryset.select_related("patient", "patient__institution")
         study_id = self.request.query_params.get("patient")
@@ -324,7 +325,7 @@ class PatientViewSet(RegistryViewSet):
         return super().list(request, *args, **kwargs)
 
     def get_queryset(self):
-        queryset = access.readable_patients(self.request.user).select_related("institution")
+        queryset = readable_patients(self.request.user).select_related("institution")
         site = self.request.query_params.get("institution")
         if site:
             queryset = queryset.filter(institution__code=site)

@@ -8,6 +8,8 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods
 from rest_framework.authtoken.models import Token
 
+from registry.access import full_access_sites, readable_patients
+
 from . import access, codebook, odm, spec, template
 from .importer import import_tables, read_upload
 
@@ -126,8 +128,8 @@ def codebook_csv(request):
 def odm_export(request):
     """The study definition, with the clinical data of the cases the user may read."""
     with_data = request.GET.get("data", "1") != "0"
-    patients = access.readable_patients(request.user) if with_data else None
-    full_sites = access.full_access_sites(request.user)
+    patients = readable_patients(request.user) if with_data else None
+    full_sites = full_access_sites(request.user)
     name = "blinatumomab_registry_odm.xml" if with_data else "blinatumomab_registry_study_odm.xml"
     response = StreamingHttpResponse(
         odm.odm_chunks(patients, full_sites=full_sites), content_type="application/xml"

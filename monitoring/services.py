@@ -5,6 +5,7 @@ keeps the CRF statuses (registry.CrfStatus) in step with the facts it changes, i
 A refusal is a MonitoringError (a ValidationError) whose message the views show.
 """
 
+from django.contrib.auth import authenticate
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
@@ -296,14 +297,24 @@ def lock_info(patient) -> dict | None:
 # --- Signatures -----------------------------------------------------------------------------------
 
 
-def sign_case(patient, user, password, meaning=Signature.MEANING):
+def password_confirmed(user, password, request=None) -> bool:
+    """The user's password, re-entered to sign. Checked through authenticate(), so django-axes
+    counts a wrong one as a failed log-in and locks the username and address out after
+    AXES_FAILURE_LIMIT failures, as the log-in page does: check_password() alone let a borrowed
+    session guess the password without limit."""
+    if not password:
+        return False
+    return authenticate(request, username=user.get_username(), password=password) == user
+
+
+def sign_case(patient, user, password, meaning=Signature.MEANING, request=None):
     from registry.access import is_principal_investigator
 
     if not is_principal_investigator(user, patient.institution):
         raise MonitoringError(
             f"Only the principal investigator of {patient.institution.code} signs its cases."
         )
-    if not password or not user.check_password(password):
+    if not password_confirmed(user, password, request):
         raise MonitoringError("The password is not correct: not signed.")
     if not case_is_complete(patient):
         raise MonitoringError(

@@ -457,7 +457,9 @@ def sign(request, pk):
     form = forms.SignatureForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         try:
-            services.sign_case(patient, request.user, form.cleaned_data["password"])
+            services.sign_case(
+                patient, request.user, form.cleaned_data["password"], request=request
+            )
         except services.MonitoringError as e:
             form.add_error(None, e)
         else:

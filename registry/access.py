@@ -48,6 +48,33 @@ def registering_institutions_for(user):
     return institutions_for(user, (Membership.INVESTIGATOR,))
 
 
+# --- De-identified reading (API, ODM export) ---------------------------------------------------
+#
+# Working-party statisticians read every site's cases de-identified: no names, only study IDs,
+# and the fields in exchange.spec.IDENTIFYING_FIELDS (full birth date, the site's own case
+# number) are left out for cases outside their own case sites. This is what the analysis dataset
+# already reads (analysis.dataset.load_registry reads every case).
+
+
+def is_statistician(user) -> bool:
+    return institutions_for(user, (Membership.STATISTICIAN,)).exists()
+
+
+def readable_patients(user):
+    """Cases the user may read through the API and exports: statisticians every case (then
+    de-identified outside `full_access_sites`), everyone else the cases they may open."""
+    if not user.is_authenticated:
+        return Patient.objects.none()
+    if is_statistician(user):
+        return Patient.objects.all()
+    return patients_for(user)
+
+
+def full_access_sites(user) -> set[int]:
+    """Sites whose cases the user reads with identifying fields."""
+    return set(case_institutions_for(user).values_list("pk", flat=True))
+
+
 # --- Data monitoring ------------------------------------------------------------------------------
 
 

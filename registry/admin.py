@@ -38,6 +38,9 @@ class SiteScopedAdmin(admin.ModelAdmin):
     """Querysets limited to the user's admin sites; monitors may view them."""
 
     site_path = "patient__institution"  # from the model to its Institution
+    # The filtered count is shown; a second count of every in-scope record ("of N total") joined
+    # each record to its case again on every page (0.3-1.3 s for a monitor at 100,000 cases).
+    show_full_result_count = False
 
     def get_queryset(self, request):
         return scope_to_sites(super().get_queryset(request), request.user, self.site_path)

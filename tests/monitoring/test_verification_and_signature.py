@@ -2,6 +2,9 @@
 signature needs the password and a complete case, and a later change voids it visibly."""
 
 import pytest
+from axes.models import AccessAttempt
+from django.conf import settings
+from django.utils import timezone
 
 from monitoring import services
 from monitoring.models import Signature
@@ -112,6 +115,23 @@ def test_the_principal_investigator_signs_a_complete_case_with_the_password(
     page = client.get(url("registry:case", case.pk)).content.decode()
     assert 'id="case-signed"' in page and "I attest that the data in this case" in page
     assert "Already signed by inv" in sign(client, case).content.decode()
+
+
+def test_guessing_the_signing_password_locks_the_user_out_as_at_log_in(client, case, investigator):
+    complete_all(case, investigator)
+    client.force_login(investigator)
+    for _ in range(settings.AXES_FAILURE_LIMIT - 1):
+        assert "The password is not correct" in sign(client, case, "guess").content.decode()
+    locked = sign(client, case, "guess")
+    assert locked.status_code == 429 and b"Too many failed log-ins" in locked.content
+    # the right password is refused too until the cool-off ends, and nothing was signed
+    assert sign(client, case).status_code == 429
+    assert not Signature.objects.exists()
+    # the five guesses and the refused attempt, counted as failed log-ins of this user
+    assert AccessAttempt.objects.get().failures_since_start == settings.AXES_FAILURE_LIMIT + 1
+    AccessAttempt.objects.update(attempt_time=timezone.now() - settings.AXES_COOLOFF_TIME * 2)
+    assert sign(client, case).status_code == 302
+    assert Signature.objects.get().signed_by == investigator
 
 
 def test_only_the_principal_investigator_signs(client, case, investigator, coinvestigator, monitor):
