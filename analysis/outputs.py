@@ -226,6 +226,16 @@ def _labelled(df: pd.DataFrame):
 
 
 def draw_figures(df: pd.DataFrame, out: Path) -> list[str]:
+    """The paper's six Kaplan-Meier figures (EFS and OS: all, by response, by SCT)."""
+    return Drawing(paper_figure_specs(df), out).wait()
+
+
+def draw_landmark_figures(df: pd.DataFrame, out: Path, landmark_days: float) -> list[str]:
+    """Kaplan-Meier curves from the landmark, by response and by SCT on or before it."""
+    return Drawing(landmark_figure_specs(df, landmark_days), out).wait()
+
+
+def paper_figure_specs(df: pd.DataFrame) -> list["FigureSpec"]:
     specs = []
     for endpoint, label in ENDPOINTS.items():
         for grouping, (column, labels) in GROUPINGS.items():
@@ -245,11 +255,10 @@ def draw_figures(df: pd.DataFrame, out: Path) -> list[str]:
                     ),
                 )
             )
-    return draw_all(specs, out)
+    return specs
 
 
-def draw_landmark_figures(df: pd.DataFrame, out: Path, landmark_days: float) -> list[str]:
-    """Kaplan-Meier curves from the landmark, by response and by SCT on or before it."""
+def landmark_figure_specs(df: pd.DataFrame, landmark_days: float) -> list["FigureSpec"]:
     specs = []
     for endpoint, label in ENDPOINTS.items():
         frame, _ = beyond.landmark_frame(df, endpoint, landmark_days)
@@ -275,7 +284,7 @@ def draw_landmark_figures(df: pd.DataFrame, out: Path, landmark_days: float) -> 
                     ),
                 )
             )
-    return draw_all(specs, out)
+    return specs
 
 
 @dataclass(frozen=True)
@@ -298,33 +307,62 @@ def _draw(specs: list[FigureSpec], out: Path) -> None:
         figures.save_figure(figures.km_figure(spec.frame, **spec.options), out / spec.stem)
 
 
-def draw_all(specs: list[FigureSpec], out: Path) -> list[str]:
-    """Draw and save the figures; returns their file names (PNG, SVG per figure, in order).
+class Drawing:
+    """Figures being drawn while the caller goes on (computing the tables); `wait()` returns
+    their file names (PNG, SVG per figure, in order) once all are written.
 
     Figures are independent and matplotlib holds the GIL, so with more than one CPU they are
-    drawn in forked worker processes (the 50-patient run is mostly figure drawing). Where a
-    process may not fork (a daemonic worker), they are drawn here, one after the other."""
-    workers = min(len(specs), len(os.sched_getaffinity(0)))
-    drawn = False
-    if workers > 1 and "fork" in multiprocessing.get_all_start_methods():
+    drawn in forked worker processes: the 50-patient run is mostly figure drawing. Where a
+    process may not fork (a daemonic worker) or has one CPU, `wait()` draws them itself."""
+
+    REFUSED = (AssertionError, BrokenProcessPool, OSError)  # e.g. "daemonic processes are not
+    # allowed to have children"; a figure's own error is raised by wait() as it is.
+
+    def __init__(self, specs: list[FigureSpec], out: Path):
+        self.specs, self.out = specs, Path(out)
+        self.pool, self.jobs = None, []
+        workers = min(len(specs), len(os.sched_getaffinity(0)))
+        if workers < 2 or "fork" not in multiprocessing.get_all_start_methods():
+            return
         parts = [[spec.columns() for spec in specs[i::workers]] for i in range(workers)]
         try:
             context = multiprocessing.get_context("fork")
-            with ProcessPoolExecutor(workers, mp_context=context) as pool:
-                for job in [pool.submit(_draw, part, out) for part in parts]:
+            self.pool = ProcessPoolExecutor(workers, mp_context=context)
+            self.jobs = [self.pool.submit(_draw, part, self.out) for part in parts]
+        except self.REFUSED:
+            self._close()
+
+    def _close(self):
+        if self.pool is not None:
+            self.pool.shutdown(cancel_futures=True)
+        self.pool, self.jobs = None, []
+
+    def wait(self) -> list[str]:
+        drawn = False
+        if self.pool is not None:
+            try:
+                for job in self.jobs:
                     job.result()
-            drawn = True
-        except (AssertionError, BrokenProcessPool, OSError):
-            drawn = False  # e.g. "daemonic processes are not allowed to have children"
-    if not drawn:
-        _draw(specs, out)
-    return [f"{spec.stem}.{ext}" for spec in specs for ext in ("png", "svg")]
+                drawn = True
+            except self.REFUSED:
+                drawn = False
+            finally:
+                self._close()
+        if not drawn:
+            _draw(self.specs, self.out)
+        return [f"{spec.stem}.{ext}" for spec in self.specs for ext in ("png", "svg")]
 
 
 def write_run(snapshot, out_dir, parameters, metadata=None, progress=lambda pct, step: None):
     """Write the whole run into out_dir; returns the metadata written to run.json."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    # The figures are drawn in worker processes while this one writes the data and the tables.
+    drawing = Drawing(
+        paper_figure_specs(snapshot.dataset)
+        + landmark_figure_specs(snapshot.dataset, _landmark_days(parameters)),
+        out,
+    )
     progress(10, "Writing the analysis dataset")
     files = write_dataset(snapshot.dataset, out)
     snapshot.adverse_events.to_csv(out / "adverse_events.csv", index=False)
@@ -337,8 +375,7 @@ def write_run(snapshot, out_dir, parameters, metadata=None, progress=lambda pct,
             frame.to_excel(book, sheet_name=name.removesuffix(".csv")[:31], index=False)
     files += [*results, "tables.xlsx"]
     progress(60, "Drawing Kaplan-Meier figures")
-    figure_files = draw_figures(snapshot.dataset, out)
-    figure_files += draw_landmark_figures(snapshot.dataset, out, _landmark_days(parameters))
+    figure_files = drawing.wait()
     files += figure_files
     meta = {
         **(metadata or {}),

@@ -20,6 +20,7 @@ from .outputs import TABLE_FILES
 from .tasks import run_analysis_task
 
 DASHBOARD_TABLES = [name for name in TABLE_FILES if name not in ("survival_table.csv",)]
+COLLAPSED_ROWS_SHOWN = 100
 
 
 def analyst_required(view):
@@ -41,8 +42,13 @@ def _results(run):
         return None
     meta = json.loads((out / "run.json").read_text())
     tables = []
+    collapsed = meta.get("collapsed_tables", [])
     for name in DASHBOARD_TABLES:
         frame = pd.read_csv(out / name, keep_default_na=False)
+        if name in collapsed and len(frame) > COLLAPSED_ROWS_SHOWN:
+            # Step-function tables reach thousands of rows at national scale (~1 s to render on
+            # every visit at 100,000 patients); the page shows their start, the CSV all of it.
+            frame = frame.head(COLLAPSED_ROWS_SHOWN)
         tables.append(
             (
                 TABLE_FILES[name],
@@ -56,7 +62,13 @@ def _results(run):
             )
         )
     figures = [f for f in meta["files"] if f.endswith(".svg")]
-    return {"meta": meta, "tables": tables, "figures": figures, "files": meta["files"]}
+    return {
+        "meta": meta,
+        "tables": tables,
+        "figures": figures,
+        "files": meta["files"],
+        "collapsed_rows": COLLAPSED_ROWS_SHOWN,
+    }
 
 
 @analyst_required

@@ -10,7 +10,8 @@ subprocess, so each phase's peak memory (ru_maxrss) is its own:
   paper    analysis.outputs.paper_tables(): Tables 1-3, flow, KM tables, medians, log-rank, Cox
   figures  analysis.outputs.draw_figures(): the six Kaplan-Meier figures (PNG + SVG)
   bare     the same statistics and figures with bare pandas + lifelines (bench/bare_stats.py)
-  full     build + paper + figures in one process: the paper's analysis end to end
+  full     build + paper + figures in one run: the paper's analysis end to end (as write_run:
+           the figures drawn in worker processes while the tables are computed)
   beyond   analysis.outputs.beyond_tables() + draw_landmark_figures() (landmark, time-varying
            Cox, cumulative incidence, response rates) beside bare_stats' beyond_statistics()
   command  `manage.py run_analysis --out DIR`: the whole run as users start it (interpreter
@@ -78,11 +79,14 @@ def phase(name: str, frame_path: Path, out_dir: Path) -> dict:
         bare_stats.paper_figures(snapshot.dataset, out_dir)
         lap("figures_s")
     elif name == "full":
+        # As write_run does it: the figures are drawn in worker processes while this one
+        # computes the tables; figures_s is the wait for them after the tables are done.
         snapshot = load_registry()
         lap("build_s")
+        drawing = outputs.Drawing(outputs.paper_figure_specs(snapshot.dataset), out_dir)
         outputs.paper_tables(snapshot, parameters)
         lap("stats_s")
-        outputs.draw_figures(snapshot.dataset, out_dir)
+        drawing.wait()
         lap("figures_s")
     elif name == "beyond":
         outputs.beyond_tables(snapshot, parameters)

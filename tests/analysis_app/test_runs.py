@@ -253,3 +253,29 @@ def test_report_is_self_contained(demo, tmp_path):
 def test_outputs_module_lists_every_table_it_writes():
     assert Path(outputs.__file__).exists()
     assert set(outputs.TABLE_FILES) >= {"table1.csv", "cox.csv", "survival_median.csv"}
+
+
+def test_the_dashboard_shows_the_start_of_a_long_step_table_and_the_csv_all_of_it(
+    client, statistician, tmp_path
+):
+    from analysis import views
+    from analysis.outputs import COLLAPSED_TABLES
+
+    out = tmp_path / "run"
+    out.mkdir()
+    for name in views.DASHBOARD_TABLES:
+        rows = 250 if name == "cumulative_incidence.csv" else 3
+        lines = ["time,estimate"] + [f"{t},{t / 1000:.4f}" for t in range(rows)]
+        (out / name).write_text("\n".join(lines) + "\n")
+    files = [*views.DASHBOARD_TABLES, "run.json"]
+    (out / "run.json").write_text(
+        json.dumps({"files": files, "collapsed_tables": COLLAPSED_TABLES, "notes": {}})
+    )
+    run = AnalysisRun.objects.create(status=AnalysisRun.SUCCEEDED, output_path=str(out))
+    page = client.get(reverse("analysis:run_detail", args=[run.pk])).content.decode()
+    table = page.split("(cumulative_incidence.csv; on this page its first 100 rows")[1]
+    table = table.split("</table>")[0]
+    assert table.count("</tr>") == 1 + 100  # the header and rows 0-99
+    assert "<td>99</td>" in table and "<td>100</td>" not in table
+    csv = client.get(reverse("analysis:download", args=[run.pk, "cumulative_incidence.csv"]))
+    assert b"".join(csv.streaming_content).decode().count("\n") == 1 + 250

@@ -6,6 +6,8 @@ from datetime import date, timedelta
 from decimal import Decimal
 
 import pytest
+from django.db import IntegrityError, connection, transaction
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from registry import forms, rules
@@ -242,6 +244,27 @@ def test_the_response_is_derived_by_the_server_never_posted(client, investigator
     data = {**new_assessment(c, cycle=c.pk), "response": rules.CR}
     assert client.post(url("record_new", case.pk, "assessments"), data).status_code == 302
     assert case.assessments.get().response == rules.CRI
+
+
+def test_a_save_does_not_re_check_the_check_constraints_in_sql(client, investigator, case):
+    """Model validation skips the CheckConstraints (clean() and the field validators state the
+    same rules with field-level messages; the database enforces them on write). Django would
+    otherwise run a SELECT per constraint, in a savepoint, on every save."""
+    c = f.cycle(case)
+    with CaptureQueriesContext(connection) as queries:
+        response = client.post(url("record_new", case.pk, "assessments"), new_assessment(c))
+    assert response.status_code == 302
+    assert [q["sql"] for q in queries if '"_check"' in q["sql"]] == []
+    # the rules themselves still hold: a blast count over 100 is refused ...
+    bad = client.post(
+        url("record_new", case.pk, "assessments"), new_assessment(c, marrow_blasts_pct="101")
+    )
+    assert "less than or equal to 100" in errors(bad)["marrow_blasts_pct"][0]
+    # ... and the database refuses what bypasses validation
+    with pytest.raises(IntegrityError), transaction.atomic():
+        ResponseAssessment.objects.filter(pk=case.assessments.get().pk).update(
+            marrow_blasts_pct=Decimal("101")
+        )
 
 
 def test_assessment_rules_show_per_field_and_save_nothing(client, investigator, case):
