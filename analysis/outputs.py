@@ -7,10 +7,12 @@ Pure with respect to the database: it takes a RegistrySnapshot and writes files.
 import base64
 import html
 import json
+import logging
 import multiprocessing
 import os
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -22,6 +24,8 @@ from registry.ctcae import TABLE3_MAP_CSV
 
 from . import beyond, figures, survival, tables
 from .dataset import DAYS_PER_MONTH, VARIABLES, Cuts, RegistrySnapshot
+
+logger = logging.getLogger(__name__)
 
 TABLE_FILES = {
     "table1.csv": "Table 1. Characteristics at blinatumomab start",
@@ -307,6 +311,23 @@ def _draw(specs: list[FigureSpec], out: Path) -> None:
         figures.save_figure(figures.km_figure(spec.frame, **spec.options), out / spec.stem)
 
 
+@contextmanager
+def _children_allowed():
+    """Celery's prefork pool marks its worker processes daemonic, and multiprocessing refuses
+    children to a daemonic process (they could outlive it). The figure workers are waited for
+    before the run goes on, and exit when their parent's end of the pipe closes, so the flag is
+    lifted while they start (a forked child's own process object may change it)."""
+    me = multiprocessing.current_process()
+    daemonic = me.daemon
+    if daemonic:
+        me.daemon = False
+    try:
+        yield
+    finally:
+        if daemonic:
+            me.daemon = True
+
+
 class Drawing:
     """Figures being drawn while the caller goes on (computing the tables); `wait()` returns
     their file names (PNG, SVG per figure, in order) once all are written.
@@ -327,9 +348,12 @@ class Drawing:
         parts = [[spec.columns() for spec in specs[i::workers]] for i in range(workers)]
         try:
             context = multiprocessing.get_context("fork")
-            self.pool = ProcessPoolExecutor(workers, mp_context=context)
-            self.jobs = [self.pool.submit(_draw, part, self.out) for part in parts]
-        except self.REFUSED:
+            with _children_allowed():
+                self.pool = ProcessPoolExecutor(workers, mp_context=context)
+                self.jobs = [self.pool.submit(_draw, part, self.out) for part in parts]
+            logger.info("Drawing %d figures in %d worker processes", len(specs), workers)
+        except self.REFUSED as refused:
+            logger.info("Figures drawn in this process: %r", refused)
             self._close()
 
     def _close(self):

@@ -76,3 +76,24 @@ def test_a_figure_error_is_not_hidden(dataset, tmp_path, monkeypatch):
     broken = dataset.drop(columns=["os_months"])
     with pytest.raises(KeyError, match="os_months"):
         outputs.draw_figures(broken, tmp_path)
+
+
+def _draw_in_a_pool_process(queue, out):
+    drawing = outputs.Drawing(outputs.paper_figure_specs(make_dataset(80, 7)), out)
+    where = "worker processes" if drawing.pool is not None else "here"
+    queue.put((where, drawing.wait()))
+
+
+def test_a_celery_pool_process_draws_in_worker_processes_too(tmp_path, monkeypatch):
+    """Celery's prefork pool runs tasks in daemonic billiard processes, which multiprocessing
+    would refuse children: the run would silently lose the parallel drawing."""
+    import billiard
+
+    monkeypatch.setattr(outputs.os, "sched_getaffinity", lambda pid: {0, 1})
+    queue = billiard.Queue()
+    process = billiard.Process(target=_draw_in_a_pool_process, args=(queue, tmp_path), daemon=True)
+    process.start()
+    where, files = queue.get(timeout=120)
+    process.join(30)
+    assert (where, process.exitcode) == ("worker processes", 0)
+    assert files == EXPECTED and written(tmp_path) == sorted(EXPECTED)

@@ -181,3 +181,27 @@ def test_a_pool_process_killed_mid_run_fails_the_run_at_once(registry_data, real
         assert worker.process.poll() is None  # the worker itself carries on
     finally:
         worker.kill_all()
+
+
+def test_a_run_in_a_real_worker_succeeds_with_its_figures_drawn_in_worker_processes(
+    registry_data, real_broker, tmp_path
+):
+    """Celery's prefork pool processes are daemonic; the run's figure workers start anyway."""
+    worker = Worker(tmp_path, delay_s=0)
+    try:
+        run = AnalysisRun.objects.create(parameters=default_parameters())
+        run_analysis_task.apply_async(args=[str(run.pk)], queue=worker.queue)
+        wait_for(
+            lambda: status_of(run) in (AnalysisRun.SUCCEEDED, AnalysisRun.FAILED),
+            180,
+            worker,
+            "the run to end",
+        )
+        assert run.status == AnalysisRun.SUCCEEDED, run.error
+        figures = [f for f in os.listdir(run.output_dir) if f.endswith((".png", ".svg"))]
+        assert len(figures) == 2 * (6 + 4)  # the paper's six KM figures and four landmark ones
+        if len(os.sched_getaffinity(0)) > 1:
+            assert "figures in 2 worker processes" in worker.output(), worker.output()
+            assert "Figures drawn in this process" not in worker.output()
+    finally:
+        worker.kill_all()
