@@ -352,11 +352,8 @@ def odm_chunks(patients=None, full_sites=None):
         sites = Institution.objects.filter(pk__in=patients.values("institution"))
         if sites.exists():
             yield _fragment(admin_data_element(root, sites), 1).encode()
-        clinical = ET.tostring(
-            _el(root, "ClinicalData", StudyOID=STUDY_OID, MetaDataVersionOID=MDV_OID),
-            encoding="unicode",
-        )
-        yield ("  " + clinical.replace(f' xmlns="{NS}"', "", 1).replace(" />", ">\n")).encode()
+        clinical = _el(root, "ClinicalData", StudyOID=STUDY_OID, MetaDataVersionOID=MDV_OID)
+        yield _fragment(clinical, 1).replace(" />\n", ">\n").encode()  # its opening tag
         crfs = crf_models()
         for batch in _batches(patients):
             parts = []

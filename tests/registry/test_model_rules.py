@@ -524,3 +524,81 @@ def test_every_save_bumps_the_version_for_concurrency_checks():
     p.site_case_number = "A-17"
     p.save()
     assert Patient.objects.get(pk=p.pk).version == 2
+
+
+# --- Every CheckConstraint is also a validation rule ------------------------------------------
+#
+# Model validation skips the CheckConstraints (TrackedRecord.get_constraints): each must be
+# restated by clean() or a field validator, so forms, the API and imports answer with a field
+# error instead of an IntegrityError from the database. Per constraint: the record, one change
+# that violates it, and the field whose error says so.
+
+VIOLATIONS = {
+    "diagnosis_not_after_start": (
+        "patient",
+        {"diagnosis_date": date(2030, 1, 1)},
+        "blinatumomab_start_date",
+    ),
+    "patient_eligible": ("patient", {"burkitt": True}, "burkitt"),
+    "ecog_0_4": ("baseline", {"ecog": 5}, "ecog"),
+    "baseline_blasts_0_100": ("baseline", {"marrow_blasts_pct": 101}, "marrow_blasts_pct"),
+    "prior_sct_has_date": (
+        "baseline",
+        {"prior_allo_sct": True, "prior_allo_sct_date": None},
+        "prior_allo_sct_date",
+    ),
+    "cycle_ends_after_start": ("cycle", {"end_date": date(2016, 1, 1)}, "end_date"),
+    "assessment_blasts_0_100": ("assessment", {"marrow_blasts_pct": 101}, "marrow_blasts_pct"),
+    "anc_not_negative": ("assessment", {"anc_10e9_per_l": -1}, "anc_10e9_per_l"),
+    "platelets_not_negative": ("assessment", {"platelets_10e9_per_l": -1}, "platelets_10e9_per_l"),
+    "grade_1_5": ("adverse_event", {"grade": 6}, "grade"),
+    "ae_resolves_after_onset": (
+        "adverse_event",
+        {"resolution_date": date(2016, 1, 1)},
+        "resolution_date",
+    ),
+    "grade5_iff_fatal": ("adverse_event", {"grade": 5, "outcome": "recovered"}, "outcome"),
+    "death_date_iff_dead": ("followup", {"death_date": date(2018, 1, 1)}, "vital_status"),
+}
+
+
+def _check_constraint_names():
+    from django.apps import apps
+    from django.db.models import CheckConstraint
+
+    return {
+        c.name
+        for model in apps.get_app_config("registry").get_models()
+        for c in model._meta.constraints
+        if isinstance(c, CheckConstraint)
+    }
+
+
+def test_every_check_constraint_has_a_violation_case_here():
+    assert set(VIOLATIONS) == _check_constraint_names()
+
+
+@pytest.mark.parametrize("constraint", sorted(VIOLATIONS))
+def test_a_check_constraint_violation_is_a_validation_error(constraint):
+    p = f.patient()
+    f.baseline(p)
+    c = f.cycle(p)
+    records = {
+        "patient": p,
+        "baseline": p.baseline,
+        "cycle": c,
+        "assessment": f.assessment(p, c),
+        "adverse_event": f.adverse_event(p, c),
+        "followup": f.followup(p),
+    }
+    kind, changes, field = VIOLATIONS[constraint]
+    record = records[kind]
+    record.full_clean()  # valid as built
+    for name, value in changes.items():
+        setattr(record, name, value)
+    with pytest.raises(ValidationError) as refused:
+        record.full_clean()
+    assert field in refused.value.message_dict, refused.value.message_dict
+    # and the database refuses the same row when validation is bypassed
+    with pytest.raises(IntegrityError), transaction.atomic():
+        type(record).objects.filter(pk=record.pk).update(**changes)
