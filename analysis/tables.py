@@ -496,6 +496,12 @@ def _check_grades(ae: pd.DataFrame) -> None:
         raise ValueError(f"adverse events with a grade outside 1-5: {sorted(set(bad))}")
 
 
+def _patient_codes(ae: pd.DataFrame) -> np.ndarray:
+    """Each event's patient as an integer code: grouping ~400,000 events by integers instead of
+    study ID strings, row after row of Table 3, is what keeps it fast at registry scale."""
+    return pd.factorize(ae["study_id"])[0]
+
+
 def _worst_grade_counts(worst: pd.Series, n_patients: int) -> dict:
     """Count patients (one worst grade each) into the any / grade band columns."""
     counts = {"any_n": int(worst.size)}
@@ -530,11 +536,12 @@ def table3_adverse_events(ae: pd.DataFrame, n_patients: int, row_map) -> pd.Data
         row_map = parse_table3_map(row_map)
     _check_grades(ae)
     grades = pd.to_numeric(ae["grade"]).astype(int)
+    patients = _patient_codes(ae)
     rows = []
     normalised = {column: _normalised(ae[column]) for column in ("soc", "ctcae_term")}
     for entry in row_map.itertuples(index=False):
         mask = _row_mask(ae, entry.terms, entry.soc, normalised)
-        worst = grades[mask].groupby(ae.loc[mask, "study_id"]).max()
+        worst = grades[mask].groupby(patients[mask.to_numpy()]).max()
         rows.append({"table3_row": entry.table3_row, **_worst_grade_counts(worst, n_patients)})
     return pd.DataFrame(rows, columns=["table3_row", *GRADE_COLUMNS])
 
@@ -542,10 +549,12 @@ def table3_adverse_events(ae: pd.DataFrame, n_patients: int, row_map) -> pd.Data
 def ae_by_term(ae: pd.DataFrame, n_patients: int) -> pd.DataFrame:
     """Patients per CTCAE term (worst grade per patient and term), most frequent first."""
     _check_grades(ae)
-    grades = pd.to_numeric(ae["grade"]).astype(int)
+    events = ae[["soc", "ctcae_term"]].assign(
+        grade=pd.to_numeric(ae["grade"]).astype(int), patient=_patient_codes(ae)
+    )
+    worst_per_term = events.groupby(["soc", "ctcae_term", "patient"])["grade"].max()
     rows = []
-    for (soc, term), events in ae.assign(grade=grades).groupby(["soc", "ctcae_term"]):
-        worst = events.groupby("study_id")["grade"].max()
+    for (soc, term), worst in worst_per_term.groupby(level=["soc", "ctcae_term"]):
         rows.append({"soc": soc, "ctcae_term": term, **_worst_grade_counts(worst, n_patients)})
     table = pd.DataFrame(rows, columns=["soc", "ctcae_term", *GRADE_COLUMNS])
     return table.sort_values(

@@ -8,6 +8,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from analysis.dataset import DAYS_PER_MONTH, VARIABLES, Cuts, load_registry
+from registry.models import Patient
 from tests import factories as f
 
 pytestmark = pytest.mark.django_db
@@ -162,3 +163,53 @@ def test_event_dates_and_competing_causes(
     e = d.loc[early_death.study_id]
     assert (pd.isna(e.sct_days), pd.isna(e.response_days), e.efs_cause) == (True, True, 2)
     assert d.loc[refractory_then_progression.study_id].efs_cause == 1
+
+
+def test_adverse_events_follow_the_dataset_order_then_entry_order():
+    # Entered at the second site first: primary-key order is not study ID order.
+    second_site = f.patient(site=f.institution("KR02", "Second hospital"))
+    first_site = f.patient()
+    c1 = f.cycle(second_site)
+    f.adverse_event(second_site, c1, ctcae_term="Neutrophil count decreased", grade=4)
+    f.adverse_event(first_site, ctcae_term="Cytokine release syndrome", grade=2)
+    f.adverse_event(second_site, ctcae_term="Fever", grade=1)
+    f.adverse_event(first_site, ctcae_term="Headache", grade=1)
+    snapshot = load_registry()
+    assert snapshot.dataset["study_id"].tolist() == [first_site.study_id, second_site.study_id]
+    events = snapshot.adverse_events
+    assert list(zip(events["study_id"], events["ctcae_term"], strict=True)) == [
+        (first_site.study_id, "Cytokine release syndrome"),
+        (first_site.study_id, "Headache"),
+        (second_site.study_id, "Neutrophil count decreased"),
+        (second_site.study_id, "Fever"),
+    ]
+    assert events["cycle"].tolist()[2] == 1 and events["cycle"].isna().tolist() == [
+        True,
+        True,
+        False,
+        True,
+    ]
+
+
+def test_without_follow_up_an_adverse_event_onset_can_be_the_latest_record():
+    p = f.patient()
+    f.baseline(p)
+    c1 = f.cycle(p)
+    f.assessment(p, c1, assessment_date=day(30))
+    f.adverse_event(p, ctcae_term="Fever", grade=1, onset_date=day(45), resolution_date=day(47))
+    r = row(load_registry(), p)
+    assert (r.os_days, r.os_event) == (45, 0)
+
+
+def test_a_snapshot_of_some_patients_equals_their_rows_of_the_whole_registry(
+    responder_transplanted, early_death, refractory_then_progression
+):
+    whole = load_registry()
+    chosen = [early_death.pk, refractory_then_progression.pk]
+    part = load_registry(Patient.objects.filter(pk__in=chosen))
+    ids = [early_death.study_id, refractory_then_progression.study_id]
+    expected = whole.dataset[whole.dataset["study_id"].isin(ids)].reset_index(drop=True)
+    pd.testing.assert_frame_equal(part.dataset, expected)
+    events = whole.adverse_events[whole.adverse_events["study_id"].isin(ids)]
+    pd.testing.assert_frame_equal(part.adverse_events, events.reset_index(drop=True))
+    assert len(part.dataset) == 2 and len(whole.dataset) == 3
