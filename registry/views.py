@@ -35,6 +35,7 @@ from .access import (
     may_change_case,
     patients_for,
     registering_institutions_for,
+    request_memberships,
 )
 from .models import (
     AdverseEvent,
@@ -102,7 +103,7 @@ def case_of(request, pk) -> Patient:
     GET/HEAD changes the case: only its site's investigators may (registry.access), else 403."""
     patient = get_object_or_404(patients_for(request.user).select_related("institution"), pk=pk)
     if request.method not in ("GET", "HEAD", "OPTIONS") and not may_change_case(
-        request.user, patient
+        request.user, patient, request_memberships(request)
     ):
         raise PermissionDenied("Monitors read cases and raise queries; investigators change them.")
     return patient
