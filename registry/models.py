@@ -123,22 +123,33 @@ def lock_message(patient_id=None, crf=None, institution_id=None) -> str | None:
     if _locked_changes_allowed.get():
         return None
     if patient_id is not None:
-        locked = CrfStatus.objects.filter(patient_id=patient_id, status=CrfStatus.LOCKED)
+        # One query for both locks (a CRF save checks twice: full_clean() and save()).
+        locked = CrfStatus.objects.filter(patient_id=models.OuterRef("pk"), status=CrfStatus.LOCKED)
         if crf:
             locked = locked.filter(crf=crf)
-        status = locked.select_related("patient").first()
-        if status:
+        first_locked = models.Subquery(locked.order_by("crf").values("crf")[:1])
+        case = (
+            Patient.objects.filter(pk=patient_id)
+            .annotate(locked_crf=first_locked)
+            .values("study_id", "locked_crf", "institution__code", "institution__locked_at")
+            .first()
+        )
+        if case is None:
+            return None
+        if case["locked_crf"]:
+            patient = Patient(study_id=case["study_id"])
+            status = CrfStatus(patient=patient, crf=case["locked_crf"])
             return (
-                f"{status.patient} is locked ({status.get_crf_display()} CRF): nothing in it can "
+                f"{patient} is locked ({status.get_crf_display()} CRF): nothing in it can "
                 "change until a monitor unlocks it."
             )
-        sites = Institution.objects.filter(patients__pk=patient_id)
+        site_code, site_locked = case["institution__code"], case["institution__locked_at"]
     else:
-        sites = Institution.objects.filter(pk=institution_id)
-    site = sites.filter(locked_at__isnull=False).first()
-    if site:
+        site = Institution.objects.filter(pk=institution_id).values("code", "locked_at").first()
+        site_code, site_locked = (site["code"], site["locked_at"]) if site else (None, None)
+    if site_locked:
         return (
-            f"Site {site.code} is locked: none of its cases can change and no case can be "
+            f"Site {site_code} is locked: none of its cases can change and no case can be "
             "registered until a monitor unlocks the site."
         )
     return None
