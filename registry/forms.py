@@ -38,6 +38,19 @@ def cycle_label(cycle) -> str:
     return f"Cycle {cycle.number} ({cycle.start_date})"
 
 
+class CachedChoiceIterator(forms.models.ModelChoiceIterator):
+    """Choices from the field's queryset through its result cache: one plain SELECT.
+
+    ModelChoiceIterator reads the queryset with .iterator(), which on PostgreSQL opens a
+    server-side cursor (DECLARE ... WITH HOLD, FETCH, CLOSE) for what is a handful of cycles."""
+
+    def __iter__(self):
+        if self.field.empty_label is not None:
+            yield ("", self.field.empty_label)
+        for obj in self.queryset:
+            yield self.choice(obj)
+
+
 class CrfForm(forms.ModelForm):
     """Every CRF carries the version it was read at and, once the CRF was complete, a reason."""
 
@@ -60,7 +73,8 @@ class CrfForm(forms.ModelForm):
             if isinstance(field, forms.DateField):
                 field.widget = DateInput()
         if "cycle" in self.fields and patient is not None:
-            self.fields["cycle"].queryset = patient.cycles.all()
+            self.fields["cycle"].iterator = CachedChoiceIterator  # before the queryset: it
+            self.fields["cycle"].queryset = patient.cycles.all()  # sets the widget's choices
             self.fields["cycle"].label_from_instance = lambda c: (
                 f"Cycle {c.number} ({c.start_date})"
             )
