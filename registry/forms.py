@@ -80,6 +80,9 @@ class CrfForm(forms.ModelForm):
             )
         self.helper = FormHelper()
         self.helper.form_tag = False
+        # The page's <form> has its {% csrf_token %}: crispy's would be a second copy (and would
+        # make the rendered fields differ per session, see render_crf_form()).
+        self.helper.disable_csrf = True
         self.helper.render_unmentioned_fields = True
         if self.layout:
             self.helper.layout = Layout(*self.layout)
