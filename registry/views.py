@@ -494,6 +494,7 @@ def _edit(request, patient, kind, record, initial=None):
         "patient": patient,
         "kind": kind,
         "form": form,
+        "form_html": forms.render_crf_form(form, blank=record.pk is None and not initial),
         "record": record,
         "history": case_history(patient, record) if record.pk else [],
     }
