@@ -18,8 +18,14 @@ def institutions_for(user, roles=None):
     return Institution.objects.filter(pk__in=memberships.values("institution"))
 
 
-def patients_for(user, roles=(Membership.INVESTIGATOR, Membership.MONITOR)):
-    """Cases the user may open: those of the sites where they are investigator or monitor."""
+def patients_for(user, roles=(Membership.INVESTIGATOR, Membership.MONITOR), memberships=None):
+    """Cases the user may open: those of the sites where they are investigator or monitor.
+
+    `memberships`: the user's request_memberships(), when the caller has them: the same sites as
+    a list of IDs instead of a subquery (half the CPU of building the query, on every case URL)."""
+    if memberships is not None and user.is_authenticated and not user.is_superuser:
+        sites = sorted({site for site, role in memberships if role in roles})
+        return Patient.objects.filter(institution_id__in=sites)
     return Patient.objects.filter(institution__in=institutions_for(user, roles))
 
 

@@ -101,14 +101,15 @@ KINDS = {
 def case_of(request, pk) -> Patient:
     """The case if the user may open it, else 404 (a guessed ID reveals nothing). Any method but
     GET/HEAD changes the case: only its site's investigators may (registry.access), else 403."""
-    cases = patients_for(request.user).select_related("institution")
+    memberships = request_memberships(request)
+    cases = patients_for(request.user, memberships=memberships).select_related("institution")
     changes = request.method not in ("GET", "HEAD", "OPTIONS")
     if changes:
         # A record's rules read the case's death date (follow-up) and baseline blasts: in the
         # same query rather than one query each during validation.
         cases = cases.select_related("followup", "baseline")
     patient = get_object_or_404(cases, pk=pk)
-    if changes and not may_change_case(request.user, patient, request_memberships(request)):
+    if changes and not may_change_case(request.user, patient, memberships):
         raise PermissionDenied("Monitors read cases and raise queries; investigators change them.")
     return patient
 
