@@ -212,9 +212,17 @@ if os.environ.get("DJANGO_TRUSTED_PROXY_COUNT"):  # the client address is in X-F
     AXES_IPWARE_PROXY_COUNT = int(os.environ["DJANGO_TRUSTED_PROXY_COUNT"])
     AXES_IPWARE_META_PRECEDENCE_ORDER = ["HTTP_X_FORWARDED_FOR", "REMOTE_ADDR"]
 
-# Sessions end after 30 minutes without a request (each request restarts the clock).
+# Sessions end after 30 minutes without a request (each request restarts the clock). The session
+# row is rewritten only when its expiry would move by more than a minute (security/sessions.py),
+# not on every request as SESSION_SAVE_EVERY_REQUEST would.
 SESSION_COOKIE_AGE = int(os.environ.get("DJANGO_SESSION_IDLE_MINUTES", "30")) * 60
-SESSION_SAVE_EVERY_REQUEST = True
+SESSION_SAVE_EVERY_REQUEST = False
+SESSION_ENGINE = "security.sessions"
+_insert_after(
+    MIDDLEWARE,
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "security.sessions.IdleTimeoutMiddleware",
+)
 SESSION_EXPIRE_AT_BROWSER_CLOSE = True
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"

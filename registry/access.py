@@ -18,8 +18,14 @@ def institutions_for(user, roles=None):
     return Institution.objects.filter(pk__in=memberships.values("institution"))
 
 
-def patients_for(user, roles=(Membership.INVESTIGATOR, Membership.MONITOR)):
-    """Cases the user may open: those of the sites where they are investigator or monitor."""
+def patients_for(user, roles=(Membership.INVESTIGATOR, Membership.MONITOR), memberships=None):
+    """Cases the user may open: those of the sites where they are investigator or monitor.
+
+    `memberships`: the user's request_memberships(), when the caller has them: the same sites as
+    a list of IDs instead of a subquery (half the CPU of building the query, on every case URL)."""
+    if memberships is not None and user.is_authenticated and not user.is_superuser:
+        sites = sorted({site for site, role in memberships if role in roles})
+        return Patient.objects.filter(institution_id__in=sites)
     return Patient.objects.filter(institution__in=institutions_for(user, roles))
 
 
@@ -142,16 +148,49 @@ def scope_to_sites(queryset, user, site_path: str):
 TWO_FACTOR_ROLES = (Membership.MONITOR,)
 
 
-def requires_two_factor(user) -> bool:
-    """Monitors and administrators (staff, superusers) verify a TOTP code after the password."""
+def requires_two_factor(user, memberships=None) -> bool:
+    """Monitors and administrators (staff, superusers) verify a TOTP code after the password.
+
+    `memberships`: the user's request_memberships(), when the caller has them."""
     if not user.is_authenticated:
         return False
     if user.is_staff or user.is_superuser:
         return True
+    if memberships is not None:
+        return any(role in TWO_FACTOR_ROLES for _site, role in memberships)
     return Membership.objects.filter(user=user, role__in=TWO_FACTOR_ROLES).exists()
 
 
-def may_change_case(user, patient) -> bool:
+def may_change_case(user, patient, memberships=None) -> bool:
     """Case data is entered and changed by the investigators of the case's site (and
-    superusers); monitors read it and raise queries, statisticians never open it."""
+    superusers); monitors read it and raise queries, statisticians never open it.
+
+    `memberships`: the user's request_memberships(), when the caller has them (`patient` is then
+    a case just read from the database)."""
+    if memberships is not None:
+        if not user.is_authenticated:
+            return False
+        return user.is_superuser or (patient.institution_id, Membership.INVESTIGATOR) in memberships
     return investigated_patients_for(user).filter(pk=patient.pk).exists()
+
+
+# --- Per request ---------------------------------------------------------------------------------
+
+
+def request_memberships(request) -> frozenset[tuple[int, str]]:
+    """(site id, role) of every membership of the request's user, read once per request.
+
+    The two-factor middleware, the navigation bar and case_of() each need the user's roles; this
+    is one query per request instead of one each. Kept on the request (not on the user object)
+    and keyed by the user, so it never outlives the request nor follows a log-in or log-out."""
+    user = request.user
+    key = user.pk if user.is_authenticated else None
+    cached = getattr(request, "_registry_memberships", None)
+    if cached is None or cached[0] != key:
+        found = frozenset()
+        if key is not None:
+            found = frozenset(
+                Membership.objects.filter(user=user).values_list("institution_id", "role")
+            )
+        cached = request._registry_memberships = (key, found)
+    return cached[1]

@@ -6,7 +6,11 @@ record's patient before validating so the rules that depend on the case run too.
 
 from crispy_forms.helper import FormHelper
 from crispy_forms.layout import Fieldset, Layout
+from crispy_forms.templatetags.crispy_forms_utils import remove_spaces
+from crispy_forms.utils import render_crispy_form
 from django import forms
+from django.template import engines
+from django.utils.safestring import mark_safe
 
 from .models import (
     AdverseEvent,
@@ -38,6 +42,19 @@ def cycle_label(cycle) -> str:
     return f"Cycle {cycle.number} ({cycle.start_date})"
 
 
+class CachedChoiceIterator(forms.models.ModelChoiceIterator):
+    """Choices from the field's queryset through its result cache: one plain SELECT.
+
+    ModelChoiceIterator reads the queryset with .iterator(), which on PostgreSQL opens a
+    server-side cursor (DECLARE ... WITH HOLD, FETCH, CLOSE) for what is a handful of cycles."""
+
+    def __iter__(self):
+        if self.field.empty_label is not None:
+            yield ("", self.field.empty_label)
+        for obj in self.queryset:
+            yield self.choice(obj)
+
+
 class CrfForm(forms.ModelForm):
     """Every CRF carries the version it was read at and, once the CRF was complete, a reason."""
 
@@ -60,12 +77,16 @@ class CrfForm(forms.ModelForm):
             if isinstance(field, forms.DateField):
                 field.widget = DateInput()
         if "cycle" in self.fields and patient is not None:
-            self.fields["cycle"].queryset = patient.cycles.all()
+            self.fields["cycle"].iterator = CachedChoiceIterator  # before the queryset: it
+            self.fields["cycle"].queryset = patient.cycles.all()  # sets the widget's choices
             self.fields["cycle"].label_from_instance = lambda c: (
                 f"Cycle {c.number} ({c.start_date})"
             )
         self.helper = FormHelper()
         self.helper.form_tag = False
+        # The page's <form> has its {% csrf_token %}: crispy's would be a second copy (and would
+        # make the rendered fields differ per session, see render_crf_form()).
+        self.helper.disable_csrf = True
         self.helper.render_unmentioned_fields = True
         if self.layout:
             self.helper.layout = Layout(*self.layout)
@@ -223,3 +244,73 @@ class RemoveForm(forms.Form):
         max_length=REASON_MAX_LENGTH,
         help_text="Kept in the audit trail with the removed record.",
     )
+
+
+# --- Rendering -----------------------------------------------------------------------------------
+#
+# crispy-forms' Bootstrap field templates were ~60% of a CRF page's time (~10-15 ms per form). A
+# blank form (a new record, nothing typed yet) renders the same for every case of its kind except
+# for its ModelChoiceFields (the case's cycles): that HTML is kept per process with a marker in
+# place of each such <select>, which is rendered per request exactly as crispy's field template
+# does. tests/registry/test_crf_forms.py checks the result against crispy's own rendering.
+
+_SELECT_TEMPLATE = engines["django"].from_string(
+    "{% load crispy_forms_field %}{% crispy_field field 'class' 'form-select' %}"
+)
+_BLANK_FORMS: dict = {}  # (form class, fields, initial values) -> HTML with markers
+_BLANK_FORMS_MAX = 256
+
+
+def _marker(name) -> str:
+    # Starts with "<" and ends with ">" like the <select> it stands for, so crispy's whitespace
+    # folding (remove_spaces) treats its surroundings the same.
+    return f"<!--crf-select:{name}-->"
+
+
+class _MarkerSelect(forms.Select):
+    def render(self, name, value, attrs=None, renderer=None):
+        return mark_safe(_marker(name))
+
+
+def _blank_form_key(form):
+    """What a blank form's HTML depends on besides its per-case selects; None: not cacheable."""
+    per_case = []
+    initial = []
+    for name, field in form.fields.items():
+        if isinstance(field, forms.ModelChoiceField):
+            if type(field.widget) is not forms.Select:
+                return None
+            per_case.append(name)
+        else:
+            initial.append((name, form[name].initial))
+    key = (type(form), tuple(form.fields), tuple(initial))
+    try:
+        hash(key)
+    except TypeError:
+        return None
+    return key, per_case
+
+
+def render_crf_form(form, blank=False) -> str:
+    """The form's crispy HTML. `blank`: an unbound form of a new record (its HTML is cached)."""
+    found = _blank_form_key(form) if blank and not form.is_bound else None
+    if found is None:
+        return render_crispy_form(form)
+    key, per_case = found
+    html = _BLANK_FORMS.get(key)
+    if html is None:
+        widgets = {name: form.fields[name].widget for name in per_case}
+        try:
+            for name in per_case:
+                form.fields[name].widget = _MarkerSelect()
+            html = render_crispy_form(form)
+        finally:
+            for name, widget in widgets.items():
+                form.fields[name].widget = widget
+        if len(_BLANK_FORMS) >= _BLANK_FORMS_MAX:
+            _BLANK_FORMS.clear()
+        _BLANK_FORMS[key] = html
+    for name in per_case:
+        select = remove_spaces(_SELECT_TEMPLATE.render({"field": form[name]})).strip()
+        html = html.replace(_marker(name), select)
+    return mark_safe(html)

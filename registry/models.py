@@ -7,11 +7,12 @@ registry.rules, so forms, imports, the API and the admin all enforce the same ru
 from contextlib import contextmanager
 from contextvars import ContextVar
 from datetime import date
+from functools import cache
 
 from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
-from django.db import models, transaction
+from django.db import connection, models, transaction
 from django.db.models import Q
 from django.db.models.signals import pre_delete
 from django.utils import timezone
@@ -123,25 +124,48 @@ def lock_message(patient_id=None, crf=None, institution_id=None) -> str | None:
     if _locked_changes_allowed.get():
         return None
     if patient_id is not None:
-        locked = CrfStatus.objects.filter(patient_id=patient_id, status=CrfStatus.LOCKED)
-        if crf:
-            locked = locked.filter(crf=crf)
-        status = locked.select_related("patient").first()
-        if status:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                _case_lock_sql(), {"case": patient_id, "crf": crf or "", "locked": CrfStatus.LOCKED}
+            )
+            case = cursor.fetchone()
+        if case is None:
+            return None
+        study_id, site_code, site_locked, locked_crf = case
+        if locked_crf:
+            patient = Patient(study_id=study_id)
+            status = CrfStatus(patient=patient, crf=locked_crf)
             return (
-                f"{status.patient} is locked ({status.get_crf_display()} CRF): nothing in it can "
+                f"{patient} is locked ({status.get_crf_display()} CRF): nothing in it can "
                 "change until a monitor unlocks it."
             )
-        sites = Institution.objects.filter(patients__pk=patient_id)
     else:
-        sites = Institution.objects.filter(pk=institution_id)
-    site = sites.filter(locked_at__isnull=False).first()
-    if site:
+        site = Institution.objects.filter(pk=institution_id).values("code", "locked_at").first()
+        site_code, site_locked = (site["code"], site["locked_at"]) if site else (None, None)
+    if site_locked:
         return (
-            f"Site {site.code} is locked: none of its cases can change and no case can be "
+            f"Site {site_code} is locked: none of its cases can change and no case can be "
             "registered until a monitor unlocks the site."
         )
     return None
+
+
+@cache
+def _case_lock_sql() -> str:
+    """Both locks of a case in one query: its site's lock and its first locked CRF (that CRF only
+    when %(crf)s is not empty). A CRF save checks twice (full_clean() and save()); written in SQL
+    because building the same query with the ORM (a subquery annotation) cost ~2 ms of CPU per
+    check, ten times the query itself."""
+    q = connection.ops.quote_name
+    status, patient, site = (q(m._meta.db_table) for m in (CrfStatus, Patient, Institution))
+    return f"""
+        SELECT p.study_id, site.code, site.locked_at,
+               (SELECT s.crf FROM {status} s
+                 WHERE s.patient_id = p.id AND s.status = %(locked)s
+                   AND (%(crf)s = '' OR s.crf = %(crf)s)
+                 ORDER BY s.crf LIMIT 1)
+          FROM {patient} p JOIN {site} site ON site.id = p.institution_id
+         WHERE p.id = %(case)s"""
 
 
 class TrackedRecord(models.Model):

@@ -35,6 +35,7 @@ from .access import (
     may_change_case,
     patients_for,
     registering_institutions_for,
+    request_memberships,
 )
 from .models import (
     AdverseEvent,
@@ -100,10 +101,15 @@ KINDS = {
 def case_of(request, pk) -> Patient:
     """The case if the user may open it, else 404 (a guessed ID reveals nothing). Any method but
     GET/HEAD changes the case: only its site's investigators may (registry.access), else 403."""
-    patient = get_object_or_404(patients_for(request.user).select_related("institution"), pk=pk)
-    if request.method not in ("GET", "HEAD", "OPTIONS") and not may_change_case(
-        request.user, patient
-    ):
+    memberships = request_memberships(request)
+    cases = patients_for(request.user, memberships=memberships).select_related("institution")
+    changes = request.method not in ("GET", "HEAD", "OPTIONS")
+    if changes:
+        # A record's rules read the case's death date (follow-up) and baseline blasts: in the
+        # same query rather than one query each during validation.
+        cases = cases.select_related("followup", "baseline")
+    patient = get_object_or_404(cases, pk=pk)
+    if changes and not may_change_case(request.user, patient, memberships):
         raise PermissionDenied("Monitors read cases and raise queries; investigators change them.")
     return patient
 
@@ -489,6 +495,7 @@ def _edit(request, patient, kind, record, initial=None):
         "patient": patient,
         "kind": kind,
         "form": form,
+        "form_html": forms.render_crf_form(form, blank=record.pk is None and not initial),
         "record": record,
         "history": case_history(patient, record) if record.pk else [],
     }

@@ -15,7 +15,7 @@ from django.utils import timezone
 from django.utils.http import urlencode
 from django_otp import devices_for_user
 
-from registry.access import requires_two_factor
+from registry.access import request_memberships, requires_two_factor
 
 # Reachable before the second factor: the two-factor pages themselves and logging out.
 OPEN_BEFORE_SECOND_FACTOR = frozenset(
@@ -24,14 +24,15 @@ OPEN_BEFORE_SECOND_FACTOR = frozenset(
 TOKEN_BY_PASSWORD = "exchange:api_token_obtain"
 
 
-def two_factor_pending(user) -> bool:
+def two_factor_pending(user, request=None) -> bool:
     """A logged-in user who must still enter a TOTP code in this session."""
     if not getattr(settings, "REQUIRE_2FA", False) or not user.is_authenticated:
         return False
     is_verified = getattr(user, "is_verified", None)
     if is_verified is not None and is_verified():
         return False
-    return requires_two_factor(user)
+    memberships = request_memberships(request) if request is not None else None
+    return requires_two_factor(user, memberships)
 
 
 def second_factor_url(user, next_url) -> str:
@@ -57,7 +58,11 @@ class RequireTwoFactorMiddleware:
         match = request.resolver_match
         view_name = match.view_name if match else ""
         user = getattr(request, "user", None)
-        if user is None or view_name in OPEN_BEFORE_SECOND_FACTOR or not two_factor_pending(user):
+        if (
+            user is None
+            or view_name in OPEN_BEFORE_SECOND_FACTOR
+            or not two_factor_pending(user, request)
+        ):
             return None
         if request.path_info.startswith("/api/"):
             return JsonResponse(

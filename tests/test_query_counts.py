@@ -6,6 +6,7 @@ django_assert_max_num_queries), and stays under a fixed ceiling. bench/pages_ben
 the same pages at 10,000 and 100,000 patients, with their latency.
 """
 
+from datetime import timedelta
 from io import StringIO
 
 import pytest
@@ -103,3 +104,53 @@ def test_page_queries_do_not_grow_with_the_registry(
         client.get(url)
         with django_assert_max_num_queries(small[label], info=label):
             assert client.get(url).status_code == 200
+
+
+# --- The CRF data-entry round trip (bench/load_bench.py) -----------------------------------------
+
+# GET: session, user, the user's memberships (two-factor check and navigation), the case, its CRF
+# status, its cycles. POST: the same first five, the chosen cycle, the lock check (full_clean), the
+# cycle's existence (model validation), the lock check again (save), the record, its history row,
+# whether the CRF is verified or the case signed (monitoring), and the savepoint around the save.
+CRF_GET_QUERIES = 6
+CRF_POST_QUERIES = {"assessments": 14, "adverse-events": 14}
+
+
+def crf_values(kind, cycle):
+    if kind == "assessments":
+        return {
+            "cycle": cycle.pk,
+            "assessment_date": str(cycle.start_date + timedelta(days=30)),
+            "marrow_blasts_pct": "2.0",
+            "anc_10e9_per_l": "1.50",
+            "platelets_10e9_per_l": "120.0",
+            "emd_status": "none",
+            "mrd_status": "not_done",
+        }
+    return {
+        "cycle": cycle.pk,
+        "ctcae_term": "Anemia",
+        "grade": "2",
+        "onset_date": str(cycle.start_date + timedelta(days=5)),
+        "attribution": "possible",
+        "action_taken": "none",
+        "outcome": "recovering",
+    }
+
+
+@pytest.mark.parametrize("kind", ["assessments", "adverse-events"])
+def test_a_crf_form_and_its_save_take_a_fixed_number_of_queries(
+    client, settings, fixed_case, kind, django_assert_max_num_queries
+):
+    settings.REQUIRE_2FA = True  # as in production: the two-factor middleware asks too
+    case, user = fixed_case
+    client.force_login(user)
+    url = f"/cases/{case.pk}/{kind}/new/"
+    assert client.get(url).status_code == 200  # the first visit may fill per-process caches
+    with django_assert_max_num_queries(CRF_GET_QUERIES, info=f"GET {kind}"):
+        page = client.get(url)
+    assert page.status_code == 200 and b'name="version"' in page.content
+    values = {"version": "", **crf_values(kind, case.cycles.get())}
+    with django_assert_max_num_queries(CRF_POST_QUERIES[kind], info=f"POST {kind}"):
+        saved = client.post(url, values)
+    assert saved.status_code == 302, saved.context["form"].errors if saved.context else saved

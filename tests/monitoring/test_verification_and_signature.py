@@ -155,6 +155,16 @@ def test_an_incomplete_case_or_one_with_an_open_query_is_not_signed(case, invest
     assert services.sign_case(case, investigator, PASSWORD).is_valid
 
 
+def test_a_new_record_after_the_signature_voids_it(case, investigator):
+    from tests import factories as f
+
+    complete_all(case, investigator)
+    signature = services.sign_case(case, investigator, PASSWORD)
+    f.adverse_event(case, ctcae_term="Fever", grade=1, serious=False, action_taken="none")
+    signature.refresh_from_db()
+    assert not signature.is_valid and "created" in signature.void_reason
+
+
 def test_a_change_after_the_signature_voids_it_visibly(client, case, investigator, superuser):
     complete_all(case, investigator)
     signature = services.sign_case(case, investigator, PASSWORD)

@@ -2,10 +2,14 @@
 
 import itertools
 import re
+from types import SimpleNamespace
 
 import pytest
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import AnonymousUser
 from django.urls import URLPattern, get_resolver, reverse
 
+from registry.access import may_change_case, patients_for, request_memberships
 from registry.models import Membership
 from tests import factories as f
 
@@ -141,3 +145,32 @@ def test_registering_at_another_site_is_refused(client):
     assert response.status_code == 200
     assert "institution" in response.context["form"].errors
     assert not kr02.patients.exists()
+
+
+def test_the_per_request_memberships_scope_cases_and_changes_as_the_queries_do():
+    """case_of() scopes with the memberships read once per request (registry.access
+    .request_memberships): the same cases, and the same right to change them, as the queries."""
+    sites = [f.institution(code, code) for code in ("KR01", "KR02", "KR03")]
+    cases = [f.patient(site=s) for s in sites for _ in range(2)]
+    mixed = f.user("mixed", sites=("KR01",))
+    Membership.objects.create(user=mixed, institution=sites[1], role=Membership.MONITOR)
+    Membership.objects.create(user=mixed, institution=sites[2], role=Membership.STATISTICIAN)
+    users = [
+        mixed,
+        f.user("inv", sites=("KR02",)),
+        f.user("mon", role=Membership.MONITOR, sites=("KR01", "KR03")),
+        f.user("stat", role=Membership.STATISTICIAN, sites=("KR01",)),
+        f.user("nobody", sites=()),
+        get_user_model().objects.create_superuser("root", password="pw-for-tests-1"),
+        AnonymousUser(),
+    ]
+    for user in users:
+        memberships = request_memberships(SimpleNamespace(user=user))
+        for roles in [(Membership.INVESTIGATOR, Membership.MONITOR), (Membership.MONITOR,)]:
+            expected = set(patients_for(user, roles))
+            assert set(patients_for(user, roles, memberships=memberships)) == expected, user
+        for case in cases:
+            assert may_change_case(user, case, memberships) == may_change_case(user, case), (
+                user,
+                case,
+            )

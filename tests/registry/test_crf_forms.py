@@ -6,6 +6,7 @@ from datetime import date, timedelta
 from decimal import Decimal
 
 import pytest
+from crispy_forms.utils import render_crispy_form
 from django.db import IntegrityError, connection, transaction
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
@@ -457,3 +458,55 @@ def test_a_cycle_still_referred_to_is_not_removed(client, investigator, case):
     )
     assert "these records refer to it" in response.context["form"].non_field_errors()[0]
     assert case.cycles.exists()
+
+
+# --- Rendering ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("needs_reason", [False, True])
+@pytest.mark.parametrize(
+    "form_class",
+    [
+        forms.BaselineForm,
+        forms.AssessmentForm,
+        forms.AdverseEventForm,
+        forms.TransplantForm,
+        forms.SubsequentTherapyForm,
+        forms.FollowUpForm,
+    ],
+)
+def test_a_cached_blank_form_renders_as_crispy_does_with_the_cases_own_cycles(
+    form_class, needs_reason
+):
+    """render_crf_form() keeps a blank form's HTML per process and renders only the per-case
+    selects (the cycles) per request: byte for byte what crispy renders, for every case."""
+    forms._BLANK_FORMS.clear()
+    one, other = f.patient(), f.patient(site=f.institution("KR02", "Other site"))
+    f.cycle(one)
+    f.cycle(other)
+    f.cycle(other, number=2)
+    model = form_class._meta.model
+    pages = []
+    for p in (one, other, one):  # miss, hit (other cycles), hit
+        form = form_class(instance=model(patient=p), patient=p, needs_reason=needs_reason)
+        html = forms.render_crf_form(form, blank=True)
+        fresh = form_class(instance=model(patient=p), patient=p, needs_reason=needs_reason)
+        assert html == render_crispy_form(fresh)
+        pages.append(html)
+    assert len(forms._BLANK_FORMS) == 1
+    if "cycle" in form_class.base_fields:
+        for p, html in zip((one, other, one), pages, strict=True):
+            select = re.search(r'<select name="cycle".*?</select>', html, re.S).group(0)
+            shown = set(re.findall(r'<option value="(\d+)"', select))
+            assert shown == {str(c.pk) for c in p.cycles.all()}
+    assert ("change_reason" in pages[0]) == needs_reason
+    assert "csrfmiddlewaretoken" not in pages[0]  # the page's own token only, never a cached one
+
+
+def test_a_form_with_typed_values_or_errors_is_rendered_afresh(client, investigator, case):
+    forms._BLANK_FORMS.clear()
+    c = f.cycle(case)
+    page = client.post(url("record_new", case.pk, "assessments"), {"cycle": c.pk, "version": ""})
+    assert page.status_code == 200 and errors(page)
+    assert f'<option value="{c.pk}" selected>' in page.content.decode()
+    assert not forms._BLANK_FORMS

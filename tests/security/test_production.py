@@ -54,7 +54,8 @@ def test_production_settings_values():
         "import django; django.setup(); from django.conf import settings as s; "
         "print(s.DEBUG, s.SESSION_COOKIE_SECURE, s.CSRF_COOKIE_SECURE, s.SECURE_SSL_REDIRECT, "
         "s.SECURE_HSTS_SECONDS, s.SECURE_HSTS_INCLUDE_SUBDOMAINS, s.REQUIRE_2FA, "
-        "s.SESSION_COOKIE_AGE, s.SESSION_SAVE_EVERY_REQUEST)"
+        "s.SESSION_COOKIE_AGE, s.SESSION_ENGINE, "
+        "'security.sessions.IdleTimeoutMiddleware' in s.MIDDLEWARE)"
     )
     result = run(["-c", code])
     assert result.returncode == 0, result.stderr
@@ -67,6 +68,7 @@ def test_production_settings_values():
         "True",
         "True",
         "1800",
+        "security.sessions",
         "True",
     ]
 
