@@ -1,6 +1,8 @@
-"""A run's figures are drawn in worker processes when it can fork, and here when it cannot; the
-files are the same either way."""
+"""A run's figures are drawn in worker processes and this one when it can fork, and here alone when
+it cannot; the files are the same either way."""
 
+import os
+import time
 from concurrent.futures.process import BrokenProcessPool
 
 import pytest
@@ -15,6 +17,7 @@ EXPECTED = [
     for grouping in ("overall", "responder", "allo_sct_after")
     for ext in ("png", "svg")
 ]
+STEMS = list(dict.fromkeys(name.rsplit(".", 1)[0] for name in EXPECTED))
 
 
 @pytest.fixture(scope="module")
@@ -26,8 +29,9 @@ def written(out):
     return sorted(p.name for p in out.iterdir())
 
 
-def test_figures_drawn_in_two_worker_processes(dataset, tmp_path, monkeypatch):
-    monkeypatch.setattr(outputs.os, "sched_getaffinity", lambda pid: {0, 1})
+@pytest.mark.parametrize(("cpus", "workers"), [(2, 1), (4, 3), (16, 6)])
+def test_one_worker_process_per_cpu_but_one(dataset, tmp_path, monkeypatch, cpus, workers):
+    monkeypatch.setattr(outputs.os, "sched_getaffinity", lambda pid: set(range(cpus)))
     pools = []
     real_pool = outputs.ProcessPoolExecutor
 
@@ -37,10 +41,36 @@ def test_figures_drawn_in_two_worker_processes(dataset, tmp_path, monkeypatch):
 
     monkeypatch.setattr(outputs, "ProcessPoolExecutor", counting_pool)
     files = outputs.draw_figures(dataset, tmp_path)
-    assert pools == [2]
+    assert pools == [workers]  # at most one per figure
     assert files == EXPECTED and written(tmp_path) == sorted(EXPECTED)
     assert (tmp_path / "km_os_responder.png").read_bytes()[:8] == PNG_SIGNATURE
     assert "Overall survival by responder" in (tmp_path / "km_os_responder.svg").read_text()
+
+
+def signed_draw(specs, out, draw=outputs._draw):
+    """outputs._draw, noting which process drew each figure (forked workers run it too)."""
+    for spec in specs:
+        (out / f"{spec.stem}.drawn-by").write_text(str(os.getpid()))
+    draw(specs, out)
+
+
+def test_the_caller_draws_the_figures_no_worker_has_started(dataset, tmp_path, monkeypatch):
+    """The worker takes the figures first to last, the caller (done with its tables) last to
+    first: both draw, and every figure is drawn once."""
+    monkeypatch.setattr(outputs.os, "sched_getaffinity", lambda pid: {0, 1})
+    monkeypatch.setattr(outputs, "_draw", signed_draw)
+    drawing = outputs.Drawing(outputs.paper_figure_specs(dataset), tmp_path)
+    while not drawing.jobs[0].running():
+        time.sleep(0.01)
+    files = drawing.wait()
+    drawers = [(tmp_path / f"{stem}.drawn-by").read_text() for stem in STEMS]
+    here = str(os.getpid())
+    assert drawers[0] != here and drawers[-1] == here  # the worker first, this process last
+    split = drawers.index(here)
+    assert drawers[split:] == [here] * (len(STEMS) - split)
+    assert files == EXPECTED and written(tmp_path) == sorted(
+        EXPECTED + [f"{stem}.drawn-by" for stem in STEMS]
+    )
 
 
 @pytest.mark.parametrize(
