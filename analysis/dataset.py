@@ -5,13 +5,15 @@ statistic downstream is a function of those frames. Nothing here writes to the d
 """
 
 import hashlib
+import io
 from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
-from django.db.models import FloatField, Max
-from django.db.models.functions import Cast
+from django.db import connection
+from django.db.models import BooleanField, CharField, DateField, DecimalField, Max, TextField
 
 from registry import ctcae, rules
 from registry.models import (
@@ -106,8 +108,65 @@ class RegistrySnapshot:
         return digest.hexdigest()
 
 
-def _frame(queryset, columns):
-    return pd.DataFrame.from_records(list(queryset.values_list(*columns)), columns=columns)
+def _frame(queryset, columns, *, copy=None) -> pd.DataFrame:
+    """The queryset's `columns` as a frame: dates as datetime64, text and flags as objects
+    (missing: None), numbers as int64 or float64 (missing: NaN; decimals as float64).
+
+    On PostgreSQL the rows come through COPY and pandas' CSV reader: at 100,000 patients that is
+    a third faster than a Python tuple per row (~1.3 million of them). `copy`: force either way
+    (the tests compare the two)."""
+    copy = connection.vendor == "postgresql" if copy is None else copy
+    if copy:
+        frame = _copied_frame(queryset, columns)
+    else:
+        frame = pd.DataFrame.from_records(list(queryset.values_list(*columns)), columns=columns)
+    for column in columns:
+        field = _output_field(queryset, column)
+        if isinstance(field, DateField):
+            frame[column] = pd.to_datetime(frame[column], format="ISO8601")
+        elif isinstance(field, DecimalField):
+            frame[column] = frame[column].astype(float)
+        elif isinstance(field, BooleanField) and copy:
+            frame[column] = frame[column].map({"t": True, "f": False, None: None}).infer_objects()
+    return frame
+
+
+def _copied_frame(queryset, columns) -> pd.DataFrame:
+    sql, params = queryset.values_list(*columns).query.sql_with_params()
+    text = {c for c in columns if isinstance(_output_field(queryset, c), TEXT_FIELDS)}
+    buffer = io.BytesIO()
+    with connection.cursor() as cursor:
+        # NULL as \N, so that a NULL and an empty string stay apart.
+        statement = f"COPY ({sql}) TO STDOUT (FORMAT csv, HEADER true, NULL '\\N')"
+        with cursor.cursor.copy(statement, params) as copy:
+            for block in copy:
+                buffer.write(block)
+    buffer.seek(0)
+    frame = pd.read_csv(
+        buffer,
+        header=0,
+        names=columns,
+        dtype={c: str for c in text},
+        keep_default_na=False,
+        na_values=["\\N"],
+        float_precision="round_trip",  # as Python's float(): correctly rounded
+        skip_blank_lines=False,  # one text column holding "" is a blank line
+    )
+    for column in text:
+        frame[column] = frame[column].astype(object).where(frame[column].notna(), None)
+    return frame
+
+
+TEXT_FIELDS = (CharField, TextField, BooleanField, DateField)
+
+
+def _output_field(queryset, column):
+    if column in queryset.query.annotations:
+        return queryset.query.annotations[column].output_field
+    model, *path = queryset.model, *column.split("__")
+    for name in path[:-1]:
+        model = model._meta.get_field(name).related_model
+    return model._meta.get_field(path[-1])
 
 
 def _scoped(model, scope):
@@ -220,11 +279,7 @@ def _read_records(scope) -> Records:
         ],
     ).rename(columns={"institution__code": "institution"})
     baseline = _frame(
-        # Decimals cast in SQL: converting 100,000 Decimal objects in pandas took longer.
-        _scoped(Baseline, scope).annotate(
-            blasts=Cast("marrow_blasts_pct", FloatField()),
-            dexamethasone=Cast("dexamethasone_mg_before", FloatField()),
-        ),
+        _scoped(Baseline, scope),
         [
             "patient_id",
             "ecog",
@@ -233,13 +288,13 @@ def _read_records(scope) -> Records:
             "prior_allo_sct",
             "relapse_site",
             "emd_cns",
-            "blasts",
+            "marrow_blasts_pct",
             "pb_blasts_per_ul",
             "cyto_dx_risk",
             "cyto_start_risk",
-            "dexamethasone",
+            "dexamethasone_mg_before",
         ],
-    ).rename(columns={"blasts": "marrow_blasts_pct", "dexamethasone": "dexamethasone_mg_before"})
+    )
     assessments = _frame(
         _scoped(ResponseAssessment, scope),
         ["id", "patient_id", "assessment_date", "response", "cycle_id"],
@@ -255,17 +310,27 @@ def _read_records(scope) -> Records:
         _scoped(SubsequentTherapy, scope).filter(category=SubsequentTherapy.SALVAGE_CHEMO),
         ["patient_id"],
     )["patient_id"]
-    for frame, columns in [
-        (assessments, ["assessment_date"]),
-        (cycles, ["start_date", "end_date"]),
-        (followup, ["last_contact_date", "relapse_or_progression_date", "death_date"]),
-        (transplants, ["sct_date"]),
-    ]:
-        for column in columns:
-            frame[column] = pd.to_datetime(frame[column])
     # Same-day assessments in entry order.
     assessments = assessments.sort_values(["patient_id", "assessment_date", "id"], kind="stable")
     return Records(patients, baseline, assessments, cycles, followup, transplants, salvage)
+
+
+def _date_parts(dates: pd.Series) -> SimpleNamespace:
+    """A column of dates as rules' functions take one date: .year, .month, .day (arrays)."""
+    return SimpleNamespace(
+        year=dates.dt.year.to_numpy(), month=dates.dt.month.to_numpy(), day=dates.dt.day.to_numpy()
+    )
+
+
+def _assumed_birth_dates(df: pd.DataFrame) -> SimpleNamespace:
+    """rules.assumed_birth_date() of every patient: the birth date, else mid-year of the birth
+    year."""
+    born = df["birth_date"]
+    return SimpleNamespace(
+        year=born.dt.year.fillna(df["birth_year"]).astype(int).to_numpy(),
+        month=born.dt.month.fillna(rules.ASSUMED_BIRTH_MONTH).astype(int).to_numpy(),
+        day=born.dt.day.fillna(rules.ASSUMED_BIRTH_DAY).astype(int).to_numpy(),
+    )
 
 
 def _last_record_dates(records: Records, ae_onsets: pd.DataFrame) -> pd.Series:
@@ -300,17 +365,11 @@ def derive(records: Records, cuts: Cuts, ae_onsets: pd.DataFrame) -> pd.DataFram
         records.baseline, left_on="id", right_on="patient_id", how="left"
     ).merge(records.followup, on="patient_id", how="left")
     ids = df["id"]
-    start = pd.to_datetime(df["blinatumomab_start_date"])
-    born = [
-        rules.assumed_birth_date(d if pd.notna(d) else None, y)
-        for d, y in zip(df["birth_date"], df["birth_year"], strict=True)
-    ]
+    start = df["blinatumomab_start_date"]
     out = pd.DataFrame(
         {"study_id": df["study_id"], "institution": df["institution"], "sex": df["sex"]}
     )
-    out["age_years"] = [
-        rules.age_in_years(b, s) for b, s in zip(born, df["blinatumomab_start_date"], strict=True)
-    ]
+    out["age_years"] = rules.age_in_years(_assumed_birth_dates(df), _date_parts(start))
     out["months_diagnosis_to_start"] = (
         _days_between(start, df["diagnosis_date"]) / DAYS_PER_MONTH
     ).round(4)

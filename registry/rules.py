@@ -13,21 +13,26 @@ from datetime import date
 MIN_AGE_EXCLUSIVE_YEARS = 18
 
 
-def age_in_years(birth_date: date, on: date) -> int:
-    """Completed years of age on a date."""
-    had_birthday = (on.month, on.day) >= (birth_date.month, birth_date.day)
-    return on.year - birth_date.year - (0 if had_birthday else 1)
+def age_in_years(birth_date: date, on: date):
+    """Completed years of age on a date.
+
+    Arithmetic only, so that it also takes whole columns: anything with .year, .month and .day
+    (the analysis dataset passes numpy arrays of them, one per patient)."""
+    had_birthday = on.month * 100 + on.day >= birth_date.month * 100 + birth_date.day
+    return on.year - birth_date.year - (1 - had_birthday)
+
+
+# Mid-year is the usual registry convention when only the birth year is known: it is wrong by
+# at most six months.
+ASSUMED_BIRTH_MONTH, ASSUMED_BIRTH_DAY = 7, 1
 
 
 def assumed_birth_date(birth_date: date | None, birth_year: int | None) -> date | None:
-    """Birth date, or 1 July of the birth year when only the year is known.
-
-    Mid-year is the usual registry convention: it is wrong by at most six months.
-    """
+    """Birth date, or 1 July of the birth year when only the year is known."""
     if birth_date:
         return birth_date
     if birth_year:
-        return date(birth_year, 7, 1)
+        return date(birth_year, ASSUMED_BIRTH_MONTH, ASSUMED_BIRTH_DAY)
     return None
 
 
