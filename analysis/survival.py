@@ -194,10 +194,11 @@ def group_labels(values: pd.Series) -> dict:
 
 def _median_rows(df, endpoint, duration_col, event_col, grouping) -> list[dict]:
     if grouping == "overall":
-        groups = [("all", df)]
+        groups = [("all", df[[duration_col, event_col]])]
     else:
-        labels = group_labels(df[grouping])
-        groups = [(labels[k], g) for k, g in df.dropna(subset=[grouping]).groupby(grouping)]
+        data = df[[duration_col, event_col, grouping]].dropna(subset=[grouping])
+        labels = group_labels(data[grouping])
+        groups = [(labels[k], g) for k, g in data.groupby(grouping)]
     rows = []
     for label, group in groups:
         data = group[[duration_col, event_col]].dropna()

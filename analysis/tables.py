@@ -512,15 +512,23 @@ def _worst_grade_counts(worst: pd.Series, n_patients: int) -> dict:
     return {column: counts[column] for column in GRADE_COLUMNS}
 
 
-def _normalised(values: pd.Series) -> pd.Series:
-    """_normalise() of every value, computed once per distinct value (few terms, many events)."""
-    return values.map({v: _normalise(v) for v in values.unique()})
+class _Normalised:
+    """_normalise() of a column, computed once per distinct value (few terms, many events):
+    the column's codes and the normalised distinct values they index."""
+
+    def __init__(self, values: pd.Series):
+        self.codes, distinct = pd.factorize(values)
+        self.distinct = np.array([_normalise(v) for v in distinct], dtype=object)
+
+    def isin(self, wanted) -> np.ndarray:
+        """Per event: is its normalised value one of `wanted`."""
+        return np.isin(self.distinct, list(wanted))[self.codes] & (self.codes >= 0)
 
 
 def _row_mask(ae: pd.DataFrame, terms: tuple[str, ...], soc: str | None, normalised=None):
-    normalised = normalised or {c: _normalised(ae[c]) for c in ("soc", "ctcae_term")}
+    normalised = normalised or {c: _Normalised(ae[c]) for c in ("soc", "ctcae_term")}
     if soc is not None:
-        return normalised["soc"] == _normalise(soc)
+        return normalised["soc"].isin({_normalise(soc)})
     return normalised["ctcae_term"].isin({_normalise(t) for t in terms})
 
 
@@ -538,10 +546,10 @@ def table3_adverse_events(ae: pd.DataFrame, n_patients: int, row_map) -> pd.Data
     grades = pd.to_numeric(ae["grade"]).astype(int)
     patients = _patient_codes(ae)
     rows = []
-    normalised = {column: _normalised(ae[column]) for column in ("soc", "ctcae_term")}
+    normalised = {column: _Normalised(ae[column]) for column in ("soc", "ctcae_term")}
     for entry in row_map.itertuples(index=False):
         mask = _row_mask(ae, entry.terms, entry.soc, normalised)
-        worst = grades[mask].groupby(patients[mask.to_numpy()]).max()
+        worst = grades[mask].groupby(patients[mask]).max()
         rows.append({"table3_row": entry.table3_row, **_worst_grade_counts(worst, n_patients)})
     return pd.DataFrame(rows, columns=["table3_row", *GRADE_COLUMNS])
 
