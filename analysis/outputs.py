@@ -19,6 +19,7 @@ from pathlib import Path
 import pandas as pd
 import pyreadstat
 from openpyxl import Workbook
+from threadpoolctl import threadpool_limits
 
 from registry.ctcae import TABLE3_MAP_CSV
 
@@ -347,8 +348,9 @@ class Drawing:
 
     def __init__(self, specs: list[FigureSpec], out: Path):
         self.specs, self.out = specs, Path(out)
-        self.pool, self.jobs = None, []
-        workers = min(len(specs), len(os.sched_getaffinity(0)) - 1)
+        self.pool, self.jobs, self.blas = None, [], None
+        cpus = len(os.sched_getaffinity(0))
+        workers = min(len(specs), cpus - 1)
         if workers < 1 or "fork" not in multiprocessing.get_all_start_methods():
             return
         jobs = [[spec.columns()] for spec in specs]  # a missing column fails here, no pool yet
@@ -357,6 +359,10 @@ class Drawing:
             with _children_allowed():
                 self.pool = ProcessPoolExecutor(workers, mp_context=context)
                 self.jobs = [self.pool.submit(_draw, job, self.out) for job in jobs]
+            # numpy's BLAS would start a thread per CPU for the Cox fits of this process,
+            # competing with the drawing workers for the CPUs: at 100,000 patients the tables
+            # took 4.0 s instead of 3.2 s. It keeps the CPUs they leave until wait().
+            self.blas = threadpool_limits(max(1, cpus - workers), user_api="blas")
             logger.info(
                 "Drawing %d figures in %d worker process%s and this one",
                 len(specs),
@@ -365,12 +371,15 @@ class Drawing:
             )
         except self.REFUSED as refused:
             logger.info("Figures drawn in this process: %r", refused)
-            self._close()
+            self.close()
 
-    def _close(self):
+    def close(self):
+        """Stop the workers and give this process its BLAS threads back (wait() does it too)."""
         if self.pool is not None:
             self.pool.shutdown(cancel_futures=True)
-        self.pool, self.jobs = None, []
+        if self.blas is not None:
+            self.blas.restore_original_limits()
+        self.pool, self.jobs, self.blas = None, [], None
 
     def wait(self) -> list[str]:
         drawn = False
@@ -389,7 +398,7 @@ class Drawing:
             except self.REFUSED:
                 drawn = False
             finally:
-                self._close()
+                self.close()
         if not drawn:
             _draw(self.specs, self.out)
         return [f"{spec.stem}.{ext}" for spec in self.specs for ext in ("png", "svg")]
@@ -405,19 +414,22 @@ def write_run(snapshot, out_dir, parameters, metadata=None, progress=lambda pct,
         + landmark_figure_specs(snapshot.dataset, _landmark_days(parameters)),
         out,
     )
-    progress(10, "Writing the analysis dataset")
-    files = write_dataset(snapshot.dataset, out)
-    snapshot.adverse_events.to_csv(out / "adverse_events.csv", index=False)
-    files.append("adverse_events.csv")
-    progress(30, "Computing tables and survival models")
-    results = compute_tables(snapshot, parameters)
-    with pd.ExcelWriter(out / "tables.xlsx") as book:
-        for name, frame in results.items():
-            frame.to_csv(out / name, index=False)
-            frame.to_excel(book, sheet_name=name.removesuffix(".csv")[:31], index=False)
-    files += [*results, "tables.xlsx"]
-    progress(60, "Drawing Kaplan-Meier figures")
-    figure_files = drawing.wait()
+    try:
+        progress(10, "Writing the analysis dataset")
+        files = write_dataset(snapshot.dataset, out)
+        snapshot.adverse_events.to_csv(out / "adverse_events.csv", index=False)
+        files.append("adverse_events.csv")
+        progress(30, "Computing tables and survival models")
+        results = compute_tables(snapshot, parameters)
+        with pd.ExcelWriter(out / "tables.xlsx") as book:
+            for name, frame in results.items():
+                frame.to_csv(out / name, index=False)
+                frame.to_excel(book, sheet_name=name.removesuffix(".csv")[:31], index=False)
+        files += [*results, "tables.xlsx"]
+        progress(60, "Drawing Kaplan-Meier figures")
+        figure_files = drawing.wait()
+    finally:
+        drawing.close()  # after a failure too: a Celery worker process goes on to other runs
     files += figure_files
     meta = {
         **(metadata or {}),

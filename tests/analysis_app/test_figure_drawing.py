@@ -5,9 +5,12 @@ import os
 import time
 from concurrent.futures.process import BrokenProcessPool
 
+import pandas as pd
 import pytest
+from threadpoolctl import threadpool_info
 
 from analysis import outputs
+from analysis.dataset import RegistrySnapshot
 from tests.analysis.datagen import make_dataset
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -127,3 +130,34 @@ def test_a_celery_pool_process_draws_in_worker_processes_too(tmp_path, monkeypat
     process.join(30)
     assert (where, process.exitcode) == ("worker processes", 0)
     assert files == EXPECTED and written(tmp_path) == sorted(EXPECTED)
+
+
+def blas_threads() -> list[int]:
+    return [pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"]
+
+
+def test_the_run_leaves_the_workers_cpus_to_them_until_its_figures_are_drawn(
+    dataset, tmp_path, monkeypatch
+):
+    """numpy's BLAS would otherwise start a thread per CPU for the Cox fits, competing with the
+    drawing workers; the process gets its threads back afterwards, after a failure too."""
+    if not blas_threads():
+        pytest.skip("numpy without a BLAS threadpoolctl sees")
+    monkeypatch.setattr(outputs.os, "sched_getaffinity", lambda pid: {0, 1, 2, 3})
+    before = blas_threads()
+    drawing = outputs.Drawing(outputs.paper_figure_specs(dataset), tmp_path / "a")
+    assert blas_threads() == [1] * len(before)  # 4 CPUs, 3 drawing workers
+    drawing.wait()
+    assert blas_threads() == before
+
+    def failing_tables(snapshot, parameters):
+        assert blas_threads() == [1] * len(before)
+        raise RuntimeError("a table failed")
+
+    monkeypatch.setattr(outputs, "compute_tables", failing_tables)
+    monkeypatch.setattr(outputs, "landmark_figure_specs", lambda df, days: [])
+    monkeypatch.setattr(outputs, "write_dataset", lambda df, out: [])
+    snapshot = RegistrySnapshot(dataset=dataset, adverse_events=pd.DataFrame())
+    with pytest.raises(RuntimeError, match="a table failed"):
+        outputs.write_run(snapshot, tmp_path / "b", outputs.default_parameters())
+    assert blas_threads() == before
