@@ -157,6 +157,7 @@ def _copied_frame(queryset, columns) -> pd.DataFrame:
     return frame
 
 
+# Read as text from the CSV (so "007" stays "007"); _frame() then converts flags and dates.
 TEXT_FIELDS = (CharField, TextField, BooleanField, DateField)
 
 
