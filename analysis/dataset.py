@@ -162,8 +162,6 @@ TEXT_FIELDS = (CharField, TextField, BooleanField, DateField)
 
 
 def _output_field(queryset, column):
-    if column in queryset.query.annotations:
-        return queryset.query.annotations[column].output_field
     model, *path = queryset.model, *column.split("__")
     for name in path[:-1]:
         model = model._meta.get_field(name).related_model
@@ -323,15 +321,14 @@ def _date_parts(dates: pd.Series) -> SimpleNamespace:
     )
 
 
-def _assumed_birth_dates(df: pd.DataFrame) -> SimpleNamespace:
-    """rules.assumed_birth_date() of every patient: the birth date, else mid-year of the birth
-    year."""
-    born = df["birth_date"]
-    return SimpleNamespace(
-        year=born.dt.year.fillna(df["birth_year"]).astype(int).to_numpy(),
-        month=born.dt.month.fillna(rules.ASSUMED_BIRTH_MONTH).astype(int).to_numpy(),
-        day=born.dt.day.fillna(rules.ASSUMED_BIRTH_DAY).astype(int).to_numpy(),
-    )
+def _assumed_birth_dates(df: pd.DataFrame) -> pd.Series:
+    """rules.assumed_birth_date() of every patient, called once per distinct birth year."""
+    missing = df["birth_date"].isna()
+    mid_year = {
+        year: rules.assumed_birth_date(None, int(year))
+        for year in df.loc[missing, "birth_year"].dropna().unique()
+    }
+    return df["birth_date"].where(~missing, pd.to_datetime(df["birth_year"].map(mid_year)))
 
 
 def _last_record_dates(records: Records, ae_onsets: pd.DataFrame) -> pd.Series:
@@ -370,7 +367,7 @@ def derive(records: Records, cuts: Cuts, ae_onsets: pd.DataFrame) -> pd.DataFram
     out = pd.DataFrame(
         {"study_id": df["study_id"], "institution": df["institution"], "sex": df["sex"]}
     )
-    out["age_years"] = rules.age_in_years(_assumed_birth_dates(df), _date_parts(start))
+    out["age_years"] = rules.age_in_years(_date_parts(_assumed_birth_dates(df)), _date_parts(start))
     out["months_diagnosis_to_start"] = (
         _days_between(start, df["diagnosis_date"]) / DAYS_PER_MONTH
     ).round(4)

@@ -5,11 +5,9 @@ keeps the CRF statuses (registry.CrfStatus) in step with the facts it changes, i
 A refusal is a MonitoringError (a ValidationError) whose message the views show.
 """
 
-from functools import cache
-
 from django.contrib.auth import authenticate
 from django.core.exceptions import ValidationError
-from django.db import connection, transaction
+from django.db import transaction
 from django.utils import timezone
 
 from registry.models import CrfStatus, Institution, Patient
@@ -336,38 +334,16 @@ def valid_signature(patient):
 # --- A case record changed ------------------------------------------------------------------------
 
 
-@cache
-def _verified_or_signed_sql() -> str:
-    q = connection.ops.quote_name
-    status, signature = q(CrfStatus._meta.db_table), q(Signature._meta.db_table)
-    return f"""
-        SELECT EXISTS (SELECT 1 FROM {status} WHERE patient_id = %(case)s AND crf = %(crf)s
-                                                 AND verified_at IS NOT NULL),
-               EXISTS (SELECT 1 FROM {signature} WHERE patient_id = %(case)s
-                                                 AND voided_at IS NULL)"""
-
-
-def _verified_or_signed(patient_id, crf) -> tuple[bool, bool]:
-    """Is the CRF source-data verified; is the case signed? One statement for what
-    record_changed() otherwise asks in two ORM queries (their building is most of their cost)."""
-    with connection.cursor() as cursor:
-        cursor.execute(_verified_or_signed_sql(), {"case": patient_id, "crf": crf})
-        verified, signed = cursor.fetchone()
-    return bool(verified), bool(signed)
-
-
 def record_changed(instance, action):
     """After a case record was created, changed or removed (monitoring.signals): clear the CRF's
     verification, void the case's signature and note the new value on open queries about it."""
     model = type(instance)
     patient_id = instance.pk if isinstance(instance, Patient) else instance.patient_id
     crf = CrfStatus.crf_of(model)
-    if action == "created" and not any(_verified_or_signed(patient_id, crf)):
-        return  # the common case of a CRF save, in one query: nothing to clear or void
     verified = CrfStatus.objects.filter(
         patient_id=patient_id, crf=crf, verified_at__isnull=False
     ).first()
-    signature = Signature.objects.filter(patient_id=patient_id, voided_at__isnull=True).first()
+    signature = valid_signature(patient_id)
     queries = []
     if action != "created":
         queries = list(

@@ -156,22 +156,19 @@ def requires_two_factor(user, memberships=None) -> bool:
         return False
     if user.is_staff or user.is_superuser:
         return True
-    if memberships is not None:
-        return any(role in TWO_FACTOR_ROLES for _site, role in memberships)
-    return Membership.objects.filter(user=user, role__in=TWO_FACTOR_ROLES).exists()
+    memberships = memberships_of(user) if memberships is None else memberships
+    return any(role in TWO_FACTOR_ROLES for _site, role in memberships)
 
 
 def may_change_case(user, patient, memberships=None) -> bool:
     """Case data is entered and changed by the investigators of the case's site (and
     superusers); monitors read it and raise queries, statisticians never open it.
 
-    `memberships`: the user's request_memberships(), when the caller has them (`patient` is then
-    a case just read from the database)."""
-    if memberships is not None:
-        if not user.is_authenticated:
-            return False
-        return user.is_superuser or (patient.institution_id, Membership.INVESTIGATOR) in memberships
-    return investigated_patients_for(user).filter(pk=patient.pk).exists()
+    `memberships`: the user's request_memberships(), when the caller has them."""
+    if not user.is_authenticated:
+        return False
+    memberships = memberships_of(user) if memberships is None else memberships
+    return user.is_superuser or (patient.institution_id, Membership.INVESTIGATOR) in memberships
 
 
 # --- Per request ---------------------------------------------------------------------------------
@@ -187,10 +184,12 @@ def request_memberships(request) -> frozenset[tuple[int, str]]:
     key = user.pk if user.is_authenticated else None
     cached = getattr(request, "_registry_memberships", None)
     if cached is None or cached[0] != key:
-        found = frozenset()
-        if key is not None:
-            found = frozenset(
-                Membership.objects.filter(user=user).values_list("institution_id", "role")
-            )
-        cached = request._registry_memberships = (key, found)
+        cached = request._registry_memberships = (key, memberships_of(user))
     return cached[1]
+
+
+def memberships_of(user) -> frozenset[tuple[int, str]]:
+    """(site id, role) of every membership of the user (one query; none when logged out)."""
+    if not user.is_authenticated:
+        return frozenset()
+    return frozenset(Membership.objects.filter(user=user).values_list("institution_id", "role"))

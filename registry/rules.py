@@ -22,17 +22,15 @@ def age_in_years(birth_date: date, on: date):
     return on.year - birth_date.year - (1 - had_birthday)
 
 
-# Mid-year is the usual registry convention when only the birth year is known: it is wrong by
-# at most six months.
-ASSUMED_BIRTH_MONTH, ASSUMED_BIRTH_DAY = 7, 1
-
-
 def assumed_birth_date(birth_date: date | None, birth_year: int | None) -> date | None:
-    """Birth date, or 1 July of the birth year when only the year is known."""
+    """Birth date, or 1 July of the birth year when only the year is known.
+
+    Mid-year is the usual registry convention: it is wrong by at most six months.
+    """
     if birth_date:
         return birth_date
     if birth_year:
-        return date(birth_year, ASSUMED_BIRTH_MONTH, ASSUMED_BIRTH_DAY)
+        return date(birth_year, 7, 1)
     return None
 
 
