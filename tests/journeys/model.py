@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import date
@@ -211,7 +212,7 @@ def history_table(rows, with_record: bool) -> tuple[Counter, Counter]:
         rest = cells[2:]
         if with_record:
             record, rest = rest[0], rest[1:]
-            if record.startswith("CRF "):
+            if re.match(r"(CRF |\d+ CRFs \()", record):  # a CRF's status, or several CRFs'
                 continue
         if len(rest) == 4:
             fields[(who, rest[0], rest[1], rest[2], rest[3])] += 1
