@@ -224,6 +224,7 @@ def test_every_link_and_button_offered_to_each_role_works(edited_demo):
     print(f"crawl: pages visited per role {visits}")
     if edited_demo:
         print("while editing the demo registry:\n  " + "\n  ".join(edited_demo))
+    print(f"{len(found)} problems:\n" + "\n".join(found))
+    assert not found, f"{len(found)} problems:\n" + "\n".join(found)
     for role, n in visits.items():
         assert n >= 10, f"{role}'s crawl reached only {n} pages"
-    assert not found, f"{len(found)} problems:\n" + "\n".join(found)

@@ -72,6 +72,7 @@ class Tally:
 
     def __init__(self):
         self.steps = 0
+        self.journeys = 0
         self.saved = Counter()  # record kind -> saves that changed data
         self.refused = Counter()  # record kind -> submissions refused with an error
         self.actions = Counter()  # other actions that took effect
@@ -109,6 +110,7 @@ class RegistryJourneys(RuleBasedStateMachine):
 
     def teardown(self):
         TALLY.steps += max(self.steps - 1, 0)  # the first check follows the set-up, not a step
+        TALLY.journeys += 1
         transaction.set_rollback(True)
         self._journey.__exit__(None, None, None)
 
@@ -986,7 +988,7 @@ def test_the_registrys_people_in_random_order(demo_registry):
         print(f"CPU time of the test process: {time.process_time():.1f} s")
         for shape, seconds in TIMINGS.most_common(25):
             print(f"{seconds:7.2f} s {REQUESTS[shape]:5d} x {shape}")
-    print(f"journeys: {TALLY.steps} steps; saved {dict(TALLY.saved)}; refused "
+    print(f"journeys: {TALLY.journeys}, {TALLY.steps} steps; saved {dict(TALLY.saved)}; refused "
           f"{dict(TALLY.refused)}; {dict(TALLY.actions)}")  # fmt: skip
     assert TALLY.steps >= JOURNEY_STEPS, f"only {TALLY.steps} steps ran"
     # The walk did what it is for: every kind of record saved and refused at least once.
