@@ -73,8 +73,12 @@ class Form:
 
     @property
     def submittable(self) -> bool:
-        """A person can submit it: some submit button is enabled (or it has none: Enter)."""
-        return not self.buttons or any(not b.disabled for b in self.buttons)
+        """A person can submit it: some submit button is enabled, or, with no button at all, a
+        text field to press Enter in (a view-only admin page's form has neither)."""
+        if self.buttons:
+            return any(not b.disabled for b in self.buttons)
+        typed = {"text", "search", "email", "number", "password", "date", "url", "tel"}
+        return any(f.kind in typed and not f.disabled for f in self.fields)
 
     def data(self) -> dict:
         """What a browser sends for the form as rendered: every enabled field's current value."""

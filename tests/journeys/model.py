@@ -199,12 +199,14 @@ class ExpectedHistory:
         return Counter(self.records.get(case, Counter()))
 
 
-def history_table(rows, with_record: bool) -> tuple[Counter, Counter]:
-    """The rows of a rendered history table: (field changes, records created/removed).
+def history_table(rows, with_record: bool) -> tuple[Counter, Counter, Counter]:
+    """The rows of a rendered history table: (field changes, records created/removed, CRF
+    status entries).
 
     Field changes are (who, field, old, new, reason); created/removed rows (who, action,
-    reason). Rows about CRF statuses (record "CRF ...") are left out: they are not case data."""
-    fields, records = Counter(), Counter()
+    reason); entries about CRF statuses (record "CRF ..." or "6 CRFs (...)": not case data, kept
+    apart) (who, reason)."""
+    fields, records, statuses = Counter(), Counter(), Counter()
     for cells in rows:
         if len(cells) < 4:  # "No changes recorded."
             continue
@@ -212,13 +214,14 @@ def history_table(rows, with_record: bool) -> tuple[Counter, Counter]:
         rest = cells[2:]
         if with_record:
             record, rest = rest[0], rest[1:]
-            if re.match(r"(CRF |\d+ CRFs \()", record):  # a CRF's status, or several CRFs'
+            if re.match(r"(CRF |\d+ CRFs \()", record):
+                statuses[(who, rest[-1])] += 1
                 continue
         if len(rest) == 4:
             fields[(who, rest[0], rest[1], rest[2], rest[3])] += 1
         elif len(rest) == 2 and rest[0].startswith("record "):
             records[(who, rest[0].removeprefix("record "), rest[1])] += 1
-    return fields, records
+    return fields, records, statuses
 
 
 # --- Monitoring ----------------------------------------------------------------------------------
