@@ -179,17 +179,7 @@ def edit_the_demo_registry() -> list[str]:
                 lambda: j.investigator_removes_a_record(
                     ref(first, "adverse-events", records_of(first, "adverse-events")[-1]), data
                 ),
-                *[
-                    (lambda crf=crf: j.investigator_marks_a_crf_complete(first, crf))
-                    for crf in (
-                        "baseline",
-                        "cycles",
-                        "assessments",
-                        "adverse_events",
-                        "transplant",
-                        "follow_up",
-                    )  # fmt: skip
-                ],
+                lambda: j.investigator_marks_crfs_complete(first, "every CRF"),
                 lambda: j.monitor_verifies_a_crf(first, data),
                 lambda: j.investigator_signs_the_case(first, data),
                 lambda: j.monitor_opens_a_query(second, data),

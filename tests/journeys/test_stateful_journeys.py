@@ -80,6 +80,20 @@ class Tally:
 
 
 TALLY = Tally()
+# What a run of JOURNEY_STEPS steps must have done, or the walk tested too little.
+DONE_IN_EVERY_RUN = [
+    "CRF marked complete",
+    "query opened",
+    "query answered",
+    "query closed",
+    "CRF verified",
+    "case locked",
+    "case unlocked",
+    "site locked",
+    "stale save refused",
+    "analysis run",
+    "outsiders refused",
+]
 
 
 def case_url(case) -> str:
@@ -193,7 +207,8 @@ class RegistryJourneys(RuleBasedStateMachine):
             f"{len(self.monitoring.unresolved(case, kind.crf))} unresolved queries"
         )
         entered = dict(filled or {})
-        entered.update(data.draw(values.changes(form, values.CaseDates.of(case)), label="typed"))
+        dates = values.CaseDates.of(case)
+        entered.update(data.draw(values.changes(form, dates, kind_slug), label="typed"))
         reason = None
         if asks_reason:
             reason = data.draw(values.REASONS, label="reason")
@@ -309,7 +324,8 @@ class RegistryJourneys(RuleBasedStateMachine):
         saved = self.fill_in_and_save(
             record.case, record.kind, record.url, data, record_pk=record.pk
         )
-        entered = data.draw(values.changes(tab_a, values.CaseDates.of(record.case)), label="tab A")
+        dates = values.CaseDates.of(record.case)
+        entered = data.draw(values.changes(tab_a, dates, record.kind), label="tab A")
         if tab_a.field("change_reason") is not None:
             entered["change_reason"] = "Second tab"
         response = person.submit(tab_a, entered)
@@ -362,7 +378,7 @@ class RegistryJourneys(RuleBasedStateMachine):
         start = data.draw(st.dates(date(2016, 6, 1), date(2018, 1, 31)), label="start")
         entered = values.registration(site, start)
         dates = values.CaseDates(start - timedelta(days=400), start, None, [], 1968)
-        entered.update(data.draw(values.changes(form, dates, most=2), label="typed"))
+        entered.update(data.draw(values.changes(form, dates, "register", most=2), label="typed"))
         response = person.submit(form, entered)
         changes = self.saved_changes()
         assert response.status < 500, f"POST /cases/register/ -> {response.status}"
@@ -385,31 +401,45 @@ class RegistryJourneys(RuleBasedStateMachine):
         TALLY.saved["register"] += 1
         return case
 
-    @rule(case=cases, crf=st.sampled_from(m.CRFS))
-    def investigator_marks_a_crf_complete(self, case, crf):
+    @rule(case=cases, crf=st.sampled_from([*m.CRFS, "every CRF"]))
+    def investigator_marks_crfs_complete(self, case, crf):
+        """ "Mark complete" on one CRF card, or on every card offering it."""
         who = self.investigator_of(case)
         page = self.case_page(who, case)
         self.touched.add(case)
-        form = page.form(f"/cases/{case}/crf/{crf}/complete/")
-        if form is None:
-            return
-        assert (case, crf) not in self.monitoring.complete, f"{crf} is complete yet offered again"
-        assert not self.monitoring.is_locked(case), f"Mark complete offered on locked case {case}"
-        response = self.person(who).submit(form)
-        assert response.status == 302, response.status
-        started = m.has_records(self.before, case, crf)
-        stored = CrfStatus.objects.filter(patient_id=case, crf=crf).first()
-        marked = stored is not None and stored.marked_complete_at is not None
-        assert marked == (started or crf not in m.NEEDS_RECORD), (
-            f"mark {crf} complete (records: {started}): marked={marked}"
-        )
-        if marked:
-            self.monitoring.complete.add((case, crf))
-            self.monitoring.ever_complete.add((case, crf))
-            TALLY.actions["CRF marked complete"] += 1
+        mon = self.monitoring
+        crfs = m.CRFS if crf == "every CRF" else [crf]
+        for crf in crfs:
+            form = page.form(f"/cases/{case}/crf/{crf}/complete/")
+            if form is None:
+                continue
+            assert (case, crf) not in mon.complete, f"{crf} is complete yet offered again"
+            assert not mon.is_locked(case), f"Mark complete offered on locked case {case}"
+            response = self.person(who).submit(form)
+            assert response.status == 302, response.status
+            started = m.has_records(self.before, case, crf)
+            stored = CrfStatus.objects.filter(patient_id=case, crf=crf).first()
+            marked = stored is not None and stored.marked_complete_at is not None
+            assert marked == (started or crf not in m.NEEDS_RECORD), (
+                f"mark {crf} complete (records: {started}): marked={marked}"
+            )
+            if marked:
+                mon.complete.add((case, crf))
+                mon.ever_complete.add((case, crf))
+                TALLY.actions["CRF marked complete"] += 1
+
+    def go_to(self, case, flagged, data) -> int:
+        """The case a person opens: mostly one the case list flags for what they are about to
+        do (open queries, CRFs to verify, ...), when there is any; else the drawn one."""
+        flagged = sorted(set(flagged) & set(self.monitoring.site_of))
+        if not flagged:
+            return case
+        return data.draw(st.sampled_from([*flagged, case]), label="case")
 
     @rule(case=cases, data=st.data())
     def investigator_answers_a_query(self, case, data):
+        flagged = {q.case for q in self.monitoring.queries.values() if q.status != "closed"}
+        case = self.go_to(case, flagged, data)
         who = self.investigator_of(case)
         page = self.case_page(who, case)
         forms = page.forms_to(r"^/monitoring/queries/\d+/answer/$")
@@ -437,6 +467,9 @@ class RegistryJourneys(RuleBasedStateMachine):
     @rule(case=cases, data=st.data())
     def investigator_signs_the_case(self, case, data):
         """KR01's principal investigator signs a complete case by re-entering the password."""
+        mon = self.monitoring
+        ready = [c for c in mon.site_of if mon.case_complete(c) and c not in mon.signed]
+        case = self.go_to(case, [c for c in ready if mon.site_of[c] == "KR01"], data)
         if self.monitoring.site_of[case] != "KR01":
             return
         page = self.case_page("investigator", case)
@@ -552,6 +585,7 @@ class RegistryJourneys(RuleBasedStateMachine):
 
     @rule(case=cases, data=st.data())
     def monitor_closes_or_reopens_a_query(self, case, data):
+        case = self.go_to(case, {q.case for q in self.monitoring.queries.values()}, data)
         page = self.case_page("monitor", case)
         closing = page.forms_to(r"^/monitoring/queries/\d+/close/$")
         reopening = page.forms_to(r"^/monitoring/queries/\d+/reopen/$")
@@ -580,6 +614,7 @@ class RegistryJourneys(RuleBasedStateMachine):
     @rule(case=cases, data=st.data())
     def monitor_verifies_a_crf(self, case, data):
         """Source data verification of a complete CRF, or withdrawing it."""
+        case = self.go_to(case, {c for c, _crf in self.monitoring.complete}, data)
         page = self.case_page("monitor", case)
         verify = page.forms_to(rf"^/monitoring/cases/{case}/crf/\w+/verify/$")
         unverify = page.forms_to(rf"^/monitoring/cases/{case}/crf/\w+/unverify/$")
@@ -605,6 +640,7 @@ class RegistryJourneys(RuleBasedStateMachine):
 
     @rule(case=cases, data=st.data())
     def monitor_locks_or_unlocks_the_case(self, case, data):
+        case = self.go_to(case, self.monitoring.locked_cases, data)
         page = self.case_page("monitor", case)
         lock = page.form(f"/monitoring/cases/{case}/lock/")
         unlock = page.form(f"/monitoring/cases/{case}/unlock/")
@@ -646,6 +682,10 @@ class RegistryJourneys(RuleBasedStateMachine):
         unlock = page.form(f"/monitoring/sites/{site}/unlock/")
         mon = self.monitoring
         assert (unlock is not None) == (site in mon.locked_sites)
+        # A whole site is locked rarely (the end of data entry): mostly the monitor only looks.
+        if lock is not None and data.draw(st.integers(0, 2), label="lock the site") != 2:
+            assert monitor.get("/monitoring/").status == 200
+            return
         reason = data.draw(values.MESSAGES, label="reason")
         response = monitor.submit(lock or unlock, {"reason": reason})
         assert response.status == 302
@@ -1015,3 +1055,5 @@ def test_the_registrys_people_in_random_order(demo_registry):
     for kind in m.KINDS:
         assert TALLY.saved[kind] > 0, f"no {kind} was ever saved: {dict(TALLY.saved)}"
     assert TALLY.saved["remove"] and TALLY.refused["register"], dict(TALLY.refused)
+    for action in DONE_IN_EVERY_RUN:
+        assert TALLY.actions[action] > 0, f"never {action}: {dict(TALLY.actions)}"

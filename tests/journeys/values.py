@@ -191,10 +191,43 @@ def value_for(form_field, d: CaseDates):
 ENTERED = ("text", "number", "date", "select", "checkbox", "textarea", "email", "search")
 
 
+# Fields whose change no other field's rule depends on, with values each rule accepts: a careful
+# edit changes only these, so that saves that go through are frequent enough to follow.
+CAREFUL = {
+    "sex": text("male", "female"),
+    "site_case_number": text("", "H-0042", "site file 7"),
+    "ecog": integer(0, 4),
+    "prior_therapies_n": integer(1, 6),
+    "pb_blasts_per_ul": st.one_of(st.just(""), integer(0, 90000)),
+    "dexamethasone_mg_before": decimal(0, 400, special=["0", "80"]),
+    "salvage_phase": text("1", "2", "3"),
+    "dexamethasone_premedication": TICK,
+    "marrow_blasts_pct@assessments": decimal(0, 100, special=["4.9", "5.0", "5.1", "0", "100"]),
+    "anc_10e9_per_l": decimal(0, 5, 2, special=["1.00", "1.01", "0.99", ""]),
+    "platelets_10e9_per_l": decimal(0, 400, special=["100.0", "100.1", "99.9", ""]),
+    "emd_status": text("none", "resolved", "persistent", "progressive", "not_assessed"),
+    "serious": TICK,
+    "attribution": text("unrelated", "unlikely", "possible", "probable", "definite"),
+    "action_taken": text("none", "interrupted", "discontinued"),
+    "donor_type": text("matched_sibling", "matched_unrelated", "haploidentical", "cord_blood"),
+    "regimen": text("FLAG-Ida", "Inotuzumab ozogamicin", "Ponatinib"),
+    "category": text("salvage_chemotherapy", "targeted", "cellular", "other"),
+    "death_cause_detail": text("", "pneumonia"),
+}
+
+
 @st.composite
-def changes(draw, form, d: CaseDates, most=3):
-    """A few of the form's fields changed, as a person edits a CRF."""
+def changes(draw, form, d: CaseDates, kind="", most=3):
+    """A few of the form's fields changed, as a person edits a CRF: carefully (only fields no
+    other rule depends on, valid values) or anyhow (any field, now and then mistyped)."""
     names = [f.name for f in form.fields if f.kind in ENTERED and f.name != "change_reason"]
+    careful = {n: CAREFUL.get(f"{n}@{kind}", CAREFUL.get(n)) for n in names}
+    careful = {n: strategy for n, strategy in careful.items() if strategy is not None}
+    how = draw(st.sampled_from(["carefully", "anyhow"]), label="edits") if careful else "anyhow"
+    if how == "carefully":
+        chosen = draw(st.lists(st.sampled_from(sorted(careful)), min_size=1, max_size=2,
+                               unique=True))  # fmt: skip
+        return {name: draw(careful[name], label=name) for name in chosen}
     if not names:
         return {}
     chosen = draw(st.lists(st.sampled_from(names), min_size=1, max_size=most, unique=True))
