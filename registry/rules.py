@@ -36,6 +36,7 @@ def assumed_birth_date(birth_date: date | None, birth_year: int | None) -> date 
 
 def eligibility_failures(
     *,
+    relapsed_refractory: bool,
     bcp_all: bool,
     ph_negative: bool,
     cd19_positive: bool,
@@ -44,6 +45,13 @@ def eligibility_failures(
 ) -> list[tuple[str, str]]:
     """(field, reason) for every eligibility criterion the patient fails; empty when eligible."""
     failures = []
+    if not relapsed_refractory:
+        failures.append(
+            (
+                "relapsed_refractory",
+                "The study includes relapsed or refractory ALL only.",
+            )
+        )
     if not bcp_all:
         failures.append(("bcp_all", "The study includes B-cell precursor ALL only."))
     if not ph_negative:
