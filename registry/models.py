@@ -318,20 +318,20 @@ class Patient(TrackedRecord):
         )
 
     def clean(self):
-        errors = {}
+        errors = {}  # field -> list of messages: several rules may fail on one field
         if self.birth_date and self.birth_year and self.birth_date.year != self.birth_year:
-            errors["birth_date"] = "Birth date and birth year disagree."
+            errors["birth_date"] = ["Birth date and birth year disagree."]
         if self.birth_year and self.birth_year > timezone.localdate().year:
-            errors["birth_year"] = "Birth year is in the future."
+            errors["birth_year"] = ["Birth year is in the future."]
         if (
             self.diagnosis_date
             and self.blinatumomab_start_date
             and self.diagnosis_date > self.blinatumomab_start_date
         ):
-            errors["blinatumomab_start_date"] = "Blinatumomab start is before the diagnosis date."
+            errors["blinatumomab_start_date"] = ["Blinatumomab start is before the diagnosis date."]
         born = rules.assumed_birth_date(self.birth_date, self.birth_year)
         if born and self.diagnosis_date and self.diagnosis_date < born.replace(month=1, day=1):
-            errors["diagnosis_date"] = "Diagnosis date is before the patient was born."
+            errors["diagnosis_date"] = ["Diagnosis date is before the patient was born."]
         for field, reason in self.eligibility_failures():
             errors.setdefault(field, []).append(f"Not eligible: {reason}")
         if self.pk and self.blinatumomab_start_date:

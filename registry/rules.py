@@ -4,7 +4,7 @@ Models, forms, imports and the analysis all call these; nothing else restates th
 Definitions follow the Methods of Jung et al., Ann Hematol 2018.
 """
 
-from datetime import date
+from datetime import MAXYEAR, MINYEAR, date
 
 # --- Eligibility -------------------------------------------------------------------------
 
@@ -29,7 +29,7 @@ def assumed_birth_date(birth_date: date | None, birth_year: int | None) -> date 
     """
     if birth_date:
         return birth_date
-    if birth_year:
+    if birth_year and MINYEAR <= birth_year <= MAXYEAR:  # else no date: the field says why
         return date(birth_year, 7, 1)
     return None
 

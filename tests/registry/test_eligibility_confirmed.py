@@ -124,3 +124,26 @@ def test_the_api_refuses_a_patient_without_relapsed_or_refractory_disease(invest
     accepted = api.post("/api/v1/patients/", {**body, "relapsed_refractory": True}, format="json")
     assert accepted.status_code == 201
     assert Patient.objects.get().relapsed_refractory is True
+
+
+@pytest.mark.parametrize(
+    "birth_year, message",
+    [
+        ("2999", "Birth year is in the future."),  # also too young: two messages on one field
+        ("99999999999999999999", "Ensure this value is less than or equal to"),
+    ],
+)
+def test_an_impossible_birth_year_is_a_field_error_not_a_crash(
+    client, investigator, birth_year, message
+):
+    data = {
+        "institution": f.institution().pk,
+        **{name: "on" for name in INCLUSION},
+        "sex": "female",
+        "birth_year": birth_year,
+        "diagnosis_date": "2015-11-02",
+        "blinatumomab_start_date": "2017-03-06",
+    }
+    response = client.post(reverse("registry:register"), data)
+    assert response.status_code == 200 and not Patient.objects.exists()
+    assert message in response.context["form"].errors["birth_year"][0]
