@@ -10,7 +10,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('registry', '0003_monitoring_facts'),
+        ('registry', '0004_creation_history'),
     ]
 
     operations = [
