@@ -529,6 +529,17 @@ def permission_denied(request, exception=None):
     return render(request, "403.html", context, status=403)
 
 
+def csrf_failure(request, reason=""):
+    """CSRF_FAILURE_VIEW: a form post without its valid security token (an old page, or cookies
+    blocked) is refused on the styled 403 page, saying what to do."""
+    reason = (
+        "The form was sent without a valid security token: the page was probably open too long "
+        "or cookies are blocked. Reload the page and enter your change again."
+    )
+    context = {"reason": reason, "back": _back_url(request)}
+    return render(request, "403.html", context, status=403)
+
+
 def bad_request(request, exception=None):
     """handler400 (with DEBUG off; the views answer their own 400s with bad_form()). Reads
     nothing of the request: it also answers requests refused for their Host header."""

@@ -147,3 +147,15 @@ def test_a_403_page_says_why_whatever_refused(client, investigator, monitor, set
     assert response.status_code == 403
     reason = re.search(r'id="refused-reason">([^<]+)<', response.content.decode()).group(1)
     assert reason == "Only the monitors of KR01 do this."
+
+
+def test_a_post_without_its_security_token_gets_the_styled_403_page(case, investigator):
+    from django.test import Client
+
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(investigator)
+    response = client.post(url("crf_complete", case.pk, CrfStatus.CYCLES))
+    assert response.status_code == 403
+    reason = re.search(r'id="refused-reason">([^<]+)<', response.content.decode()).group(1)
+    assert reason.startswith("The form was sent without a valid security token")
+    assert not CrfStatus.objects.filter(patient=case, crf=CrfStatus.CYCLES).exists()
