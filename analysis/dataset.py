@@ -214,11 +214,11 @@ def _scoped(model, scope):
 
 def load_registry(patients=None, cuts: Cuts = Cuts()) -> RegistrySnapshot:
     """Read the registry (all patients, or the given queryset) into an analysis snapshot."""
-    records = _read_records(patients)
     aes = _frame(
         _scoped(AdverseEvent, patients),
-        ["id", "patient_id", "ctcae_term", "grade", "cycle_id", "onset_date"],
+        _with_dates(AdverseEvent, ["id", "patient_id", "ctcae_term", "grade", "cycle_id"]),
     )
+    records = _read_records(patients, adverse_events=aes)
     dataset = derive(records, cuts)
     return RegistrySnapshot(dataset=dataset, adverse_events=_adverse_event_frame(aes, records))
 
@@ -313,27 +313,39 @@ def date_fields(model) -> list[str]:
     ]
 
 
-def _latest_record_dates(patients: pd.DataFrame, scope) -> pd.Series:
-    """The latest date on any record of each case, by patient ID: every date field of every case
-    record model (CENSORING_DEFINITION). The patient's own dates are columns of `patients`; each
-    other model is one query grouped by patient (the latest value of each of its date fields)."""
-    own = date_fields(Patient)
-    parts = [pd.DataFrame({"patient_id": patients["id"], "day": patients[own].max(axis=1)})]
+def _with_dates(model, columns: list[str]) -> list[str]:
+    """`columns` and every date field of `model` (for the censoring date)."""
+    return columns + [name for name in date_fields(model) if name not in columns]
+
+
+def _latest_record_dates(read: dict, scope) -> pd.Series:
+    """The latest date on any record of each case, by patient ID, over every date field of every
+    case record model (CENSORING_DEFINITION). `read`: frames already read in full, by model, with
+    every date field (_with_dates); any other model (one the dataset needs nothing else from, or
+    a new one) is one query grouped by patient: the latest value of each of its date fields."""
+    parts = []
     for model in case_record_models():
         fields = date_fields(model)
-        if model is Patient or not fields:
+        if not fields:
             continue
-        latest = {f"latest_{name}": Max(name) for name in fields}
-        grouped = _scoped(model, scope).values("patient_id").annotate(**latest)
-        frame = _frame(grouped, ["patient_id", *latest])
-        day = frame[list(latest)].max(axis=1)
-        parts.append(pd.DataFrame({"patient_id": frame["patient_id"], "day": day}))
+        if model in read:
+            frame = read[model]
+            ids = frame["id" if model is Patient else "patient_id"]
+            day = frame[fields].max(axis=1)
+        else:
+            latest = {f"latest_{name}": Max(name) for name in fields}
+            grouped = _scoped(model, scope).values("patient_id").annotate(**latest)
+            frame = _frame(grouped, ["patient_id", *latest])
+            ids, day = frame["patient_id"], frame[list(latest)].max(axis=1)
+        parts.append(pd.DataFrame({"patient_id": ids, "day": day}))
     days = pd.concat(parts, ignore_index=True).dropna()
     return days.groupby("patient_id")["day"].max()
 
 
-def _read_records(scope) -> Records:
-    """One query per CRF table, for the patients of `scope` (None: the whole registry)."""
+def _read_records(scope, adverse_events: pd.DataFrame | None = None) -> Records:
+    """One query per CRF table, for the patients of `scope` (None: the whole registry), each with
+    every date field of its model; `adverse_events`, when the caller has read them (all their
+    rows, _with_dates), are not queried again for the censoring date."""
     columns = [
         "id",
         "study_id",
@@ -344,45 +356,55 @@ def _read_records(scope) -> Records:
         "diagnosis_date",
         "blinatumomab_start_date",
     ]
-    columns += [name for name in date_fields(Patient) if name not in columns]
     patients = _frame(
-        (Patient.objects.all() if scope is None else scope).order_by("study_id"), columns
+        (Patient.objects.all() if scope is None else scope).order_by("study_id"),
+        _with_dates(Patient, columns),
     ).rename(columns={"institution__code": "institution"})
     baseline = _frame(
         _scoped(Baseline, scope),
-        [
-            "patient_id",
-            "ecog",
-            "salvage_phase",
-            "prior_therapies_n",
-            "prior_allo_sct",
-            "relapse_site",
-            "emd_cns",
-            "marrow_blasts_pct",
-            "pb_blasts_per_ul",
-            "cyto_dx_risk",
-            "cyto_start_risk",
-            "dexamethasone_mg_before",
-        ],
+        _with_dates(
+            Baseline,
+            [
+                "patient_id",
+                "ecog",
+                "salvage_phase",
+                "prior_therapies_n",
+                "prior_allo_sct",
+                "relapse_site",
+                "emd_cns",
+                "marrow_blasts_pct",
+                "pb_blasts_per_ul",
+                "cyto_dx_risk",
+                "cyto_start_risk",
+                "dexamethasone_mg_before",
+            ],
+        ),
     )
     assessments = _frame(
         _scoped(ResponseAssessment, scope),
-        ["id", "patient_id", "assessment_date", "response", "cycle_id"],
+        _with_dates(ResponseAssessment, ["id", "patient_id", "response", "cycle_id"]),
     )
-    cycles = _frame(_scoped(Cycle, scope), ["id", "patient_id", "number", "start_date", "end_date"])
+    cycles = _frame(_scoped(Cycle, scope), _with_dates(Cycle, ["id", "patient_id", "number"]))
     assessments["cycle"] = assessments["cycle_id"].map(cycles.set_index("id")["number"])
-    followup = _frame(
-        _scoped(FollowUp, scope),
-        ["patient_id", "last_contact_date", "relapse_or_progression_date", "death_date"],
-    )
-    transplants = _frame(_scoped(Transplant, scope), ["patient_id", "sct_date"])
+    followup = _frame(_scoped(FollowUp, scope), _with_dates(FollowUp, ["patient_id"]))
+    transplants = _frame(_scoped(Transplant, scope), _with_dates(Transplant, ["patient_id"]))
     salvage = _frame(
         _scoped(SubsequentTherapy, scope).filter(category=SubsequentTherapy.SALVAGE_CHEMO),
         ["patient_id"],
     )["patient_id"]
+    read = {
+        Patient: patients,
+        Baseline: baseline,
+        ResponseAssessment: assessments,
+        Cycle: cycles,
+        FollowUp: followup,
+        Transplant: transplants,
+    }
+    if adverse_events is not None:
+        read[AdverseEvent] = adverse_events
+    latest = _latest_record_dates(read, scope)
     # Same-day assessments in entry order.
     assessments = assessments.sort_values(["patient_id", "assessment_date", "id"], kind="stable")
-    latest = _latest_record_dates(patients, scope)
     return Records(patients, baseline, assessments, cycles, followup, transplants, salvage, latest)
 
 
