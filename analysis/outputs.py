@@ -24,7 +24,7 @@ from threadpoolctl import threadpool_limits
 from registry.ctcae import TABLE3_MAP_CSV
 
 from . import beyond, figures, survival, tables
-from .dataset import DAYS_PER_MONTH, VARIABLES, Cuts, RegistrySnapshot
+from .dataset import DAYS_PER_MONTH, DEFINITIONS, VARIABLES, Cuts, RegistrySnapshot
 
 logger = logging.getLogger(__name__)
 
@@ -479,6 +479,15 @@ def render_report(results, out: Path, figure_files, meta) -> str:
             html.escape(json.dumps(meta["parameters"])),
         ),
     ]
+    # The dataset's rules (evaluable, best response, EFS, OS and their censoring), as the
+    # codebook and the README state them.
+    parts.append("<h2>Definitions</h2><dl>")
+    for column in ("evaluable", "best_response", "efs_days", "os_days"):
+        parts.append(
+            f"<dt><code>{column}</code>: {html.escape(VARIABLES[column][0])}</dt>"
+            f"<dd>{html.escape(DEFINITIONS[column])}</dd>"
+        )
+    parts.append("</dl>")
     for name, title in TABLE_FILES.items():
         if name in ("survival_table.csv",):
             continue  # long; in the CSV

@@ -16,7 +16,7 @@ from django.core import validators as dj_validators
 from django.db import models
 from django.utils.text import capfirst
 
-from analysis.dataset import VARIABLES
+from analysis.dataset import DEFINITIONS, VARIABLES
 from registry import ctcae, rules
 from registry.models import (
     Baseline,
@@ -301,7 +301,9 @@ def dataset_variables() -> list[Variable]:
             values = field_values(source)
         else:
             values = ()
-        if source_model is Institution:
+        if name in DEFINITIONS:
+            rule = f"{DEFINITIONS[name]} Derived by analysis.dataset.derive()."
+        elif source_model is Institution:
             rule = "The site's code (registry.Institution.code)."
         elif source is not None:
             crf = crf_label(CrfStatus.crf_of(source_model))
