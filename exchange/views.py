@@ -8,10 +8,10 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods
 from rest_framework.authtoken.models import Token
 
-from registry.access import full_access_sites, readable_patients
+from registry.access import full_access_sites, readable_patients, registering_institutions_for
 
-from . import access, codebook, odm, spec, template
-from .importer import import_tables, read_upload
+from . import codebook, odm, spec, template
+from .importer import import_tables, problems_csv, read_upload
 
 
 class MultipleFileInput(forms.ClearableFileInput):
@@ -56,7 +56,7 @@ class ImportForm(forms.Form):
 @login_required
 def index(request):
     context = {
-        "can_import": access.importing_institutions(request.user).exists(),
+        "can_import": registering_institutions_for(request.user).exists(),
         "record_types": spec.RECORD_TYPES,
     }
     return render(request, "exchange/index.html", context)
@@ -65,23 +65,29 @@ def index(request):
 @login_required
 @require_http_methods(["GET", "POST"])
 def import_cases(request):
-    sites = access.importing_institutions(request.user)
+    sites = registering_institutions_for(request.user)
     if not sites.exists():
         raise PermissionDenied("Bulk import is for site investigators (their own sites).")
     form = ImportForm(request.POST or None, request.FILES or None, institutions=sites)
     result = None
     if request.method == "POST" and form.is_valid():
+        # "Download the problems": a check only, answered with the problem report as CSV.
+        report = "problems_csv" in request.POST
         problems, tables = [], []
         for upload in form.cleaned_data["files"]:
             tables += read_upload(upload.name, upload.read(), problems)
         result = import_tables(
             tables,
             problems=problems,
-            commit=not form.cleaned_data["check_only"],
+            commit=not (form.cleaned_data["check_only"] or report),
             user=request.user,
             institutions=sites,
             institution=form.cleaned_data["institution"],
         )
+        if report:
+            return _download(
+                problems_csv(result.problems), "text/csv; charset=utf-8", "import_problems.csv"
+            )
     status = 400 if result is not None and not result.ok else 200
     context = {"form": form, "result": result, "check_only": form.data.get("check_only")}
     return render(request, "exchange/import.html", context, status=status)
