@@ -7,6 +7,8 @@ refuses writes, a CRF once complete needs a change_reason, and an update must se
 it read (a stale one is a 409, as the forms refuse concurrent overwrites).
 """
 
+from collections.abc import Mapping
+
 from django.core.exceptions import NON_FIELD_ERRORS
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import transaction
@@ -113,6 +115,21 @@ class RecordSerializer(serializers.ModelSerializer):
             raise serializers.ValidationError(
                 {"change_reason": ["This CRF has been marked complete: say why you change it."]}
             )
+
+    def to_internal_value(self, data):
+        # DRF drops unknown and read-only keys without a word: a client sending `institution` to
+        # move a case, or a misspelt field, would get a 200 and a new version with nothing
+        # changed. Each is refused by name instead, before anything is validated or saved.
+        if isinstance(data, Mapping):
+            errors = {}
+            for name in data:
+                if name not in self.fields:
+                    errors[name] = ["Unknown field: not saved."]
+                elif self.fields[name].read_only:
+                    errors[name] = ["This field is read-only: it cannot be set here."]
+            if errors:
+                raise serializers.ValidationError(errors)
+        return super().to_internal_value(data)
 
     def validate(self, attrs):
         reason = (attrs.pop("change_reason", "") or "").strip()
