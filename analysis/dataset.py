@@ -24,6 +24,7 @@ from django.db.models import (
     TextField,
 )
 
+from exchange.safe import safe_frame
 from registry import ctcae, rules
 from registry.models import (
     AdverseEvent,
@@ -266,7 +267,7 @@ def iter_dataset_csv(patients=None, cuts: Cuts = Cuts(), chunk_size: int = 5000)
         frame = dataset_frame(chunk, cuts)
         if frame.empty:
             return
-        yield frame.to_csv(index=False, header=False)
+        yield safe_frame(frame).to_csv(index=False, header=False)
         if last is None:
             return
         after = last

@@ -27,6 +27,7 @@ from registry.models import (
 )
 
 from . import spec
+from .safe import safe_row
 
 ANALYSIS_DATASET = "Analysis dataset (analysis_dataset.csv, SPSS/Stata exports)"
 
@@ -336,7 +337,7 @@ def codebook_csv() -> str:
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow([heading for _attr, heading in CSV_COLUMNS])
     for v in codebook():
-        writer.writerow([getattr(v, attr) for attr, _heading in CSV_COLUMNS])
+        writer.writerow(safe_row(getattr(v, attr) for attr, _heading in CSV_COLUMNS))
     return out.getvalue()
 
 
