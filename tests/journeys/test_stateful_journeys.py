@@ -190,11 +190,15 @@ class RegistryJourneys(RuleBasedStateMachine):
         self.touched.add(case)
         page = person.get(url)
         if self.monitoring.is_locked(case):
-            # A locked CRF has no form: its page leads back to the case, which says why.
-            assert page.status == 302 and page.location == case_url(case), (
-                f"GET {url} of a locked case -> {page.status} {page.location}"
-            )
-            TALLY.actions["locked CRF not offered"] += 1
+            # A locked CRF is read only: its records show without Save; a new one is not offered
+            # (its page leads back to the case, which says why).
+            if page.status == 302:
+                assert page.location == case_url(case), f"GET {url} -> {page.location}"
+            else:
+                assert page.status == 200, f"GET {url} of a locked case -> {page.status}"
+                form = page.form(method="post", id="crf-form")
+                assert form is None or not form.submittable, f"{url}: Save on a locked case"
+            TALLY.actions["locked CRF read only"] += 1
             return None
         assert page.status == 200, f"GET {url} -> {page.status}"
         form = page.form(method="post", id="crf-form")
@@ -317,7 +321,7 @@ class RegistryJourneys(RuleBasedStateMachine):
         who = self.investigator_of(record.case)
         person = self.person(who)
         first = person.get(record.url)
-        if first.status != 200:  # locked: no form to open twice
+        if first.status != 200 or self.monitoring.is_locked(record.case):  # read only
             return
         tab_a = first.form(method="post", id="crf-form")
         self.touched.add(record.case)
@@ -345,10 +349,12 @@ class RegistryJourneys(RuleBasedStateMachine):
 
     @rule(record=records, version=st.sampled_from([None, "", "abc", "-1", "1.5", "99999"]))
     def a_form_comes_back_with_a_tampered_version(self, record, version):
-        """A form whose hidden version was lost or altered: refused, never a 5xx."""
+        """A form whose hidden version was lost or altered: refused, never a 5xx. Without a
+        version or with one that is not a number the post is not a form of the page (400); an
+        empty or unknown number is someone else's change (the conflict message)."""
         person = self.person(self.investigator_of(record.case))
         page = person.get(record.url)
-        if page.status != 200:
+        if page.status != 200 or self.monitoring.is_locked(record.case):
             return
         form = page.form(method="post", id="crf-form")
         entered = {"version": version}
@@ -358,6 +364,10 @@ class RegistryJourneys(RuleBasedStateMachine):
         changes = self.saved_changes()
         assert response.status < 500, f"POST {record.url} with version {version!r} -> 5xx"
         assert not changes, f"saved with version {version!r}: {changes}"
+        if version is None or not version.isdigit() and version != "":
+            assert response.status == 400, f"version {version!r} -> {response.status}"
+        else:
+            assert response.status == 200 and response.alert_texts("danger"), response.status
         TALLY.actions["tampered version refused"] += 1
 
     @rule(
@@ -377,6 +387,9 @@ class RegistryJourneys(RuleBasedStateMachine):
         site = data.draw(st.sampled_from(sites), label="site")
         start = data.draw(st.dates(date(2016, 6, 1), date(2018, 1, 31)), label="start")
         entered = values.registration(site, start)
+        for box in form.fields:  # the person confirms every eligibility criterion
+            if box.kind == "checkbox" and box.name != "burkitt":
+                entered[box.name] = "on"
         dates = values.CaseDates(start - timedelta(days=400), start, None, [], 1968)
         entered.update(data.draw(values.changes(form, dates, "register", most=2), label="typed"))
         response = person.submit(form, entered)
@@ -830,6 +843,10 @@ class RegistryJourneys(RuleBasedStateMachine):
             f"case {case}: records created/removed in the history {dict(mine)}, "
             f"saved {dict(self.history.record_rows(case))}"
         )
+        if self.monitoring.is_locked(case):
+            offers = [link.href for link in page.links_to(r"/(new|remove)/$")]
+            offers += [f.action for f in page.forms_to(r"/complete/$")]
+            assert not offers, f"locked case {case} offers {offers}"
         # A case lock or unlock is one entry, by the monitor, whatever the number of CRFs.
         locks = Counter(
             {k: n for k, n in statuses.items() if re.match(r"case (locked$|unlocked: )", k[1])}

@@ -117,6 +117,7 @@ def pools(d: CaseDates) -> dict:
         "blinatumomab_start_date": day(s, -3, 3),
         "site_case_number": text("", "H-0042", "site file 7"),
         "sex": text("male", "female"),
+        "relapsed_refractory": TICK,
         "bcp_all": TICK,
         "ph_negative": TICK,
         "cd19_positive": TICK,
