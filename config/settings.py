@@ -307,8 +307,8 @@ LOGGING = {
 # compresses more than IMPORT_MAX_COMPRESSION_RATIO to 1, and their bytes are counted while they
 # are read. Reading stops after IMPORT_MAX_ROWS data rows. The check runs in transactions of
 # about IMPORT_CHECK_CHUNK_ROWS rows (whole cases), so it never holds the write lock for long.
-IMPORT_MAX_UPLOAD_BYTES = int(os.environ.get("IMPORT_MAX_UPLOAD_BYTES", 10 * 1024 * 1024))
-IMPORT_MAX_UNZIPPED_BYTES = int(os.environ.get("IMPORT_MAX_UNZIPPED_BYTES", 20 * 1024 * 1024))
+IMPORT_MAX_UPLOAD_BYTES = int(os.environ.get("IMPORT_MAX_UPLOAD_BYTES", "10000000"))
+IMPORT_MAX_UNZIPPED_BYTES = int(os.environ.get("IMPORT_MAX_UNZIPPED_BYTES", "20000000"))
 IMPORT_MAX_ROWS = int(os.environ.get("IMPORT_MAX_ROWS", "5000"))
 IMPORT_MAX_COMPRESSION_RATIO = int(os.environ.get("IMPORT_MAX_COMPRESSION_RATIO", "100"))
 IMPORT_MAX_ARCHIVE_MEMBERS = int(os.environ.get("IMPORT_MAX_ARCHIVE_MEMBERS", "200"))

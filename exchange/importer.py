@@ -109,8 +109,11 @@ UNREADABLE_XLSX = "Not a readable Excel workbook (.xlsx)."
 ARCHIVE_MAGIC = (b"PK\x03\x04", b"\x1f\x8b", b"BZh", b"\xfd7zXZ", b"7z\xbc\xaf", b"Rar!")
 
 
+MB = 1000 * 1000
+
+
 def _size(n: int) -> str:
-    return f"{n / MIB:,.1f} MB" if n >= MIB / 10 else f"{n:,} bytes"
+    return f"{n / MB:,.1f} MB" if n >= MB else f"{n:,} bytes"
 
 
 @dataclass(frozen=True)
@@ -324,7 +327,11 @@ def read_csv(name: str, stream, problems: list, budget: Budget, filename=None) -
                 return None
             if not values:
                 continue
-            budget.add_row()
+            try:
+                budget.add_row()
+            except LimitExceeded as e:
+                problems.append(Problem(name, number, "", str(e)))
+                return None
             rows.append((number, values))
     except UnicodeDecodeError:
         problems.append(Problem(name, None, "", "Not UTF-8 text: save the file as UTF-8 CSV."))
@@ -332,7 +339,7 @@ def read_csv(name: str, stream, problems: list, budget: Budget, filename=None) -
     except csv.Error as e:
         problems.append(Problem(name, number + 1, "", _csv_message(e)))
         return None
-    except LimitExceeded as e:
+    except LimitExceeded as e:  # unzipped bytes, counted while the row was read
         problems.append(Problem(name, number + 1, "", str(e)))
         return None
     return _table(Path(name).stem, name, filename or name, header, rows, problems)
