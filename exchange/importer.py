@@ -40,7 +40,7 @@ from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
 from django.db import IntegrityError, connection, models, transaction
 from openpyxl.utils import get_column_letter
 
-from registry.models import CrfStatus, Cycle, Institution, Patient
+from registry.models import CaseLocked, CrfStatus, Cycle, Institution, Patient
 
 from . import spec
 
@@ -872,7 +872,7 @@ class _Pass:
         self.new_patient_ids: set[int] = set()
         self.cycles: dict[tuple[int, int], Cycle | None] = {}  # (case pk, number)
         self.failed_cycles: set[tuple[int, int]] = set()
-        self.open_crfs: dict[tuple[int, str], bool] = {}
+        self.locked_crfs: dict[tuple[int, str], CrfStatus | None] = {}  # (case pk, CRF)
 
     def run(self):
         for table in self.tables:
@@ -914,11 +914,13 @@ class _Pass:
         study_id = str(row.get(spec.STUDY_ID) or "").strip()
         case_number = _text(row.get(spec.SITE_CASE_NUMBER))
         if study_id:
-            patient = (
-                Patient.objects.filter(institution__in=self.institutions, study_id=study_id)
-                .select_related("institution")
-                .first()
-            )
+            if study_id not in self.by_study_id:
+                self.by_study_id[study_id] = (
+                    Patient.objects.filter(institution__in=self.institutions, study_id=study_id)
+                    .select_related("institution")
+                    .first()
+                )
+            patient = self.by_study_id[study_id]
             if patient is None:
                 self.problem(table, number, spec.STUDY_ID, f"No case {study_id} at your sites.")
                 return None
@@ -973,13 +975,25 @@ class _Pass:
         if patient.pk in self.new_patient_ids:
             return True
         crf = CrfStatus.crf_of(model)
-        status = patient.crf_statuses.filter(crf=crf).first()
-        if status and status.is_locked:
+        key = (patient.pk, crf)
+        if key not in self.locked_crfs:
+            status = patient.crf_statuses.filter(crf=crf).first()
+            self.locked_crfs[key] = status if status and status.is_locked else None
+        status = self.locked_crfs[key]
+        if status:
             self.problem(
                 table, number, "", f"The {status.get_crf_display()} CRF of {patient} is locked."
             )
             return False
         return True
+
+    def _cycle(self, patient, number) -> Cycle | None:
+        """The case's cycle `number`: imported in this pass, or registered before."""
+        key = (patient.pk, number)
+        if key not in self.cycles:
+            new_case = patient.pk in self.new_patient_ids  # its cycles all come from this pass
+            self.cycles[key] = None if new_case else patient.cycles.filter(number=number).first()
+        return self.cycles[key]
 
     # -- rows
 
@@ -1007,8 +1021,12 @@ class _Pass:
     def _validate(self, table, number, instance, bad, exclude=()) -> bool:
         """full_clean() the instance; report its errors under the template's columns."""
         rt = table.record_type
+        # A case registered by this import cannot be locked yet (its site's lock was checked
+        # when it was registered): one query less per row. save() checks the locks again.
+        patient_id = getattr(instance, "patient_id", None)
+        check_lock = patient_id is None or patient_id not in self.new_patient_ids
         try:
-            instance.full_clean(exclude=list(exclude) or None)
+            instance.full_clean(exclude=list(exclude) or None, check_lock=check_lock)
         except ValidationError as e:
             for field_name, messages in e.message_dict.items():
                 column = (
@@ -1031,6 +1049,9 @@ class _Pass:
                 instance.save()
         except IntegrityError as e:
             self.problem(table, number, "", f"Not saved: the database refused it ({e}).")
+            return False
+        except CaseLocked as e:  # locked by a monitor while the import ran
+            self.problem(table, number, "", str(e))
             return False
         return True
 
@@ -1117,7 +1138,7 @@ class _Pass:
                     self.problem(table, number, spec.CYCLE_NUMBER, f"“{raw}” is not a number.")
                     bad.add(spec.CYCLE_NUMBER)
                 elif linked:
-                    cycle = patient.cycles.filter(number=n).first()
+                    cycle = self._cycle(patient, n)
                     if cycle is None:
                         if (patient.pk, n) not in self.failed_cycles:
                             self.problem(
@@ -1145,6 +1166,8 @@ class _Pass:
             return False
         ok = self._validate(table, number, instance, bad, exclude) and linked and not bad
         ok = ok and self._save(table, number, instance)
+        if ok and model is Cycle:
+            self.cycles[(patient.pk, instance.number)] = instance
         if not ok and linked:
             _forget(patient, instance)
             if model is Cycle and "number" in values:
