@@ -428,3 +428,26 @@ def test_records_named_by_study_id_are_checked_with_the_rows_naming_the_same_cas
     ok, lines = run_command(path)
     assert ok, lines
     assert p.assessments.get().cycle.number == 1
+
+
+def test_a_case_locked_while_the_import_runs_is_a_problem_not_a_crash(tmp_path, kr01, monkeypatch):
+    from monitoring import services
+
+    case = f.patient(site=kr01, site_case_number="H-0009")
+    monitor = f.user("mon", role="monitor", sites=("KR01",))
+    validate = importer._Pass._validate
+
+    def validate_then_lock(self, *args, **kwargs):
+        ok = validate(self, *args, **kwargs)
+        if not services.case_is_locked(case):
+            services.lock_case(case, monitor)  # between the row's check and its save
+        return ok
+
+    monkeypatch.setattr(importer._Pass, "_validate", validate_then_lock)
+    rows = [{"study_id": case.study_id, "regimen": "FLAG-Ida", "category": "other"}]
+    rows[0]["start_date"] = "2017-09-01"
+    path = legacy.write_csv_dir(tmp_path / "late", {"subsequent_therapies": rows})
+    ok, lines = run_command(path)
+    assert not ok and not case.subsequent_therapies.exists()
+    [problem] = problems_of(lines)
+    assert problem.startswith(f"subsequent_therapies.csv, row 2: {case.study_id} is locked")
