@@ -9,9 +9,10 @@ DEBUG on), one fresh server per upload on a copy of a seeded demo database, logs
 
   (not named like a template file, so that code which reads them whole then refuses them and
   the request ends; named patients.csv, each of their rows would also be checked: hours);
-- `rows_2000`: the import template with 2,000 clean rows (350 cases, every file), check only,
-  while a second user (`investigator2`, KR02) logs in and saves a follow-up CRF in a loop:
-  their statuses and the longest wait are reported with the import's time.
+- `rows_2000`: the import template with 1,989 clean rows (351 cases, every file), check only;
+- `rows_2000_busy`: the same while a second user (`investigator2`, KR02) logs in and saves a
+  follow-up CRF in a loop: their statuses and longest wait are reported with the import's;
+- `rows_2000_import_busy`: the same upload imported (not only checked), with the second user.
 
 Peak memory is the server's VmHWM (reset through /proc/<pid>/clear_refs before the upload), so it
 is the peak of that request; "before" is VmRSS just before it. `--repo` runs another checkout
@@ -100,8 +101,8 @@ def make_csv_50mb(folder: Path) -> Path:
 
 
 def make_rows(folder: Path, rows: int) -> tuple[Path, int]:
-    """The test suite's three-case legacy registry, copied under new case numbers until `rows`
-    rows, as the template zip."""
+    """The test suite's three-case legacy registry (17 rows), copied under new case numbers up to
+    `rows` rows, as the template zip."""
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
     import django
 
@@ -110,7 +111,7 @@ def make_rows(folder: Path, rows: int) -> tuple[Path, int]:
 
     data = {name: [] for name in legacy.FILES}
     n = copy = 0
-    while n < rows:
+    while n + legacy.row_count() <= rows:
         for name, records in legacy.files().items():
             for record in records:
                 record["site_case_number"] = f"R{copy:04d}-{record['site_case_number']}"
@@ -182,6 +183,11 @@ class Server:
             if key in ("VmRSS", "VmHWM"):
                 values[key] = int(rest.split()[0]) / 1024
         return values
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU time of the server so far (fields 14 and 15 of /proc/<pid>/stat)."""
+        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     def reset_peak(self):
         Path(f"/proc/{self.proc.pid}/clear_refs").write_text("5")
@@ -366,6 +372,7 @@ def measure(repo, template_db, work, port, name, path, fields, neighbour=False) 
         other = None
         if neighbour:
             other = Neighbour(port, site_case(database, "KR02"))
+        cpu0 = server.cpu_seconds()
         t0 = time.perf_counter()
         if other:
             other.start()
@@ -374,12 +381,14 @@ def measure(repo, template_db, work, port, name, path, fields, neighbour=False) 
         if other:
             other.done.set()
             other.join(60)
+        cpu = server.cpu_seconds() - cpu0  # with the second user's requests, when there is one
         after = server.status()
         result = {
             "upload": name,
             "file_bytes": path.stat().st_size,
             "status": status,
             "seconds": round(seconds, 2),
+            "server_cpu_s": round(cpu, 2),
             "rss_before_mib": round(before),
             "peak_rss_mib": round(after["VmHWM"]),
             "outcome": outcome(page),
@@ -398,7 +407,10 @@ def main():
     parser.add_argument("--label", default="after", help="name of this run in the results")
     parser.add_argument("--port", type=int, default=8163)
     parser.add_argument(
-        "--only", nargs="*", default=["zip_bomb", "csv_50mb", "rows_2000"], help="uploads to run"
+        "--only",
+        nargs="*",
+        default=["zip_bomb", "csv_50mb", "rows_2000", "rows_2000_busy", "rows_2000_import_busy"],
+        help="uploads to run",
     )
     args = parser.parse_args()
     repo = args.repo.resolve()
@@ -406,23 +418,33 @@ def main():
     try:
         common.header(f"import limits: {repo} ({args.label})")
         template_db = seeded_database(repo, work)
-        uploads = {
-            "zip_bomb": lambda: (make_zip_bomb(work), {}),
-            "csv_50mb": lambda: (make_csv_50mb(work), {}),
-            "rows_2000": lambda: (make_rows(work, 2000)[0], {"check_only": "on"}),
+        rows_zip = None
+
+        def rows():
+            nonlocal rows_zip
+            rows_zip = rows_zip or make_rows(work, 2000)[0]
+            return rows_zip
+
+        check, commit = {"check_only": "on"}, {}
+        uploads = {  # name: (file, form fields, a second user working meanwhile)
+            "zip_bomb": (lambda: make_zip_bomb(work), {}, False),
+            "csv_50mb": (lambda: make_csv_50mb(work), {}, False),
+            "rows_2000": (rows, check, False),
+            "rows_2000_busy": (rows, check, True),
+            "rows_2000_import_busy": (rows, commit, True),
         }
         results = []
         for name in args.only:
-            path, fields = uploads[name]()
-            result = measure(
-                repo, template_db, work, args.port, name, path, fields, name == "rows_2000"
-            )
+            make, fields, busy = uploads[name]
+            path = make()
+            result = measure(repo, template_db, work, args.port, name, path, fields, busy)
             if name == "zip_bomb":
                 with zipfile.ZipFile(path) as archive:
                     result["unzipped_bytes"] = sum(i.file_size for i in archive.infolist())
             print(json.dumps(result), flush=True)
             results.append(result)
-            path.unlink()
+            if path != rows_zip:
+                path.unlink()
         common.record(f"import_limits_{args.label}", {"repo": str(repo), "results": results})
     finally:
         shutil.rmtree(work, ignore_errors=True)

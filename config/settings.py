@@ -306,12 +306,14 @@ LOGGING = {
 # refused before unpacking when their declared size passes IMPORT_MAX_UNZIPPED_BYTES or a member
 # compresses more than IMPORT_MAX_COMPRESSION_RATIO to 1, and their bytes are counted while they
 # are read. Reading stops after IMPORT_MAX_ROWS data rows. The check runs in transactions of
-# about IMPORT_CHECK_CHUNK_ROWS rows (whole cases), so it never holds the write lock for long.
+# whole cases, each closed after IMPORT_CHECK_CHUNK_ROWS rows or IMPORT_CHECK_CHUNK_SECONDS,
+# so it never holds the write lock for long.
 IMPORT_MAX_UPLOAD_BYTES = int(os.environ.get("IMPORT_MAX_UPLOAD_BYTES", "10000000"))
 IMPORT_MAX_UNZIPPED_BYTES = int(os.environ.get("IMPORT_MAX_UNZIPPED_BYTES", "20000000"))
-IMPORT_MAX_ROWS = int(os.environ.get("IMPORT_MAX_ROWS", "5000"))
+IMPORT_MAX_ROWS = int(os.environ.get("IMPORT_MAX_ROWS", "2000"))
 IMPORT_MAX_COMPRESSION_RATIO = int(os.environ.get("IMPORT_MAX_COMPRESSION_RATIO", "100"))
 IMPORT_MAX_ARCHIVE_MEMBERS = int(os.environ.get("IMPORT_MAX_ARCHIVE_MEMBERS", "200"))
-IMPORT_CHECK_CHUNK_ROWS = int(os.environ.get("IMPORT_CHECK_CHUNK_ROWS", "200"))
+IMPORT_CHECK_CHUNK_ROWS = int(os.environ.get("IMPORT_CHECK_CHUNK_ROWS", "500"))
+IMPORT_CHECK_CHUNK_SECONDS = float(os.environ.get("IMPORT_CHECK_CHUNK_SECONDS", "1.0"))
 FILE_UPLOAD_MAX_MEMORY_SIZE = 1024 * 1024
 DATA_UPLOAD_MAX_MEMORY_SIZE = int(2.5 * 1024 * 1024)  # the form fields besides files

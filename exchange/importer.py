@@ -727,12 +727,22 @@ class CaseImport:
             )
             return result
         imported = Counter()
-        for i, chunk in enumerate(self._chunks()):
-            if i and connection.vendor == "sqlite":
+        cases = self._cases()
+        done = 0
+        while done < len(cases):
+            if done and connection.vendor == "sqlite":
                 time.sleep(SQLITE_HANDOVER_SECONDS)
+            # One transaction, rolled back, per part: whole cases until the part has
+            # IMPORT_CHECK_CHUNK_ROWS rows or has run IMPORT_CHECK_CHUNK_SECONDS.
+            started, rows = time.monotonic(), 0
             with transaction.atomic():
-                check = _Pass(self, chunk)
-                check.run()
+                check = _Pass(self)
+                while done < len(cases) and rows < settings.IMPORT_CHECK_CHUNK_ROWS:
+                    if time.monotonic() - started >= settings.IMPORT_CHECK_CHUNK_SECONDS:
+                        break
+                    check.run(self._tables_of(cases[done]))
+                    rows += len(cases[done])
+                    done += 1
                 transaction.set_rollback(True)
             imported.update(check.imported)
             result.problems.extend(check.problems)
@@ -743,8 +753,8 @@ class CaseImport:
         # The check passed: import every row in one transaction, checking each again (another
         # user may have changed a case since).
         with transaction.atomic():
-            write = _Pass(self, self.tables)
-            write.run()
+            write = _Pass(self)
+            write.run(self.tables)
             if write.problems:
                 transaction.set_rollback(True)
                 result.problems.extend(write.problems)
@@ -790,24 +800,16 @@ class CaseImport:
 
     # -- splitting the check
 
-    def _chunks(self) -> Iterator[list[Table]]:
-        """The tables cut into parts of about IMPORT_CHECK_CHUNK_ROWS rows, every row of a case
-        in the same part (its cross-record rules need them together)."""
+    def _cases(self) -> list[list[tuple[int, int, dict]]]:
+        """The rows grouped by the case they belong to, as (table index, row number, row): the
+        check runs a case's rows together, so its cross-record rules see all of them."""
         registered = self._registered_cases()
         cases: dict[tuple, list[tuple[int, int, dict]]] = {}
         for index, table in enumerate(self.tables):
             for number, row in table.rows:
                 key = self._case_key(table, row, registered) or ("row", index, number)
                 cases.setdefault(key, []).append((index, number, row))
-        size = max(1, settings.IMPORT_CHECK_CHUNK_ROWS)
-        part: list[tuple[int, int, dict]] = []
-        for rows in cases.values():
-            part += rows
-            if len(part) >= size:
-                yield self._tables_of(part)
-                part = []
-        if part:
-            yield self._tables_of(part)
+        return list(cases.values())
 
     def _tables_of(self, part) -> list[Table]:
         rows: dict[int, list] = {}
@@ -854,11 +856,10 @@ class CaseImport:
 
 
 class _Pass:
-    """One pass over (part of) the tables inside the caller's transaction: every row built,
-    full_clean()ed and saved in dependency order, its problems collected."""
+    """Rows imported inside the caller's transaction: each built, full_clean()ed and saved, in
+    dependency order (the tables given to run() are in import order), its problems collected."""
 
-    def __init__(self, run: CaseImport, tables: list[Table]):
-        self.tables = tables
+    def __init__(self, run: CaseImport):
         self.user = run.user
         self.institutions = run.institutions
         self.institution = run.institution
@@ -874,8 +875,8 @@ class _Pass:
         self.failed_cycles: set[tuple[int, int]] = set()
         self.locked_crfs: dict[tuple[int, str], CrfStatus | None] = {}  # (case pk, CRF)
 
-    def run(self):
-        for table in self.tables:
+    def run(self, tables: list[Table]):
+        for table in tables:
             self._import_table(table)
 
     def problem(self, table, row, column, message):
