@@ -9,7 +9,7 @@ DEBUG on), one fresh server per upload on a copy of a seeded demo database, logs
 
   (not named like a template file, so that code which reads them whole then refuses them and
   the request ends; named patients.csv, each of their rows would also be checked: hours);
-- `rows_2000`: the import template with 1,989 clean rows (351 cases, every file), check only;
+- `rows_2000`: the import template with 1,998 clean rows (333 cases, every file), check only;
 - `rows_2000_busy`: the same while a second user (`investigator2`, KR02) logs in and saves a
   follow-up CRF in a loop: their statuses and longest wait are reported with the import's;
 - `rows_2000_import_busy`: the same upload imported (not only checked), with the second user.
@@ -101,7 +101,7 @@ def make_csv_50mb(folder: Path) -> Path:
 
 
 def make_rows(folder: Path, rows: int) -> tuple[Path, int]:
-    """The test suite's three-case legacy registry (17 rows), copied under new case numbers up to
+    """The test suite's three-case legacy registry (18 rows), copied under new case numbers up to
     `rows` rows, as the template zip."""
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
     import django

@@ -74,7 +74,11 @@ def import_cases(request):
     limits = Limits.from_settings()
     too_large = limits.upload_too_large(int(request.META.get("CONTENT_LENGTH") or 0))
     if request.method == "POST" and too_large:
-        result = ImportResult(problems=[Problem("The upload", None, "", too_large)])
+        # Read the refused body in small pieces and drop it: the browser then shows this page
+        # rather than a reset connection (and runserver does not read the rest into memory).
+        while request.read(64 * 1024):
+            pass
+        result = ImportResult(problems=[Problem("", None, "", too_large)])
         context = {"form": ImportForm(institutions=sites), "result": result}
         return render(request, "exchange/import.html", context, status=413)
     return _import_upload(request, sites, limits)

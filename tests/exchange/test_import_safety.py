@@ -174,8 +174,7 @@ def test_a_zip_whose_declared_sizes_lie_is_refused_without_reading_past_them(tmp
     [
         (
             {"more.zip": zip_bytes(legacy_zip())},
-            "nested.zip/more.zip: An archive inside the zip: zip the CSV files themselves, "
-            "without folders of archives.",
+            "nested.zip/more.zip: An archive inside the zip: put the CSV files themselves in it.",
         ),
         (
             {"cycles.csv": zip_bytes(legacy_zip())},
@@ -451,3 +450,59 @@ def test_a_case_locked_while_the_import_runs_is_a_problem_not_a_crash(tmp_path, 
     assert not ok and not case.subsequent_therapies.exists()
     [problem] = problems_of(lines)
     assert problem.startswith(f"subsequent_therapies.csv, row 2: {case.study_id} is locked")
+
+
+def test_an_archive_of_more_files_than_the_limit_is_refused_before_it_is_opened(
+    tmp_path, kr01, settings, no_unpacking
+):
+    settings.IMPORT_MAX_ARCHIVE_MEMBERS = 3
+    path = tmp_path / "many.zip"
+    path.write_bytes(zip_bytes(legacy_zip()))
+    ok, lines = run_command(path)
+    assert not ok and nothing_saved()
+    assert problems_of(lines) == ["many.zip: The archive holds 7 files; the limit is 3."]
+
+
+def test_the_unzipped_limit_counts_every_archive_of_one_upload(browser, kr01, settings):
+    content = zip_bytes(legacy_zip())
+    unzipped = sum(len(v) for v in legacy_zip().values())
+    settings.IMPORT_MAX_UNZIPPED_BYTES = unzipped + 100  # one copy fits, not two
+    files = [SimpleUploadedFile(name, content) for name in ("a.zip", "b.zip")]
+    response = post(browser, files, kr01)
+    assert response.status_code == 400
+    page = response.content.decode()
+    assert (
+        f"<td>b.zip</td><td></td><td></td><td>Unzipped, it would be {unzipped:,} bytes; the "
+        f"limit is {unzipped + 100:,} bytes per upload. Nothing was unpacked.</td>"
+    ) in page
+    assert nothing_saved()
+
+
+def test_a_registered_case_changed_after_the_check_is_checked_again_when_imported(
+    tmp_path, kr01, monkeypatch
+):
+    from datetime import timedelta
+
+    from registry.models import Cycle
+
+    p = f.patient(site=kr01, site_case_number="H-0009")
+    f.baseline(p)
+    cycle = f.cycle(p)
+    day = (cycle.end_date + timedelta(days=2)).isoformat()
+    rows = [{"study_id": p.study_id, "cycle_number": "1", "assessment_date": day}]
+    rows[0].update(marrow_blasts_pct="2", anc_10e9_per_l="1.8", platelets_10e9_per_l="140")
+    path = legacy.write_csv_dir(tmp_path / "late", {"response_assessments": rows})
+    sort_problems = importer.CaseImport._sort_problems
+
+    def then_remove_the_cycle(self):  # runs between the check and the import
+        sort_problems(self)
+        if not self.result.problems:
+            Cycle.objects.filter(pk=cycle.pk).delete()  # another user, meanwhile
+
+    monkeypatch.setattr(importer.CaseImport, "_sort_problems", then_remove_the_cycle)
+    ok, lines = run_command(path)
+    assert not ok and not p.assessments.exists()
+    assert problems_of(lines) == [
+        f"response_assessments.csv, row 2, column cycle_number: {p.study_id} has no cycle 1, "
+        "neither in cycles nor in the registry."
+    ]
