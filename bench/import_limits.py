@@ -12,7 +12,8 @@ DEBUG on), one fresh server per upload on a copy of a seeded demo database, logs
 - `rows_2000`: the import template with 1,998 clean rows (333 cases, every file), check only;
 - `rows_2000_busy`: the same while a second user (`investigator2`, KR02) logs in and saves a
   follow-up CRF in a loop: their statuses and longest wait are reported with the import's;
-- `rows_2000_import_busy`: the same upload imported (not only checked), with the second user.
+- `rows_2000_import`, `rows_2000_import_busy`: the same upload imported (not only checked),
+  alone and with the second user.
 
 Peak memory is the server's VmHWM (reset through /proc/<pid>/clear_refs before the upload), so it
 is the peak of that request; "before" is VmRSS just before it. `--repo` runs another checkout
@@ -401,6 +402,16 @@ def measure(repo, template_db, work, port, name, path, fields, neighbour=False) 
         log.close()
 
 
+ALL = [
+    "zip_bomb",
+    "csv_50mb",
+    "rows_2000",
+    "rows_2000_busy",
+    "rows_2000_import",
+    "rows_2000_import_busy",
+]
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repo", type=Path, default=common.ROOT, help="checkout to serve")
@@ -409,7 +420,7 @@ def main():
     parser.add_argument(
         "--only",
         nargs="*",
-        default=["zip_bomb", "csv_50mb", "rows_2000", "rows_2000_busy", "rows_2000_import_busy"],
+        default=ALL,
         help="uploads to run",
     )
     args = parser.parse_args()
@@ -431,6 +442,7 @@ def main():
             "csv_50mb": (lambda: make_csv_50mb(work), {}, False),
             "rows_2000": (rows, check, False),
             "rows_2000_busy": (rows, check, True),
+            "rows_2000_import": (rows, commit, False),
             "rows_2000_import_busy": (rows, commit, True),
         }
         results = []
@@ -445,7 +457,8 @@ def main():
             results.append(result)
             if path != rows_zip:
                 path.unlink()
-        common.record(f"import_limits_{args.label}", {"repo": str(repo), "results": results})
+        name = "_".join([f"import_limits_{args.label}", *([] if args.only == ALL else args.only)])
+        common.record(name, {"repo": str(repo), "results": results})
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
