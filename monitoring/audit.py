@@ -19,10 +19,11 @@ from django.db import connections
 from django.db.models.signals import post_migrate, pre_delete, pre_migrate, pre_save
 from simple_history.models import HistoricalChanges
 
+from exchange.safe import safe_row
+from registry.history import field_changes, shown
 from registry.models import Patient
 
 VIEW = "monitoring_audit_trail"
-NOT_AUDITED_FIELDS = {"id", "version", "created_at", "updated_at"}
 
 
 def history_models():
@@ -133,38 +134,6 @@ def connect(app_config):
 # --- What changed ------------------------------------------------------------------------------
 
 
-def shown(model, name, value) -> str:
-    """A stored value as people read it: choice labels, yes/no, the related record."""
-    if value is None or value == "":
-        return ""
-    field = model._meta.get_field(name)
-    if field.choices:
-        return str(dict(field.flatchoices).get(value, value))
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if field.is_relation:
-        obj = field.related_model._default_manager.filter(pk=value).first()
-        return str(obj) if obj else f"#{value}"
-    return str(value)
-
-
-def field_changes(h, previous) -> list[tuple[str, object, object]]:
-    """(field name, old, new) for each field a historical record changed against `previous`.
-
-    Compared attribute by attribute: simple_history's diff_against() leaves out non-editable
-    fields, and the derived ones (the response, the cytogenetic risk) matter here."""
-    if previous is None or h.history_type != "~":
-        return []
-    changes = []
-    for field in h.tracked_fields:
-        if field.name in NOT_AUDITED_FIELDS:
-            continue
-        old, new = getattr(previous, field.attname), getattr(h, field.attname)
-        if old != new:
-            changes.append((field.name, old, new))
-    return changes
-
-
 def describe_changes(h, previous) -> str:
     model = h.instance_type
     if h.history_type == "+":
@@ -220,7 +189,8 @@ CSV_HEADER = [
 
 
 def write_csv(entries, out):
-    """Write AuditEntry rows (any filtered queryset) as CSV, one row per audit record."""
+    """Write AuditEntry rows (any filtered queryset) as CSV, one row per audit record; text that
+    a spreadsheet would run as a formula (a change reason `=HYPERLINK(...)`) is quoted."""
     writer = csv.writer(out)
     writer.writerow(CSV_HEADER)
     batch = []
@@ -229,17 +199,19 @@ def write_csv(entries, out):
         described = describe_entries(batch)
         for e in batch:
             writer.writerow(
-                [
-                    e.history_date.isoformat(),
-                    e.history_user.get_username() if e.history_user else "system",
-                    e.institution.code if e.institution else "",
-                    e.study_id or "",
-                    e.model,
-                    e.object_id,
-                    e.get_history_type_display().lower(),
-                    described.get(e.id, ""),
-                    e.history_change_reason or "",
-                ]
+                safe_row(
+                    [
+                        e.history_date.isoformat(),
+                        e.history_user.get_username() if e.history_user else "system",
+                        e.institution.code if e.institution else "",
+                        e.study_id or "",
+                        e.model,
+                        e.object_id,
+                        e.get_history_type_display().lower(),
+                        described.get(e.id, ""),
+                        e.history_change_reason or "",
+                    ]
+                )
             )
         batch.clear()
 
