@@ -112,6 +112,8 @@ class Link:
     attrs: dict = field(default_factory=dict)
 
 
+# The case-state badges (registry/_case_state.html), each a <span> with one of these classes.
+CASE_STATE_CLASSES = {"case-locked", "case-complete", "case-incomplete", "case-verified"}
 VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "wbr"}
 
 
@@ -128,6 +130,9 @@ class _Parser(HTMLParser):
         self.error_texts: list[str] = []  # invalid-feedback / errorlist texts
         self._form = None
         self._row = None  # data-study-id of the table row being read
+        self.case_states: list[dict] = []  # the case-state badges: {"state", "row", "text"}
+        self.keyed_rows: dict = {}  # data-study-id / data-site of a <tr> -> its table's rows
+        self._state = None
         self._select = None
         self._option = None
         self._textarea = None
@@ -152,9 +157,16 @@ class _Parser(HTMLParser):
             if self._error is not None:
                 self._error_depth += 1
         if tag == "tr":
-            self._row = a.get("data-study-id")
+            self._row = a.get("data-study-id") or a.get("data-site")
+            if self._row and self._table_stack:
+                rows = self._table_stack[-1]["rows"]
+                self.keyed_rows[self._row] = (rows, len(rows))  # the row about to start
         if "data-crf" in a and "data-status" in a:
             self.badges.append({**a, "row": self._row})
+        state = CASE_STATE_CLASSES & set(classes)
+        if state and self._state is None:
+            self._state = {"state": state.pop(), "row": self._row, "text": ""}
+            self.case_states.append(self._state)
         if tag == "form":
             self._form = Form(
                 action=self._url(a.get("action") or self.base),
@@ -249,6 +261,9 @@ class _Parser(HTMLParser):
                 self._error = None
             else:
                 self._error_depth -= 1
+        if tag == "span" and self._state is not None:
+            self._state["text"] = " ".join(self._state["text"].split())
+            self._state = None
         if tag == "form":
             self._form = None
         elif tag == "a":
@@ -272,6 +287,8 @@ class _Parser(HTMLParser):
             self.tables.append(self._table_stack.pop())
 
     def handle_data(self, data):
+        if self._state is not None:
+            self._state["text"] += data
         if self._option is not None:
             self._option[1] += data
         if self._textarea is not None:
@@ -359,6 +376,18 @@ class Page:
     @property
     def badges(self) -> list[dict]:
         return self.parsed.badges
+
+    def row(self, key) -> list[str]:
+        """The cell texts of the table row with data-study-id or data-site `key`."""
+        rows, index = self.parsed.keyed_rows.get(key, ([], 0))
+        if index >= len(rows):
+            return []
+        return [" ".join(text.split()) for _tag, text in rows[index]]
+
+    def case_state(self, row=None) -> dict:
+        """{state class: badge text} of the case-state badges (in table row `row`)."""
+        return {s["state"]: s["text"] for s in self.parsed.case_states
+                if row is None or s["row"] == row}  # fmt: skip
 
     @property
     def alerts(self) -> list[tuple[str, str]]:

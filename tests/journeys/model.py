@@ -303,6 +303,42 @@ class Monitoring:
             return CrfStatus.COMPLETE
         return CrfStatus.IN_PROGRESS if started else CrfStatus.NOT_STARTED
 
+    def case_state(self, case) -> dict:
+        """The case-state badges the case should show: {class: text}."""
+        complete = sum((case, crf) in self.complete for crf in CRFS)
+        queries = len(self.unresolved(case))
+        state = {}
+        if self.is_locked(case):
+            state["case-locked"] = "Locked"
+        if complete == len(CRFS) and not queries:
+            state["case-complete"] = "Case complete"
+        else:
+            text = f"{complete} of {len(CRFS)} CRFs complete"
+            if queries:
+                text += f", {queries} open quer{'y' if queries == 1 else 'ies'}"
+            state["case-incomplete"] = text
+        if all((case, crf) in self.verified for crf in CRFS):
+            state["case-verified"] = "Verified"
+        return state
+
+    def site_progress(self, site) -> list[str]:
+        """The counts of the site's row on /monitoring/, from cases registered to cases signed
+        (findings and the last edit-check run are left out)."""
+        cases = [c for c, s in self.site_of.items() if s == site]
+        queries = [q for q in self.queries.values() if self.site_of.get(q.case) == site]
+        unresolved = [q for q in queries if q.status != "closed"]
+        return [
+            str(len(cases)),
+            f"{sum((c, crf) in self.complete for c in cases for crf in CRFS)} / "
+            f"{len(CRFS) * len(cases)}",
+            str(sum(self.case_complete(c) for c in cases)),
+            str(len(unresolved)),
+            str(sum(q.status == "answered" for q in unresolved)),
+            str(sum((c, crf) in self.verified for c in cases for crf in CRFS)),
+            str(sum(self.is_locked(c) for c in cases)),
+            str(sum(c in self.signed for c in cases)),
+        ]
+
     def data_changed(self, case, crf):
         """A record of the CRF was created, changed or removed: its verification and the case's
         signature no longer hold."""
