@@ -64,6 +64,7 @@ def crawl(role: str) -> tuple[list[str], int, str]:
     seen_urls, seen_forms = set(), set()
     shapes = Counter()
     visited, landed = 0, landing
+    pressed = [0]
     while queue and visited < MAX_PAGES_PER_ROLE:
         url, found_on = queue.popleft()
         if url in seen_urls:
@@ -111,10 +112,15 @@ def crawl(role: str) -> tuple[list[str], int, str]:
                 base = action.split("?")[0]
                 queue.append((f"{base}?{query}" if query else base, url))
                 continue
+            pressed[0] += 1
             problem = try_button(person, form)
             if problem:
                 problems.append(f"{role}: '{form.text()}' on {url} -> POST {action}: {problem}")
+    PRESSED[role] = pressed[0]
     return problems, visited, landed
+
+
+PRESSED = Counter()  # role -> buttons pressed (and undone), for the printed summary
 
 
 def try_button(person: Person, form) -> str | None:
@@ -221,7 +227,7 @@ def test_every_link_and_button_offered_to_each_role_works(edited_demo):
     # A statistician opens no case: the log-in lands on the analyses.
     if not landings["statistician"].startswith("/analysis/"):
         found.append(f"statistician: the log-in lands on {landings['statistician']}")
-    print(f"crawl: pages visited per role {visits}")
+    print(f"crawl: pages visited per role {visits}; buttons pressed {dict(PRESSED)}")
     if edited_demo:
         print("while editing the demo registry:\n  " + "\n  ".join(edited_demo))
     print(f"{len(found)} problems:\n" + "\n".join(found))

@@ -34,3 +34,19 @@ def test_an_import_of_a_new_case_at_a_locked_site_lists_the_lock(client, kr01, m
     problems = [p.message for p in response.context["result"].problems]
     assert any("Site KR01 is locked" in p for p in problems), problems
     assert not Patient.objects.exists()
+
+
+def test_the_api_refuses_a_new_case_at_a_locked_site_with_the_lock(kr01, monitor):
+    from rest_framework.authtoken.models import Token
+    from rest_framework.test import APIClient
+
+    investigator = f.user("api-importer", sites=("KR01",))
+    services.lock_site(kr01, monitor)
+    api = APIClient()
+    api.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=investigator).key}")
+    new = {"institution": "KR01", "sex": "male", "birth_year": 1965}
+    new.update(diagnosis_date="2016-02-01", blinatumomab_start_date="2017-06-01")
+    response = api.post("/api/v1/patients/", new, format="json")
+    assert response.status_code in (400, 403), response.status_code
+    assert "Site KR01 is locked" in response.content.decode()
+    assert not Patient.objects.exists()
