@@ -12,7 +12,6 @@ from django.utils import timezone
 
 from .dataset import Cuts, load_registry
 from .models import AnalysisRun
-from .outputs import write_run
 
 
 def code_version() -> str:
@@ -45,6 +44,9 @@ def test_pause():
 
 def execute(run: AnalysisRun) -> AnalysisRun:
     """Run the analysis; whatever happens, the run ends as succeeded or failed."""
+    # Imported here, not at module level: the web and Celery processes import this module (via
+    # tasks and URLs) at start-up, and outputs brings pandas, scipy, lifelines and matplotlib.
+    from .outputs import write_run
 
     def progress(pct, step):
         AnalysisRun.objects.filter(pk=run.pk).update(
