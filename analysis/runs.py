@@ -42,11 +42,17 @@ def test_pause():
         time.sleep(float(delay))
 
 
+def write_run(*args, **kwargs):
+    """outputs.write_run, imported on the first run: the web and Celery processes import this
+    module (via tasks and URLs) at start-up, and outputs brings pandas, scipy, lifelines and
+    matplotlib."""
+    from .outputs import write_run as write
+
+    return write(*args, **kwargs)
+
+
 def execute(run: AnalysisRun) -> AnalysisRun:
     """Run the analysis; whatever happens, the run ends as succeeded or failed."""
-    # Imported here, not at module level: the web and Celery processes import this module (via
-    # tasks and URLs) at start-up, and outputs brings pandas, scipy, lifelines and matplotlib.
-    from .outputs import write_run
 
     def progress(pct, step):
         AnalysisRun.objects.filter(pk=run.pk).update(
