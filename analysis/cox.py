@@ -23,6 +23,7 @@ class CoxFit(NamedTuple):
     se: np.ndarray
     loglik: float
     iterations: int
+    converged: bool  # False: still moving after max_iter (e.g. a covariate separating the events)
 
 
 def _efron_terms(beta, x, time, event):
@@ -75,7 +76,9 @@ def cox_efron(time, event, covariates, *, tol: float = 1e-12, max_iter: int = 50
     x = x - x.mean(axis=0)
     beta = np.zeros(x.shape[1])
     loglik, grad, info = _efron_terms(beta, x, time, event)
-    for iteration in range(1, max_iter + 1):
+    converged, iterations = False, 0
+    while iterations < max_iter:
+        iterations += 1
         step = np.linalg.solve(info, grad)
         candidate = beta + step
         new_loglik, new_grad, new_info = _efron_terms(candidate, x, time, event)
@@ -85,9 +88,10 @@ def cox_efron(time, event, covariates, *, tol: float = 1e-12, max_iter: int = 50
             candidate = beta + step
             new_loglik, new_grad, new_info = _efron_terms(candidate, x, time, event)
             halvings += 1
-        converged = abs(new_loglik - loglik) <= tol * max(1.0, abs(new_loglik))
+        settled = abs(new_loglik - loglik) <= tol * max(1.0, abs(new_loglik))
         beta, loglik, grad, info = candidate, new_loglik, new_grad, new_info
-        if converged and np.max(np.abs(step)) < 1e-9:
+        if settled and np.max(np.abs(step)) < 1e-9:
+            converged = True
             break
     se = np.sqrt(np.diag(np.linalg.inv(info)))
-    return CoxFit(beta, se, loglik, iteration)
+    return CoxFit(beta, se, loglik, iterations, converged)

@@ -67,6 +67,18 @@ def test_cox_efron_matches_r(n, seed, ties, tmp_path):
     np.testing.assert_allclose(fit.coef, r["coef"], rtol=0, atol=TOLERANCE)
     np.testing.assert_allclose(fit.se, r["se"], rtol=0, atol=TOLERANCE)
     assert fit.loglik == pytest.approx(r["loglik"][0], abs=TOLERANCE)
+    assert fit.converged
+
+
+def test_cox_efron_reports_no_convergence_under_complete_separation():
+    """Every death has x = 1 and every survivor x = 0: the likelihood has no maximum (R warns
+    that the coefficient may be infinite); the fit says so instead of returning a number."""
+    time = np.arange(1.0, 21.0)
+    x = (np.arange(20) < 10).astype(float)
+    event = x.copy()
+    fit = cox_efron(time, event, x, max_iter=30)
+    assert not fit.converged
+    assert fit.coef[0] > 5
 
 
 @pytest.mark.parametrize("ties", [True, False])
