@@ -19,10 +19,10 @@ from django.db import connections
 from django.db.models.signals import post_migrate, pre_delete, pre_migrate, pre_save
 from simple_history.models import HistoricalChanges
 
+from registry.history import field_changes, shown
 from registry.models import Patient
 
 VIEW = "monitoring_audit_trail"
-NOT_AUDITED_FIELDS = {"id", "version", "created_at", "updated_at"}
 
 
 def history_models():
@@ -131,38 +131,6 @@ def connect(app_config):
 
 
 # --- What changed ------------------------------------------------------------------------------
-
-
-def shown(model, name, value) -> str:
-    """A stored value as people read it: choice labels, yes/no, the related record."""
-    if value is None or value == "":
-        return ""
-    field = model._meta.get_field(name)
-    if field.choices:
-        return str(dict(field.flatchoices).get(value, value))
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if field.is_relation:
-        obj = field.related_model._default_manager.filter(pk=value).first()
-        return str(obj) if obj else f"#{value}"
-    return str(value)
-
-
-def field_changes(h, previous) -> list[tuple[str, object, object]]:
-    """(field name, old, new) for each field a historical record changed against `previous`.
-
-    Compared attribute by attribute: simple_history's diff_against() leaves out non-editable
-    fields, and the derived ones (the response, the cytogenetic risk) matter here."""
-    if previous is None or h.history_type != "~":
-        return []
-    changes = []
-    for field in h.tracked_fields:
-        if field.name in NOT_AUDITED_FIELDS:
-            continue
-        old, new = getattr(previous, field.attname), getattr(h, field.attname)
-        if old != new:
-            changes.append((field.name, old, new))
-    return changes
 
 
 def describe_changes(h, previous) -> str:

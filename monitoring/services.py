@@ -10,6 +10,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
+from registry.history import field_changes, shown
 from registry.models import CrfStatus, Institution, Patient
 
 from . import records
@@ -205,6 +206,7 @@ def lock_case(patient, user, reason=""):
                 patient=patient, crf=crf
             )
             status.locked_at, status.locked_by = now, user
+            status._history_user = user  # also when called outside a request (admin actions)
             sync_status(patient, crf, "case locked", status=status)
         LockEvent.objects.create(
             institution_id=patient.institution_id,
@@ -230,6 +232,7 @@ def unlock_case(patient, user, reason):
             raise MonitoringError(f"{patient} is not locked.")
         for status in statuses:
             status.locked_at = status.locked_by = None
+            status._history_user = user
             sync_status(patient, status.crf, _reason(f"case unlocked: {reason}"), status=status)
         LockEvent.objects.create(
             institution=site, patient=patient, action=LockEvent.UNLOCK, user=user, reason=reason
@@ -353,8 +356,6 @@ def record_changed(instance, action):
         )
     if not (verified or signature or queries):
         return
-    from .audit import field_changes, shown
-
     latest = instance.history.order_by("-history_date", "-history_id").first()
     changes = []
     if action == "changed" and latest is not None:

@@ -30,7 +30,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.text import capfirst
 
-from . import ctcae, forms, rules
+from . import ctcae, forms, history, rules
 from .access import (
     case_institutions_for,
     may_change_case,
@@ -38,17 +38,13 @@ from .access import (
     registering_institutions_for,
     request_memberships,
 )
+from .history import Change, case_history
 from .models import (
-    AdverseEvent,
-    Baseline,
     CrfStatus,
     Cycle,
-    FollowUp,
     Membership,
     Patient,
     ResponseAssessment,
-    SubsequentTherapy,
-    Transplant,
 )
 
 PAGE_SIZE = 25
@@ -125,120 +121,6 @@ def stored_status(patient, crf) -> CrfStatus | None:
 
 # --- History and concurrent edits ---------------------------------------------------------------
 
-HISTORY_MODELS = [
-    Patient,
-    Baseline,
-    Cycle,
-    ResponseAssessment,
-    AdverseEvent,
-    Transplant,
-    SubsequentTherapy,
-    FollowUp,
-    CrfStatus,
-]
-NOT_SHOWN = {"id", "version", "created_at", "updated_at", "patient", "sequence", "study_id"}
-NOT_SHOWN_STATUS = {
-    "marked_complete_at",
-    "marked_complete_by",
-    "first_completed_at",
-    # monitoring facts: the status change and its reason say what happened
-    "open_queries",
-    "verified_at",
-    "verified_by",
-    "verification_cleared_at",
-    "verification_cleared_note",
-    "locked_at",
-    "locked_by",
-}
-
-
-@dataclass(frozen=True)
-class Change:
-    when: object
-    user: str
-    record: str
-    field: str  # verbose name; empty for a whole record (created, removed)
-    old: str
-    new: str
-    reason: str
-
-
-def _record_label(h) -> str:
-    model = h.instance_type
-    labels = {
-        Cycle: lambda: f"Cycle {h.number}",
-        ResponseAssessment: lambda: f"Assessment of {h.assessment_date}",
-        AdverseEvent: lambda: f"AE {h.ctcae_term}",
-        SubsequentTherapy: lambda: f"Therapy {h.regimen}",
-        CrfStatus: lambda: f"CRF {h.get_crf_display().lower()}",
-        Patient: lambda: "Registration",
-    }
-    return labels.get(model, lambda: str(model._meta.verbose_name).capitalize())()
-
-
-def _shown(model, name, value) -> str:
-    """A stored value as the forms show it."""
-    if value is None or value == "":
-        return "—"
-    field = model._meta.get_field(name)
-    if field.choices:
-        return str(dict(field.flatchoices).get(value, value))
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if field.is_relation:
-        obj = field.related_model._default_manager.filter(pk=value).first()
-        if isinstance(obj, Cycle):
-            return f"cycle {obj.number}"
-        return str(obj) if obj else f"#{value}"
-    return str(value)
-
-
-def _verbose(model, name) -> str:
-    return str(model._meta.get_field(name).verbose_name)
-
-
-def _shown_fields(h) -> list[str]:
-    skip = NOT_SHOWN | (NOT_SHOWN_STATUS if h.instance_type is CrfStatus else set())
-    return [f.name for f in h.tracked_fields if f.name not in skip]
-
-
-def _changes(h, previous) -> list[Change]:
-    """What one historical record changed against the one before it."""
-    model = h.instance_type
-    user = h.history_user.get_username() if h.history_user else "system"
-    row = dict(when=h.history_date, user=user, record=_record_label(h))
-    row["reason"] = h.history_change_reason or ""
-    if h.history_type in "+-":
-        return [
-            Change(**row, field="", old="", new={"+": "created", "-": "removed"}[h.history_type])
-        ]
-    if previous is None:
-        return []
-    delta = h.diff_against(previous, included_fields=_shown_fields(h))
-    return [
-        Change(
-            **row,
-            field=_verbose(model, c.field),
-            old=_shown(model, c.field, c.old),
-            new=_shown(model, c.field, c.new),
-        )
-        for c in delta.changes
-    ]
-
-
-def case_history(patient, record=None) -> list[Change]:
-    """Every change to the case (or to one record), newest first: who, when, old, new, reason."""
-    rows = []
-    for model in [type(record)] if record is not None else HISTORY_MODELS:
-        records = model.history.filter(**{"id" if model is Patient else "patient_id": patient.pk})
-        if record is not None:
-            records = records.filter(id=record.pk)
-        previous = {}
-        for h in records.select_related("history_user").order_by("history_date", "history_id"):
-            rows.extend(_changes(h, previous.get(h.id)))
-            previous[h.id] = h
-    return sorted(rows, key=lambda c: c.when, reverse=True)
-
 
 def changes_since(record, seen_version) -> list[Change] | None:
     """Lock the record's row. None if nobody saved it since `seen_version`, else their changes.
@@ -261,17 +143,12 @@ def changes_since(record, seen_version) -> list[Change] | None:
     base = next((h for h in reversed(versions) if h.version == seen), None)
     latest = versions[-1]
     if base is None:  # they created it: all its values are theirs
-        user = latest.history_user.get_username() if latest.history_user else "system"
-        return [
-            Change(latest.history_date, user, _record_label(latest), _verbose(model, f), "", v, "")
-            for f in _shown_fields(latest)
-            if (v := _shown(model, f, getattr(latest, model._meta.get_field(f).attname))) != "—"
-        ]
+        return history.values_of(latest)
     users = {h.history_user for h in versions[versions.index(base) + 1 :]}
     names = ", ".join(sorted(u.get_username() for u in users if u)) or "system"
     return [
         Change(c.when, names, c.record, c.field, c.old, c.new, c.reason)
-        for c in _changes(latest, base)
+        for c in history.changes(latest, base)
     ]
 
 

@@ -61,32 +61,46 @@ class BulkWriter:
         self.now = timezone.now()
 
     def insert(self, model, rows) -> list[int]:
+        """Insert the rows with new primary keys; a model with a history gets each row's
+        creation ("+") in its history table too, as a save() would have written it."""
+        fields = [f for f in model._meta.concrete_fields if f is not model._meta.pk]
+        rows = [{**self.defaults(fields), **row} for row in rows]
+        ids = self._insert(model, rows)
+        history = getattr(model, "history", None)
+        if ids and history is not None:
+            created = {
+                "history_date": self.now,
+                "history_type": "+",
+                "history_change_reason": "demo data (seed_demo)",
+                "history_user_id": None,
+            }
+            versions = [{**row, "id": pk, **created} for pk, row in zip(ids, rows, strict=True)]
+            self._insert(history.model, versions)
+        return ids
+
+    def _insert(self, model, rows) -> list[int]:
         if not rows:
             return []
-        fields = [f for f in model._meta.concrete_fields if f.attname != "id"]
-        defaults = {
-            f.attname: self.now
-            if getattr(f, "auto_now", False) or getattr(f, "auto_now_add", False)
-            else f.get_default()
-            for f in fields
-        }
-        first = (model.objects.aggregate(m=Max("id"))["m"] or 0) + 1
+        fields = [f for f in model._meta.concrete_fields if f is not model._meta.pk]
+        defaults = self.defaults(fields)
+        pk = model._meta.pk
+        first = (model._default_manager.aggregate(m=Max(pk.attname))["m"] or 0) + 1
         ids = list(range(first, first + len(rows)))
-        names = ["id", *(f.attname for f in fields)]
+        names = [pk.attname, *(f.attname for f in fields)]
         values = [
             [pk, *(row.get(name, defaults[name]) for name in names[1:])]
             for pk, row in zip(ids, rows, strict=True)
         ]
         table = connection.ops.quote_name(model._meta.db_table)
-        columns = ", ".join(connection.ops.quote_name(f.column) for f in [model._meta.pk, *fields])
+        columns = ", ".join(connection.ops.quote_name(f.column) for f in [pk, *fields])
         with connection.cursor() as cursor:
             if connection.vendor == "postgresql":
                 with cursor.cursor.copy(f"COPY {table} ({columns}) FROM STDIN") as copy:
                     for row in values:
                         copy.write_row(row)
                 cursor.execute(
-                    "SELECT setval(pg_get_serial_sequence(%s, 'id'), %s)",
-                    [model._meta.db_table, ids[-1]],
+                    "SELECT setval(pg_get_serial_sequence(%s, %s), %s)",
+                    [model._meta.db_table, pk.column, ids[-1]],
                 )
             else:
                 adapt = self.sqlite_adapters(fields)
@@ -99,6 +113,14 @@ class BulkWriter:
                     ],
                 )
         return ids
+
+    def defaults(self, fields) -> dict:
+        return {
+            f.attname: self.now
+            if getattr(f, "auto_now", False) or getattr(f, "auto_now_add", False)
+            else f.get_default()
+            for f in fields
+        }
 
     @staticmethod
     def sqlite_adapters(fields):
