@@ -87,7 +87,9 @@ def test_the_grade_select_offers_only_the_grades_of_the_chosen_term(new_page, ca
     page.fill("#id_ctcae_term", "Headache")  # grades 1-3: grade 4 goes, and the panel says so
     expect(grade_options(page)).to_have_text(["---------", "1", "2", "3"])
     expect(page.locator("#id_grade")).to_have_value("")
-    expect(panel).to_contain_text("Grade 4 does not exist for Headache: choose one of grades 1, 2, 3.")
+    expect(panel).to_contain_text(
+        "Grade 4 does not exist for Headache: choose one of grades 1, 2, 3."
+    )
 
 
 def test_a_term_not_in_the_dictionary_gets_one_message_once_the_field_is_left(new_page, case):
@@ -103,7 +105,9 @@ def test_a_term_not_in_the_dictionary_gets_one_message_once_the_field_is_left(ne
 
     page.keyboard.press("Tab")  # the field is left
     expect(messages).to_have_count(1)
-    expect(messages).to_have_text("“Febrile neutro” is not a CTCAE v4.03 term: pick one from the list.")
+    expect(messages).to_have_text(
+        "“Febrile neutro” is not a CTCAE v4.03 term: pick one from the list."
+    )
     expect(term).to_have_attribute("aria-invalid", "true")
     expect(term).to_have_attribute("aria-describedby", "id_ctcae_term_helptext id_ctcae_term_error")
     expect(page.get_by_text("is not a CTCAE v4.03 term")).to_have_count(1)  # the panel says nothing
@@ -130,9 +134,7 @@ def test_a_term_not_in_the_dictionary_gets_one_message_once_the_field_is_left(ne
     )
 
 
-def test_a_failed_save_moves_the_focus_to_the_summary_whose_links_focus_the_fields(
-    new_page, case
-):
+def test_a_failed_save_moves_the_focus_to_the_summary_whose_links_focus_the_fields(new_page, case):
     page = new_page("inv")
     page.goto(f"/cases/{case.pk}/subsequent-therapies/new/")
     page.click("#crf-form button[type=submit]")  # nothing filled in
