@@ -8,6 +8,7 @@ in package-lock.json, installed by scripts/test.sh: never fetched at run time) f
 import json
 import os
 import shutil
+import time
 from pathlib import Path
 
 import pytest
@@ -128,18 +129,24 @@ class Journey:
         shutil.rmtree(self.folder, ignore_errors=True)
         self.folder.mkdir(parents=True)
         self.results = []  # (file name, url, violations)
+        self.looking_s = 0.0  # time spent on screenshots and axe, for the report only
 
     def look(self, name):
+        started = time.monotonic()
         self.page.wait_for_load_state()
         number = len(self.results) + 1
         filename = f"{number:02d}-{name}.png"
         self.page.screenshot(path=str(self.folder / filename), full_page=True)
         violations = axe_violations(self.page)
         self.results.append((filename, self.page.url, violations))
+        self.looking_s += time.monotonic() - started
         return violations
 
     def report(self) -> str:
-        lines = [f"axe-core ({', '.join(AXE_TAGS)}) on the {self.role}'s pages:"]
+        lines = [
+            f"axe-core ({', '.join(AXE_TAGS)}) on the {self.role}'s {len(self.results)} pages "
+            f"(screenshots and axe took {self.looking_s:.1f} s):"
+        ]
         for filename, url, violations in self.results:
             lines.append(f"{filename}  {url}  {len(violations)} violation(s)")
             if violations:

@@ -9,6 +9,7 @@ import io
 import re
 
 import pytest
+from django.contrib.auth.models import User
 from django.core.management import call_command
 from django_otp.oath import totp
 from django_otp.plugins.otp_totp.models import TOTPDevice
@@ -17,6 +18,8 @@ from playwright.sync_api import expect
 from analysis.models import AnalysisRun
 from monitoring.models import Query
 from registry.models import CrfStatus, Patient
+
+from tests.monitoring.conftest import complete_all
 
 from .conftest import FULL_WALK, log_in
 
@@ -165,7 +168,8 @@ def enter_records(page, j, pk):
     page.select_option("#id_vital_status", "alive")
     save(page)
     expect_saved(page, "Follow-up saved.")
-    j.look("case-entered")
+    if FULL_WALK:
+        j.look("case-entered")
 
 
 # (record kind slug, field, two new values) for the edits with a reason
@@ -204,19 +208,19 @@ def edit_twice(page, j, patient):
         for n, value in enumerate(values, 1):
             page.goto(edit_url(patient, slug))
             page.fill(field, value)
-            if n == 1:  # a change without a reason is refused
+            if n == 1 and (FULL_WALK or slug == "baseline"):  # no reason: refused
                 save(page)
                 expect_refused(page)
                 expect(page.locator("#error-summary")).to_contain_text("Reason for change")
-                if FULL_WALK or slug == "baseline":
-                    j.look(f"{slug}-reason-refused")
+                j.look(f"{slug}-reason-refused")
                 page.fill(field, value)
             page.fill("#id_change_reason", f"source document check {n}")
             if n == 2 or FULL_WALK:
                 j.look(f"{slug}-edit-{n}")
             save(page)
             expect(page.locator(".alert-success")).to_contain_text("saved.")
-    j.look("case-edited")
+    if FULL_WALK:
+        j.look("case-edited")
 
 
 def remove_a_record(page, j, patient):
@@ -266,23 +270,25 @@ def test_the_monitor_logs_in_with_a_code_queries_verifies_and_locks(
     journey, demo, settings, live_server
 ):
     settings.REQUIRE_2FA = True
+    # an authenticator app's device, enrolled (seed_demo gives the monitor one only with DEBUG on)
+    device = TOTPDevice.objects.create(
+        user=User.objects.get(username="monitor"), name="phone", confirmed=True
+    )
     j = journey("monitor")
     page = j.page
     page.goto("/accounts/login/")
     log_in(page, "monitor", DEMO_PASSWORD)
     expect(page.locator("h1")).to_have_text("Two-factor verification")
     j.look("two-factor")
-    page.fill("#id_token", code_for(TOTPDevice.objects.get(user__username="monitor")))
+    page.fill("#id_token", code_for(device))
     page.get_by_role("button", name="Verify").click()
     expect(page.locator("#id_token")).to_have_count(0)
 
     page.goto("/")
     j.look("case-list")
-    complete = CrfStatus.objects.filter(
-        patient__institution__code="KR01", status=CrfStatus.COMPLETE
-    ).select_related("patient")
-    verified = complete.first()
-    patient = verified.patient
+    # the site has marked a case's CRFs complete (the demo leaves them in progress)
+    patient = Patient.objects.filter(institution__code="KR01").order_by("study_id").first()
+    complete_all(patient, User.objects.get(username="investigator"))
     page.goto(f"/cases/{patient.pk}/")
     j.look("case")
 
@@ -300,9 +306,8 @@ def test_the_monitor_logs_in_with_a_code_queries_verifies_and_locks(
     assert Query.objects.filter(patient=patient, status="open").count() >= 1
     j.look("case-query-opened")
 
-    page.goto(f"/cases/{verified.patient.pk}/")
-    page.locator(f"#crf-{verified.crf}").get_by_role("button", name="Mark verified").click()
-    expect(page.locator(f"#crf-{verified.crf} .crf-verified")).to_contain_text("Verified by")
+    page.locator("#crf-cycles").get_by_role("button", name="Mark verified").click()
+    expect(page.locator("#crf-cycles .crf-verified")).to_contain_text("Verified by monitor")
     j.look("case-verified")
 
     lockable = (
@@ -369,6 +374,7 @@ def test_the_statistician_runs_the_analysis_and_downloads_its_files(journey, dem
         response = page.request.get(href)
         assert response.status == 200, href
         assert len(response.body()) > 0, href
-    page.goto("/analysis/")
-    j.look("analyses-latest-run")
+    if FULL_WALK:  # the dashboard then shows the same results as the run's page
+        page.goto("/analysis/")
+        j.look("analyses-latest-run")
     j.assert_accessible()

@@ -243,3 +243,6 @@ def test_every_template_with_a_form_includes_the_error_summary():
         if '{% include "_error_summary.html" with form=form' not in p.read_text()
     ]
     assert missing == []
+    # and the browser's own validation does not stop the POST: the server's messages and the
+    # summary are the ones the user gets, the same on every page
+    assert [str(p.relative_to(root)) for p in pages if "novalidate" not in p.read_text()] == []
