@@ -18,7 +18,6 @@ from playwright.sync_api import expect
 from analysis.models import AnalysisRun
 from monitoring.models import Query
 from registry.models import CrfStatus, Patient
-
 from tests.monitoring.conftest import complete_all
 
 from .conftest import FULL_WALK, log_in
