@@ -4,6 +4,8 @@ Every view that shows case data starts from `patients_for(request.user)`; a case
 queryset is a 404, so a guessed ID reveals nothing.
 """
 
+from dataclasses import dataclass
+
 from .models import Institution, Membership, Patient
 
 
@@ -37,10 +39,6 @@ def has_role(user, *roles) -> bool:
     return Membership.objects.filter(user=user, role__in=roles).exists()
 
 
-def can_run_analyses(user) -> bool:
-    return has_role(user, Membership.STATISTICIAN, Membership.MONITOR)
-
-
 CASE_ROLES = (Membership.INVESTIGATOR, Membership.MONITOR)
 
 
@@ -54,26 +52,68 @@ def registering_institutions_for(user):
     return institutions_for(user, (Membership.INVESTIGATOR,))
 
 
-# --- De-identified reading (API, ODM export) ---------------------------------------------------
+# --- Whole-registry reading: analyses, API, ODM export -------------------------------------------
 #
-# Working-party statisticians read every site's cases de-identified: no names, only study IDs,
-# and the fields in exchange.spec.IDENTIFYING_FIELDS (full birth date, the site's own case
-# number) are left out for cases outside their own case sites. This is what the analysis dataset
-# already reads (analysis.dataset.load_registry reads every case).
+# Who reads every site's data: working-party statisticians (de-identified: no names, only study
+# IDs, and the fields in exchange.spec.IDENTIFYING_FIELDS, full birth date and the site's own
+# case number, left out for cases outside their own case sites), monitors of every site and
+# superusers. A monitor of some sites reads those sites, an investigator theirs, nobody more:
+# the API, the ODM export and the analysis dataset download all ask the functions below.
 
 
 def is_statistician(user) -> bool:
     return institutions_for(user, (Membership.STATISTICIAN,)).exists()
 
 
-def readable_patients(user):
-    """Cases the user may read through the API and exports: statisticians every case (then
-    de-identified outside `full_access_sites`), everyone else the cases they may open."""
+def monitors_every_site(user) -> bool:
+    """A monitor at every site of the registry (a site added later narrows them to a
+    single-site monitor until they are given it too)."""
+    monitored = Membership.objects.filter(user=user, role=Membership.MONITOR)
+    return (
+        monitored.exists()
+        and not Institution.objects.exclude(pk__in=monitored.values("institution")).exists()
+    )
+
+
+def reads_whole_registry(user) -> bool:
+    """Statisticians, monitors of every site and superusers read every site's data."""
     if not user.is_authenticated:
-        return Patient.objects.none()
-    if is_statistician(user):
+        return False
+    return user.is_superuser or is_statistician(user) or monitors_every_site(user)
+
+
+def readable_patients(user):
+    """Cases the user may read through the API and the ODM export: whole-registry readers every
+    case (statisticians de-identified outside `full_access_sites`), everyone else the cases
+    they may open."""
+    if reads_whole_registry(user):
         return Patient.objects.all()
     return patients_for(user)
+
+
+# --- Analyses ------------------------------------------------------------------------------------
+#
+# An analysis run covers the whole registry, so runs (starting one, its pages, its tables and
+# files) are for whole-registry readers. A monitor of some sites downloads the analysis dataset of
+# their sites only and sees no run; investigators reach no analysis.
+
+
+def can_run_analyses(user) -> bool:
+    """Start runs, see them and download their files: whole-registry readers."""
+    return reads_whole_registry(user)
+
+
+def analysis_patients_for(user):
+    """The patients of the analysis dataset the user may download: every patient for
+    whole-registry readers, a monitor's own sites, nobody else's."""
+    if reads_whole_registry(user):
+        return Patient.objects.all()
+    return monitored_patients_for(user)
+
+
+def can_open_analyses(user) -> bool:
+    """The analyses page: whole-registry readers, and monitors for their sites' dataset."""
+    return reads_whole_registry(user) or has_role(user, Membership.MONITOR)
 
 
 def full_access_sites(user) -> set[int]:
@@ -169,6 +209,63 @@ def may_change_case(user, patient, memberships=None) -> bool:
         return False
     memberships = memberships_of(user) if memberships is None else memberships
     return user.is_superuser or (patient.institution_id, Membership.INVESTIGATOR) in memberships
+
+
+MAY_NOT_CHANGE = "Monitors read cases and raise queries; the site's investigators change them."
+
+
+@dataclass(frozen=True)
+class CaseRights:
+    """What one user may do on one case, decided once per page and handed to its templates, so
+    a page offers only the actions the user may take (the views refuse the rest with the same
+    facts: case_of() for the role, the CRF's lock for the data)."""
+
+    may_change: bool  # the case's data: its site's investigators (and superusers)
+    locked_crfs: frozenset  # CRFs locked (by the case's lock or its site's): nobody changes them
+
+    def may_edit(self, crf) -> bool:
+        """Add, edit, remove records of the CRF and mark it complete."""
+        return self.may_change and crf not in self.locked_crfs
+
+    def why_not(self, crf) -> str:
+        """Why may_edit(crf) is false ("" when it is true)."""
+        if not self.may_change:
+            return MAY_NOT_CHANGE
+        if crf in self.locked_crfs:
+            return "This CRF is locked: nothing in it changes until a monitor unlocks it."
+        return ""
+
+
+def case_rights(user, patient, statuses, memberships=None) -> CaseRights:
+    """`statuses`: the case's CrfStatus rows as loaded for the page (CrfStatus.for_patient())."""
+    return CaseRights(
+        may_change=may_change_case(user, patient, memberships),
+        locked_crfs=frozenset(s.crf for s in statuses if s.is_locked),
+    )
+
+
+# --- Roles as the navigation and the landing page read them --------------------------------------
+
+
+def roles_of(user, memberships) -> frozenset[str]:
+    """The user's roles at any site (`memberships`: request_memberships()); a superuser holds
+    every role."""
+    if not user.is_authenticated:
+        return frozenset()
+    if user.is_superuser:
+        return frozenset(role for role, _label in Membership.ROLE_CHOICES)
+    return frozenset(role for _site, role in memberships)
+
+
+def landing_url(user, memberships) -> str | None:
+    """Where a user without case access works instead (None: the case list is their page).
+    Statisticians open no case: they land on the analyses."""
+    roles = roles_of(user, memberships)
+    if roles & set(CASE_ROLES):
+        return None
+    if Membership.STATISTICIAN in roles:
+        return "analysis:dashboard"
+    return None
 
 
 # --- Per request ---------------------------------------------------------------------------------

@@ -4,7 +4,7 @@ Models, forms, imports and the analysis all call these; nothing else restates th
 Definitions follow the Methods of Jung et al., Ann Hematol 2018.
 """
 
-from datetime import date
+from datetime import MAXYEAR, MINYEAR, date
 
 # --- Eligibility -------------------------------------------------------------------------
 
@@ -29,13 +29,14 @@ def assumed_birth_date(birth_date: date | None, birth_year: int | None) -> date 
     """
     if birth_date:
         return birth_date
-    if birth_year:
+    if birth_year and MINYEAR <= birth_year <= MAXYEAR:  # else no date: the field says why
         return date(birth_year, 7, 1)
     return None
 
 
 def eligibility_failures(
     *,
+    relapsed_refractory: bool,
     bcp_all: bool,
     ph_negative: bool,
     cd19_positive: bool,
@@ -44,6 +45,13 @@ def eligibility_failures(
 ) -> list[tuple[str, str]]:
     """(field, reason) for every eligibility criterion the patient fails; empty when eligible."""
     failures = []
+    if not relapsed_refractory:
+        failures.append(
+            (
+                "relapsed_refractory",
+                "The study includes relapsed or refractory ALL only.",
+            )
+        )
     if not bcp_all:
         failures.append(("bcp_all", "The study includes B-cell precursor ALL only."))
     if not ph_negative:
@@ -127,6 +135,21 @@ def best_response(categories) -> str:
     """Best response over a patient's assessments; NE when none could be judged."""
     found = set(categories)
     return next((c for c in BEST_RESPONSE_ORDER if c in found), NOT_EVALUABLE)
+
+
+# Evaluable for response: a determinable response (CR, CRi, NR or PD) at some assessment, i.e. a
+# best response other than NE -- the paper's 49 of 50. Neither a patient without any assessment
+# (who died first, or has not reached one) nor one whose every assessment was NE is evaluable.
+DETERMINABLE_RESPONSES = frozenset(BEST_RESPONSE_ORDER)
+EVALUABLE_DEFINITION = (
+    "a determinable response (CR, CRi, NR or PD) at some response assessment; a patient "
+    "without any assessment, or whose every assessment was NE, is not evaluable"
+)
+
+
+def is_evaluable(categories) -> bool:
+    """Whether a patient with these assessment responses is evaluable for response."""
+    return best_response(categories) in DETERMINABLE_RESPONSES
 
 
 # Boundaries, as the paper words them: remission needs blasts strictly below 5%; recovery needs

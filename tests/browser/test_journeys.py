@@ -49,16 +49,15 @@ def expect_saved(page, message):
 
 
 def register(page, j):
-    page.get_by_role("link", name="Register a patient").click()
+    page.get_by_role("link", name="Register a patient").first.click()
     j.look("register")
     page.fill("#id_birth_year", "1972")
     page.fill("#id_birth_date", "1972-04-15")
     page.fill("#id_blinatumomab_start_date", "2017-03-06")
     page.select_option("#id_sex", "female")
     page.fill("#id_diagnosis_date", "2015-11-02")
-    page.check("#id_bcp_all")
-    page.check("#id_ph_negative")
-    page.uncheck("#id_cd19_positive")
+    for criterion in ("relapsed_refractory", "bcp_all", "ph_negative"):
+        page.check(f"#id_{criterion}")  # CD19-positive is not ticked: refused
     page.click("text=Check eligibility and register")  # not CD19-positive: refused
     expect_refused(page)
     expect(page.locator("#error-summary")).to_contain_text("Not registered")
