@@ -94,7 +94,13 @@ def test_a_crf_save_that_fails_lists_each_field_with_a_link(client, investigator
     c = f.cycle(case)
     response = client.post(
         reverse("registry:record_new", args=[case.pk, "assessments"]),
-        {"cycle": c.pk, "marrow_blasts_pct": "150", "emd_status": "none", "mrd_status": "x"},
+        {
+            "cycle": c.pk,
+            "marrow_blasts_pct": "150",
+            "emd_status": "none",
+            "mrd_status": "x",
+            "version": "",
+        },
     )
     assert response.status_code == 200
     assert_summary(
@@ -116,6 +122,7 @@ def test_a_crf_save_that_fails_lists_each_field_with_a_link(client, investigator
 def test_the_registration_refused_for_eligibility_links_the_failing_criterion(client, investigator):
     data = {
         "institution": f.institution().pk,
+        "relapsed_refractory": "on",
         "bcp_all": "on",
         "ph_negative": "on",
         "birth_year": "1972",

@@ -34,6 +34,7 @@ def form_errors(client, case, **values):
     """The errors the assessment form gives the same values on save."""
     c = case.cycles.first() or f.cycle(case)
     data = {"cycle": c.pk, "assessment_date": "2017-04-04", "emd_status": "none", **values}
+    data["version"] = ""  # a new record
     data["mrd_status"] = "not_done"
     response = client.post(reverse("registry:record_new", args=[case.pk, "assessments"]), data)
     assert response.status_code == 200  # refused, the form again
