@@ -89,16 +89,17 @@ def new_page(new_context, live_server):
 # --- Accessibility -------------------------------------------------------------------------------
 
 
-def axe_violations(page) -> list[dict]:
-    """axe-core's WCAG 2.2 A/AA violations on the page as it is now."""
+def axe_violations(page, rules=None) -> list[dict]:
+    """axe-core's WCAG 2.2 A/AA violations on the page as it is now (or only `rules`' ones)."""
     if not AXE_JS.exists():
         pytest.fail(f"{AXE_JS} is missing: run `npm ci` (scripts/test.sh does) first")
-    page.add_script_tag(path=str(AXE_JS))
+    if not page.evaluate("typeof axe !== 'undefined'"):
+        page.add_script_tag(path=str(AXE_JS))
+    run_only = {"type": "rule", "values": rules} if rules else {"type": "tag", "values": AXE_TAGS}
     return page.evaluate(
-        """tags => axe.run(document, {runOnly: {type: "tag", values: tags},
-                                      resultTypes: ["violations"]})
-                      .then(result => result.violations)""",
-        AXE_TAGS,
+        """runOnly => axe.run(document, {runOnly: runOnly, resultTypes: ["violations"]})
+                         .then(result => result.violations)""",
+        run_only,
     )
 
 
