@@ -29,7 +29,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils import timezone
 
-from . import ctcae, forms, history, rules
+from . import ctcae, forms, history, paper_twin, rules
 from .access import (
     case_institutions_for,
     may_change_case,
@@ -222,8 +222,14 @@ def case_list(request):
         "crf_choices": CrfStatus.CRF_CHOICES,
         "can_register": registering_institutions_for(request.user).exists(),
         "can_monitor": request.user.is_superuser or any(s.monitored for s in sites),
+        "synthetic": _synthetic_label(*page),
     }
     return render(request, "registry/case_list.html", context)
+
+
+def _synthetic_label(*patients) -> str:
+    """The demo twin's label when any of these cases is one of its invented patients."""
+    return paper_twin.LABEL if any(paper_twin.is_twin(p.site_case_number) for p in patients) else ""
 
 
 # --- Registration -------------------------------------------------------------------------------
@@ -302,6 +308,7 @@ def case(request, pk):
         "timeline": _timeline(patient),
         "history": case_history(patient),
         "next_cycle": patient.cycles.count() + 1,
+        "synthetic": _synthetic_label(patient),
     }
     return render(request, "registry/case.html", context)
 
