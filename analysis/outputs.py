@@ -21,10 +21,11 @@ import pyreadstat
 from openpyxl import Workbook
 from threadpoolctl import threadpool_limits
 
+from exchange.safe import safe_frame
 from registry.ctcae import TABLE3_MAP_CSV
 
 from . import beyond, figures, reproduction, survival, tables
-from .dataset import DAYS_PER_MONTH, VARIABLES, Cuts, RegistrySnapshot
+from .dataset import DAYS_PER_MONTH, DEFINITIONS, VARIABLES, Cuts, RegistrySnapshot
 
 logger = logging.getLogger(__name__)
 
@@ -175,7 +176,8 @@ DATASET_FORMATS = ["csv", "xlsx", "sav", "dta"]
 
 
 def write_dataset(df: pd.DataFrame, out: Path) -> list[str]:
-    """The analysis dataset as CSV, Excel, SPSS and Stata, with variable and value labels."""
+    """The analysis dataset as CSV, Excel, SPSS and Stata, with variable and value labels; text
+    cells that a spreadsheet would run as a formula are quoted in the CSV and the XLSX."""
     return [write_dataset_as(df, out, fmt) for fmt in DATASET_FORMATS]
 
 
@@ -183,7 +185,7 @@ def write_dataset_as(df: pd.DataFrame, out: Path, fmt: str) -> str:
     """One format of the analysis dataset (csv, xlsx, sav or dta); returns the file name."""
     name = f"analysis_dataset.{fmt}"
     if fmt == "csv":
-        df.to_csv(out / name, index=False)
+        safe_frame(df).to_csv(out / name, index=False)
     elif fmt == "xlsx":
         _write_xlsx(df, out / name, "analysis_dataset")
     elif fmt == "sav":
@@ -212,6 +214,17 @@ def write_dataset_as(df: pd.DataFrame, out: Path, fmt: str) -> str:
     return name
 
 
+def write_tables(results: dict[str, pd.DataFrame], out: Path) -> list[str]:
+    """Each table as its CSV and as a sheet of tables.xlsx; text cells that a spreadsheet would
+    run as a formula are quoted, numbers stay numbers."""
+    with pd.ExcelWriter(out / "tables.xlsx") as book:
+        for name, frame in results.items():
+            frame = safe_frame(frame)
+            frame.to_csv(out / name, index=False)
+            frame.to_excel(book, sheet_name=name.removesuffix(".csv")[:31], index=False)
+    return [*results, "tables.xlsx"]
+
+
 def _write_xlsx(df: pd.DataFrame, path: Path, sheet_name: str) -> None:
     """The frame as one sheet (header row, empty cells for missing values), streamed with
     openpyxl's write-only workbook: DataFrame.to_excel builds and styles every cell first,
@@ -219,7 +232,7 @@ def _write_xlsx(df: pd.DataFrame, path: Path, sheet_name: str) -> None:
     book = Workbook(write_only=True)
     sheet = book.create_sheet(sheet_name)
     sheet.append([str(c) for c in df.columns])
-    values = df.astype(object).where(df.notna(), None)
+    values = safe_frame(df).astype(object).where(df.notna(), None)
     for row in values.itertuples(index=False, name=None):
         sheet.append(row)
     book.save(path)
@@ -423,15 +436,11 @@ def write_run(snapshot, out_dir, parameters, metadata=None, progress=lambda pct,
     try:
         progress(10, "Writing the analysis dataset")
         files = write_dataset(snapshot.dataset, out)
-        snapshot.adverse_events.to_csv(out / "adverse_events.csv", index=False)
+        safe_frame(snapshot.adverse_events).to_csv(out / "adverse_events.csv", index=False)
         files.append("adverse_events.csv")
         progress(30, "Computing tables and survival models")
         results = compute_tables(snapshot, parameters)
-        with pd.ExcelWriter(out / "tables.xlsx") as book:
-            for name, frame in results.items():
-                frame.to_csv(out / name, index=False)
-                frame.to_excel(book, sheet_name=name.removesuffix(".csv")[:31], index=False)
-        files += [*results, "tables.xlsx"]
+        files += write_tables(results, out)
         progress(60, "Drawing Kaplan-Meier figures")
         figure_files = drawing.wait()
     finally:
@@ -490,6 +499,15 @@ def render_report(results, out: Path, figure_files, meta) -> str:
             html.escape(json.dumps(meta["parameters"])),
         ),
     ]
+    # The dataset's rules (evaluable, best response, EFS, OS and their censoring), as the
+    # codebook and the README state them.
+    parts.append("<h2>Definitions</h2><dl>")
+    for column in ("evaluable", "best_response", "efs_days", "os_days"):
+        parts.append(
+            f"<dt><code>{column}</code>: {html.escape(VARIABLES[column][0])}</dt>"
+            f"<dd>{html.escape(DEFINITIONS[column])}</dd>"
+        )
+    parts.append("</dl>")
     for name, title in TABLE_FILES.items():
         if name in ("survival_table.csv",):
             continue  # long; in the CSV
