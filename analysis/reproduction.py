@@ -51,6 +51,16 @@ def load_printed(path=PRINTED_CSV) -> pd.DataFrame:
     return pd.read_csv(path, dtype=str, keep_default_na=False)
 
 
+def printed_numbers(key: str, printed: pd.DataFrame | None = None) -> list[float]:
+    """The numbers printed for `key` in the data file, in their printed order ("46.9% (15/32)"
+    gives [46.9, 15, 32]); tests and the twin's builder read the paper's numbers this way."""
+    printed = load_printed() if printed is None else printed
+    rows = printed[printed["key"] == key]
+    if rows.empty:
+        raise KeyError(f"no printed value with key {key!r}")
+    return [float(x) for x in NUMBER.findall(rows["printed"].iloc[0])]
+
+
 def _round(value: float, decimals: int) -> Decimal:
     return Decimal(repr(float(value))).quantize(Decimal(1).scaleb(-decimals), ROUND_HALF_UP)
 
@@ -109,11 +119,15 @@ class Run:
         return self.results.get(name, pd.DataFrame())
 
     def values(self, key: str) -> list | None:
+        """The run's numbers for a key of the data file; None where the run lacks the table or
+        column it needs (the row then reads NA and does not agree)."""
         kind, _, rest = key.partition(":")
-        parts = rest.split("|")
-        if kind == "text":
-            return TEXT[rest](self)
-        return getattr(self, f"_{kind}")(*parts)
+        try:
+            if kind == "text":
+                return TEXT[rest](self)
+            return getattr(self, f"_{kind}")(*rest.split("|"))
+        except KeyError:
+            return None
 
     # --- the run's tables ---------------------------------------------------------------------
 

@@ -613,7 +613,9 @@ def cycle2_paths(df: pd.DataFrame) -> dict[str, int]:
     response after cycle 1, though evaluable later); of each, who got a second cycle, and of
     those the response at the first assessment after cycle 2."""
     evaluable = is_true(df["evaluable"])
-    after_c1, after_c2 = df["response_after_cycle1"], df["response_after_cycle2"]
+    after_c1 = df["response_after_cycle1"]
+    # A dataset written before the column existed has no response after cycle 2.
+    after_c2 = df.get("response_after_cycle2", pd.Series(None, index=df.index, dtype=object))
     second = pd.to_numeric(df["cycles_given"]) >= 2
     remission_c2, pd_c2 = after_c2.isin(RESPONSE_CODES), after_c2 == "PD"
     paths = {
