@@ -433,6 +433,7 @@ MARKS = {YES: ("✓", "agrees"), NO: ("✗", "differs"), NOT_APPLICABLE: ("–",
 def report_html(frame: pd.DataFrame) -> str:
     """The side-by-side table for report.html (the dashboard renders the same rows with
     templates/analysis/_reproduction.html)."""
+    frame = frame.reindex(columns=COLUMNS).fillna("")
     counts = summary(frame)
     parts = [
         "<p>{rows} printed values: {agree} agree, {differ} differ ({differ_with_note} of them "
