@@ -181,6 +181,7 @@ def build_twin(institutions: list[Institution]) -> list[Case]:
             birth_date=birth,
             diagnosis_date=_date(row["diagnosis_date"]),
             blinatumomab_start_date=_date(row["blinatumomab_start_date"]),
+            relapsed_refractory=True,  # every patient of the study had R/R disease
         )
         baseline = _baseline(row)
         case = Case(patient, baseline, cycles=_cycles(row))
