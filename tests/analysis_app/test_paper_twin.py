@@ -17,6 +17,7 @@ from django.utils.html import escape
 
 from analysis.models import AnalysisRun
 from analysis.outputs import default_parameters
+from analysis.reproduction import printed_numbers
 from analysis.runs import execute
 from registry import paper_twin
 from registry.management.commands.seed_demo import DEMO_PASSWORD
@@ -77,10 +78,16 @@ def test_default_demo_reproduces_every_number_the_paper_prints(twin_run):
     assert (agree["recomputed"] == agree["printed"]).all()
     counts = agree["source"].value_counts()
     assert (counts["Table 1"], counts["Table 2"], counts["Table 3"]) == (17, 45, 98)
-    survival = agree[agree["source"] == "Results: survival (Fig. 2)"].set_index("item")
-    assert survival.loc["Median EFS, months", "recomputed"] == "3.3"
-    assert survival.loc["OS by allogeneic SCT, log-rank P", "recomputed"] == "0.058"
-    assert survival.loc["Median follow-up, months", "recomputed"] == "4.3"
+    # The survival figures, the cycle-2 paths and the toxicity counts agree too.
+    for key in (
+        "km_median:os|responder|yes",
+        "logrank:os|allo_sct_after",
+        "text:followup_median",
+        "flow:cr_cri_after_cycle1_pd_after_cycle2",
+        "text:neurologic_grade_3_4",
+        "text:crs_by_dexamethasone_p",
+    ):
+        assert key in set(agree["key"]), key
 
 
 @pytest.mark.r_reference
@@ -117,10 +124,24 @@ cat(format(out, digits = 15), sep = "\\n")
     )
     r = [float(x) for x in result.stdout.split()]
     medians = [round(x + 1e-9, 1) for x in r[:10]]
-    # overall EFS, OS; EFS no/yes by response; OS no/yes; EFS no/yes by SCT; OS no/yes
-    assert medians == [3.3, 7.5, 2.0, 7.5, 5.2, 8.1, 2.4, 7.5, 5.2, 7.5]
-    assert all(p < 0.001 for p in r[10:13]) and round(r[13], 3) == 0.058
-    assert round(r[14], 1) == 4.3
+    printed = [
+        printed_numbers(f"km_median:{endpoint}|{grouping}|{group}")[0]
+        for endpoint, grouping, group in [
+            ("efs", "overall", "all"),
+            ("os", "overall", "all"),
+            *[
+                (endpoint, grouping, group)
+                for grouping in ("responder", "allo_sct_after")
+                for endpoint in ("efs", "os")
+                for group in ("no", "yes")
+            ],
+        ]
+    ]
+    # In R's order: overall EFS, OS; EFS no/yes by response, OS no/yes; the same by SCT.
+    assert medians == printed
+    assert all(p < 0.001 for p in r[10:13])
+    assert round(r[13], 3) == printed_numbers("logrank:os|allo_sct_after")[0]
+    assert round(r[14], 1) == printed_numbers("text:followup_median")[0]
     reproduced = pd.read_csv(twin_run / "reproduction.csv", keep_default_na=False)
     followup = reproduced.set_index("key").loc["text:followup_median", "recomputed"]
     assert followup == f"{r[14]:.1f}"
@@ -147,11 +168,12 @@ def test_default_demo_is_the_twin_labelled_synthetic_everywhere(settings, client
     assert meta["synthetic"] == paper_twin.LABEL
     assert "reproduction.csv" in meta["files"]
     report = (run.output_dir / "report.html").read_text()
-    assert label in report and "✗ differs" in report and "35 (81.3)" in report
+    assert label in report and "✗ differs" in report
+    assert DIFFERENCES["BM blast ≥ 50%, n (%)"] in report
     client.force_login(f.user("stat", role=Membership.STATISTICIAN))
     dashboard = client.get(reverse("analysis:dashboard")).content.decode()
     assert label in dashboard
-    assert 'id="reproduction"' in dashboard and "35 (81.4)" in dashboard
+    assert 'id="reproduction"' in dashboard and DIFFERENCES["CR after cycle 1"] in dashboard
 
 
 def test_other_sizes_and_seeds_keep_the_generator_unlabelled(settings, client):
