@@ -24,8 +24,8 @@ EVENTS_CSV = DATA_DIR / "paper_twin_adverse_events.csv"
 CASE_NUMBER_PREFIX = "TWIN-"
 LABEL = (
     "Synthetic data: this demo registry is a reconstruction of the cohort of Jung et al., Ann "
-    "Hematol 2018 (50 invented patients whose analysis reproduces the paper's published numbers). "
-    "No record is a real patient."
+    "Hematol 2018, 50 invented patients built so that the registry's analysis prints the paper's "
+    "numbers. No record is a real patient."
 )
 SITE_SUFFIX = " (synthetic demo site)"
 
