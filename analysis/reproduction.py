@@ -21,6 +21,7 @@ from collections.abc import Callable
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from . import survival, tables
@@ -120,13 +121,14 @@ class Run:
 
     def values(self, key: str) -> list | None:
         """The run's numbers for a key of the data file; None where the run lacks the table or
-        column it needs (the row then reads NA and does not agree)."""
+        column it needs, or has no patient to count (the row then reads NA, not agreeing)."""
         kind, _, rest = key.partition(":")
         try:
-            if kind == "text":
-                return TEXT[rest](self)
-            return getattr(self, f"_{kind}")(*rest.split("|"))
-        except KeyError:
+            with np.errstate(divide="ignore", invalid="ignore"):  # 0/0 is NaN: NA
+                if kind == "text":
+                    return TEXT[rest](self)
+                return getattr(self, f"_{kind}")(*rest.split("|"))
+        except (KeyError, IndexError, ZeroDivisionError):
             return None
 
     # --- the run's tables ---------------------------------------------------------------------

@@ -144,3 +144,12 @@ def test_the_report_marks_each_row_and_counts_them():
     assert "3 printed values: 1 agree, 1 differ (1 of them with a note" in html
     assert html.count("✓ agrees") == 1 and html.count("✗ differs") == 1
     assert "BM ≥ 50%" in html and "truncated" in html
+
+
+def test_an_empty_registry_gives_na_rows_not_an_error():
+    tables, df, ae = _paper_run()
+    empty = df.iloc[0:0]
+    rows = reproduction_table({}, empty, ae.iloc[0:0])
+    assert len(rows) == len(load_printed())
+    assert (rows.loc[rows["source"] == "Table 2", "recomputed"].str.contains("NA")).all()
+    assert (rows.loc[rows["source"] == "Table 2", "agrees"] == "no").all()
