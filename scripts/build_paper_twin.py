@@ -810,7 +810,6 @@ class Cohort:
 
     def adverse_events(self):
         dead = self.p[0]
-        alive_c1 = self.p  # every patient had cycle 1
         # Haematology.
         neutropenia = self.simple_row("Neutropenia", "Neutrophil count decreased")
         self.simple_row("Anemia", "Anemia")
@@ -831,7 +830,7 @@ class Cohort:
             self.event(p, "Fever", self.rng.choice([1, 2]), paper_row="Febrile neutropenia 1-2")
         # Infections: the cycle-1 death (grade 5 pneumonia), one sepsis, the rest.
         self.event(dead, "Lung infection", 5, day=max(1, dead["death"] - 5), cycle=1, fatal=True)
-        bands = self.band_patients("Infection", [p for p in alive_c1 if p is not dead], [])
+        bands = self.band_patients("Infection", [p for p in self.p if p is not dead], [])
         assert int(printed("table3:Infection|grade_5")[0]) == 1
         for p in bands["grade_4"]:
             self.event(p, "Sepsis", 4)
