@@ -21,10 +21,14 @@ from registry.access import (
 from .dataset import iter_dataset_csv
 from .forms import RunForm
 from .models import AnalysisRun
-from .outputs import TABLE_FILES
+from .outputs import REPRODUCTION, TABLE_FILES
+from .reproduction import summary
 from .tasks import run_analysis_task
 
-DASHBOARD_TABLES = [name for name in TABLE_FILES if name not in ("survival_table.csv",)]
+# reproduction.csv has its own side-by-side table (templates/analysis/_reproduction.html).
+DASHBOARD_TABLES = [
+    name for name in TABLE_FILES if name not in ("survival_table.csv", REPRODUCTION)
+]
 COLLAPSED_ROWS_SHOWN = 100
 
 
@@ -84,10 +88,22 @@ def _results(run):
     figures = [f for f in meta["files"] if f.endswith(".svg")]
     return {
         "meta": meta,
+        "reproduction": _reproduction(out) if REPRODUCTION in meta["files"] else None,
         "tables": tables,
         "figures": figures,
         "files": meta["files"],
         "collapsed_rows": COLLAPSED_ROWS_SHOWN,
+    }
+
+
+def _reproduction(out) -> dict:
+    """The printed-vs-recomputed rows of a run and their counts."""
+    frame = pd.read_csv(out / REPRODUCTION, dtype=str, keep_default_na=False)
+    return {
+        "title": TABLE_FILES[REPRODUCTION],
+        "name": REPRODUCTION,
+        "rows": frame.to_dict("records"),
+        "summary": summary(frame),
     }
 
 

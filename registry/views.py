@@ -31,7 +31,7 @@ from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.text import capfirst
 
-from . import ctcae, forms, history, rules
+from . import ctcae, forms, history, paper_twin, rules
 from .access import (
     MAY_NOT_CHANGE,
     case_institutions_for,
@@ -233,8 +233,14 @@ def case_list(request):
         "columns": columns,
         "crf_choices": CrfStatus.CRF_CHOICES,
         "can_register": registering_institutions_for(request.user).exists(),
+        "synthetic": _synthetic_label(*page),
     }
     return render(request, "registry/case_list.html", context)
+
+
+def _synthetic_label(*patients) -> str:
+    """The demo twin's label when any of these cases is one of its invented patients."""
+    return paper_twin.LABEL if any(paper_twin.is_twin(p.site_case_number) for p in patients) else ""
 
 
 # --- Registration -------------------------------------------------------------------------------
@@ -321,6 +327,7 @@ def case(request, pk):
         "timeline": timeline,
         "history": case_history(patient),
         "next_cycle": patient.cycles.count() + 1,
+        "synthetic": _synthetic_label(patient),
     }
     return render(request, "registry/case.html", context)
 
