@@ -22,17 +22,17 @@ from .forms import RunForm
 from .models import AnalysisRun
 from .tasks import run_analysis_task
 
-DASHBOARD_HIDDEN_TABLES = ("survival_table.csv",)
 COLLAPSED_ROWS_SHOWN = 100
 
 
 def dashboard_tables() -> list[str]:
     """The tables the run page shows. outputs (pandas, scipy, lifelines, matplotlib) is imported
     on the first call, not when the URLs are loaded: every web and Celery process imports this
-    module at start-up."""
-    from .outputs import TABLE_FILES
+    module at start-up. reproduction.csv has its own side-by-side table
+    (templates/analysis/_reproduction.html)."""
+    from .outputs import REPRODUCTION, TABLE_FILES
 
-    return [name for name in TABLE_FILES if name not in DASHBOARD_HIDDEN_TABLES]
+    return [name for name in TABLE_FILES if name not in ("survival_table.csv", REPRODUCTION)]
 
 
 def __getattr__(name):  # analysis.views.DASHBOARD_TABLES, computed on first use (see above)
@@ -70,7 +70,7 @@ runs_required = _gate(
 def _results(run):
     import pandas as pd  # on the first results page, not at start-up (see dashboard_tables)
 
-    from .outputs import TABLE_FILES
+    from .outputs import REPRODUCTION, TABLE_FILES
 
     if run is None or run.status != AnalysisRun.SUCCEEDED:
         return None
@@ -101,10 +101,27 @@ def _results(run):
     figures = [f for f in meta["files"] if f.endswith(".svg")]
     return {
         "meta": meta,
+        "reproduction": _reproduction(out) if REPRODUCTION in meta["files"] else None,
         "tables": tables,
         "figures": figures,
         "files": meta["files"],
         "collapsed_rows": COLLAPSED_ROWS_SHOWN,
+    }
+
+
+def _reproduction(out) -> dict:
+    """The printed-vs-recomputed rows of a run and their counts."""
+    import pandas as pd  # not at start-up (see dashboard_tables)
+
+    from .outputs import REPRODUCTION, TABLE_FILES
+    from .reproduction import summary
+
+    frame = pd.read_csv(out / REPRODUCTION, dtype=str, keep_default_na=False)
+    return {
+        "title": TABLE_FILES[REPRODUCTION],
+        "name": REPRODUCTION,
+        "rows": frame.to_dict("records"),
+        "summary": summary(frame),
     }
 
 
