@@ -45,7 +45,8 @@ def main():
         df = data(n, 11, ties=ties)
         distinct = df.loc[df["event"] == 1, "time"].nunique()
         lifelines = best_of(lambda df=df: CoxPHFitter().fit(df, "time", "event"))
-        numpy_fit = best_of(lambda df=df: cox_efron(df["time"], df["event"], df[["x1", "x2", "x3"]]))
+        covariates = df[["x1", "x2", "x3"]]
+        numpy_fit = best_of(lambda df=df, x=covariates: cox_efron(df["time"], df["event"], x))
         print(
             f"{n:>7} patients, {distinct:>6} distinct event times: "
             f"lifelines {lifelines:.3f} s, numpy Efron {numpy_fit:.3f} s"
