@@ -1069,6 +1069,8 @@ def test_the_registrys_people_in_random_order(demo_registry):
     print(f"journeys: {TALLY.journeys}, {TALLY.steps} steps; saved {dict(TALLY.saved)}; refused "
           f"{dict(TALLY.refused)}; {dict(TALLY.actions)}")  # fmt: skip
     assert TALLY.steps >= JOURNEY_STEPS, f"only {TALLY.steps} steps ran"
+    if JOURNEY_STEPS < 300:  # a short walk (while writing a rule) need not do everything
+        return
     # The walk did what it is for: saves and refusals of many kinds, the monitors' work.
     assert sum(TALLY.saved.values()) >= AT_LEAST["saves"], dict(TALLY.saved)
     kinds = [k for k in m.KINDS if TALLY.saved[k]]
