@@ -9,14 +9,20 @@ Every step reads the rendered page, fills in its form (values drawn by Hypothesi
 included) and submits what a browser would (CSRF enforced, two-factor log-in for the monitor).
 
 After every step, for the case(s) it touched, `what_everyone_sees_agrees_with_what_was_done`:
-- no page of the case, the case list, the monitoring pages and the exports answers a 5xx;
+- no page of the case answers a 5xx (the case page as its investigator and the monitor see it,
+  the page of every record the step saved, and three more of the case's pages in turn), nor the
+  case list, /monitoring/ and the exports (dataset CSV, audit-trail CSV, API list, ODM: one per
+  step in turn); JOURNEY_ALL_PAGES=1 visits every page and export after every step;
 - the history (case page and each record's page) holds exactly one entry per saved field change,
-  with who, old value, new value and reason, and one per record created or removed;
-- every CRF badge (case page, case list, monitoring site page) equals the monitoring state the
-  users' actions produced, and the facts stored beside the CRF status say the same;
+  with who, old value, new value and reason, one per record created or removed, and one per case
+  lock or unlock;
+- every CRF badge and the case's state (case page, case list, monitoring site page) and the site's
+  counts on /monitoring/ equal the monitoring state the users' actions produced, and the facts
+  stored beside the CRF statuses say the same;
 - every stored response equals registry.rules.derive_response of its stored values.
 And on every step: a refused submission shows a field error and saved nothing; a saved one changed
-only the record it was about and obeys the model's rules.
+only the record it was about and obeys the model's rules; what is offered (Answer, Close, Mark
+verified, Lock, Sign, ...) is what the monitoring state allows.
 
 CI runs JOURNEY_STEPS (default 300) steps in journeys of STEPS_PER_JOURNEY; set JOURNEY_STEPS higher
 for a longer walk. The run is derandomized: the same steps on every run. Each journey starts from
@@ -273,6 +279,8 @@ class RegistryJourneys(RuleBasedStateMachine):
 
     @rule(record=records, data=st.data())
     def investigator_changes_a_record(self, record, data):
+        """Edit a cycle, assessment, adverse event or therapy: a few fields, again and again
+        over a journey; once the CRF was complete (or is queried) the form asks why."""
         self.fill_in_and_save(record.case, record.kind, record.url, data, record_pk=record.pk)
 
     @rule(target=records, record=consumes(records), data=st.data())
@@ -443,6 +451,7 @@ class RegistryJourneys(RuleBasedStateMachine):
 
     @rule(case=cases, data=st.data())
     def investigator_replies_to_a_query(self, case, data):
+        """From a case with open queries: Answer one (a blank answer changes nothing)."""
         flagged = {q.case for q in self.monitoring.queries.values() if q.status != "closed"}
         case = self.go_to(case, flagged, data)
         who = self.investigator_of(case)
@@ -588,6 +597,7 @@ class RegistryJourneys(RuleBasedStateMachine):
 
     @rule(case=cases, data=st.data())
     def monitor_closes_or_reopens_a_query(self, case, data):
+        """Close an open or answered query, or re-open a closed one (with a message)."""
         case = self.go_to(case, {q.case for q in self.monitoring.queries.values()}, data)
         page = self.case_page("monitor", case)
         closing = page.forms_to(r"^/monitoring/queries/\d+/close/$")
@@ -643,6 +653,8 @@ class RegistryJourneys(RuleBasedStateMachine):
 
     @rule(case=cases, data=st.data())
     def monitor_locks_or_unlocks_the_case(self, case, data):
+        """Lock a case with no open query (the button is disabled while one is), or unlock a
+        locked one, which needs a reason."""
         case = self.go_to(case, self.monitoring.locked_cases, data)
         page = self.case_page("monitor", case)
         lock = page.form(f"/monitoring/cases/{case}/lock/")
@@ -678,6 +690,7 @@ class RegistryJourneys(RuleBasedStateMachine):
 
     @rule(site=st.sampled_from(MY_SITES), data=st.data())
     def monitor_locks_or_unlocks_a_site(self, site, data):
+        """Lock a whole site (refused while a query of it is open) or unlock it (needs a reason)."""
         monitor = self.person("monitor")
         page = monitor.get(f"/monitoring/sites/{site}/")
         assert page.status == 200, page.status
