@@ -495,8 +495,11 @@ def _timed(method, url, started):
 
 
 def current_totp(username) -> str:
-    """The code the user's authenticator app shows now."""
+    """The code the user's authenticator app shows: now, or the next one when the code of this
+    30-second step was already used (a device accepts each step once; the app shows the next code
+    within its tolerance of one step, as a person would wait for it)."""
     device = TOTPDevice.objects.get(user__username=username, confirmed=True)
-    return str(
-        TOTP(device.bin_key, device.step, device.t0, device.digits, device.drift).token()
-    ).zfill(device.digits)
+    totp = TOTP(device.bin_key, device.step, device.t0, device.digits, device.drift)
+    if device.last_t is not None and totp.t() <= device.last_t:
+        totp.time = time.time() + device.step * (device.last_t + 1 - totp.t())
+    return str(totp.token()).zfill(device.digits)
