@@ -580,7 +580,8 @@ def treatment_flow(df: pd.DataFrame) -> pd.DataFrame:
 
     died_before_assessment: not evaluable for response and dead (the paper's one infection
     death in cycle 1). assessed_after_cycle1 counts evaluable patients with a post-cycle-1
-    assessment other than 'NE'. responders_overall is best response CR or CRi.
+    assessment other than 'NE'. responders_overall is best response CR or CRi. The steps after
+    salvage_chemo_after are the branches of the figure (_after_cycle1).
     """
     evaluable = is_true(df["evaluable"])
     after_c1 = df["response_after_cycle1"]
@@ -595,4 +596,25 @@ def treatment_flow(df: pd.DataFrame) -> pd.DataFrame:
         "allo_sct_after": is_true(df["allo_sct_after"]).sum(),
         "salvage_chemo_after": is_true(df["salvage_chemo_after"]).sum(),
     }
+    steps.update(
+        {step: mask.sum() for step, mask in _after_cycle1(df, evaluable, after_c1).items()}
+    )
     return pd.DataFrame({"step": list(steps), "n": [int(n) for n in steps.values()]})
+
+
+def _after_cycle1(df: pd.DataFrame, evaluable: pd.Series, after_c1: pd.Series) -> dict:
+    """Figure 1's branches: the evaluable patients without a response after cycle 1, and what
+    followed CR/CRi, or its absence, at the first assessment after cycle 1 (a second cycle, an
+    allogeneic SCT, a CR/CRi reached later)."""
+    assessed = evaluable & after_c1.notna() & (after_c1 != "NE")
+    cr_cri = evaluable & after_c1.isin(RESPONSE_CODES)
+    no_cr_cri = assessed & ~after_c1.isin(RESPONSE_CODES)
+    second_cycle = pd.to_numeric(df["cycles_given"]) >= 2
+    return {
+        "not_assessed_after_cycle1": evaluable & ~assessed,
+        "no_cr_cri_after_cycle1": no_cr_cri,
+        "cr_cri_after_cycle1_second_cycle": cr_cri & second_cycle,
+        "cr_cri_after_cycle1_allo_sct": cr_cri & is_true(df["allo_sct_after"]),
+        "no_cr_cri_after_cycle1_second_cycle": no_cr_cri & second_cycle,
+        "no_cr_cri_after_cycle1_later_cr_cri": no_cr_cri & df["best_response"].isin(RESPONSE_CODES),
+    }
