@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import csv
 import io
+import logging
 import math
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +21,8 @@ import pandas as pd
 
 from . import beyond
 from . import formatting as fmt
+
+logger = logging.getLogger(__name__)
 
 # Excel number formats that show a number as formatting writes it (the cell stays a number).
 P_FORMAT = '[<0.001]"< 0.001";0.000'
@@ -36,6 +40,14 @@ class Cell:
     text: str
     value: float | int | None = None  # the number behind a numeric cell (spreadsheets)
     number_format: str | None = None  # Excel format showing `value` as `text`
+
+    @property
+    def numeric(self) -> bool:
+        """Right-aligned: a number, a ratio with its CI, a rate, a P value."""
+        return self.value is not None or bool(_NUMERIC_TEXT.match(self.text))
+
+
+_NUMERIC_TEXT = re.compile(r"^([<>\u2264\u2265]?\s?[-\u2212]?\d|NA$|NR\b|\u221e)")
 
 
 @dataclass
@@ -56,10 +68,11 @@ class DisplayTable:
     note: str = ""  # a plain-language paragraph before the table
     step_table: bool = False  # a long step function: first SHOWN_ROWS rows, CSV for all
     total_rows: int | None = None  # rows in the source when only the first are shown
+    paper: bool = False  # one of the paper's tables: never folded
 
     @property
     def fold(self) -> bool:
-        return self.step_table or len(self.rows) > FOLD_ROWS
+        return self.step_table or (not self.paper and len(self.rows) > FOLD_ROWS)
 
     @property
     def shown(self) -> list[Row]:
@@ -154,6 +167,7 @@ def table1(frame: pd.DataFrame, n_patients: int) -> DisplayTable:
         )
     return DisplayTable(
         key="table1",
+        paper=True,
         title="Table 1. Clinical characteristics of all patients at the time of blinatumomab "
         f"initiation (n = {n_patients})",
         columns=["Characteristics", "Patients"],
@@ -171,6 +185,8 @@ def _typeset(characteristic: str) -> str:
 
 
 def table2(frame: pd.DataFrame, flow: pd.DataFrame | None) -> DisplayTable:
+    """Table 2 as printed: per subgroup a heading row, then its two levels with the response
+    rate, the odds ratio (95% CI) and P on the second level's row."""
     evaluable, responders = _flow_count(flow, "evaluable"), _flow_count(flow, "responders_overall")
     overall = fmt.fmt_rate(responders, evaluable) if evaluable else ""
     rows: list[Row] = []
@@ -198,6 +214,7 @@ def table2(frame: pd.DataFrame, flow: pd.DataFrame | None) -> DisplayTable:
     test = " or ".join(sorted(fmt.label(t) for t in tests)) or fmt.label("fisher_exact")
     return DisplayTable(
         key="table2",
+        paper=True,
         title="Table 2. Response rates after induction therapy with blinatumomab among patient "
         f"subgroups (n = {evaluable if evaluable is not None else len(frame)})",
         columns=["Variables", f"Response rates {overall}".strip(), "OR (95% CI)", "P value"],
@@ -241,6 +258,7 @@ def table3(frame: pd.DataFrame, n_patients: int) -> DisplayTable:
     ]
     return DisplayTable(
         key="table3",
+        paper=True,
         title=f"Table 3. Adverse events during induction therapy with blinatumomab (n = "
         f"{n_patients})",
         columns=["", *(name for _, name in GRADE_BANDS)],
@@ -343,7 +361,7 @@ def cox_models(cox: pd.DataFrame, ph_test: pd.DataFrame | None) -> DisplayTable:
     ph = _ph_lookup(ph_test, "cox")
     rows = []
     for (endpoint, model), part in cox.groupby(["endpoint", "model"], sort=False):
-        rows.append(section(f"{fmt.label(endpoint)}: {fmt.label(model).lower()} models"))
+        rows.append(section(f"{fmt.label(endpoint)}: {fmt.lower_first(fmt.label(model))} models"))
         for _, record in part.iterrows():
             terms = _model_terms(part, model, record["term"])
             rows.append(
@@ -447,7 +465,7 @@ def landmark_medians(medians: pd.DataFrame, logrank: pd.DataFrame | None) -> Dis
     rows = []
     landmark = medians["landmark_days"].iloc[0] if len(medians) else beyond.DEFAULT_LANDMARK_DAYS
     for (endpoint, grouping), part in medians.groupby(["endpoint", "grouping"], sort=False):
-        rows.append(section(f"{fmt.label(endpoint)}: {fmt.label(grouping).lower()}"))
+        rows.append(section(f"{fmt.label(endpoint)}: {fmt.lower_first(fmt.label(grouping))}"))
         p_value = _logrank_p(logrank, endpoint=endpoint, grouping=grouping)
         for i, (_, record) in enumerate(part.iterrows()):
             rows.append(
@@ -507,7 +525,7 @@ def cox_time_varying(frame: pd.DataFrame, ph_test: pd.DataFrame | None) -> Displ
         first = part.iloc[0]
         rows.append(
             section(
-                f"{fmt.label(endpoint)}: {fmt.label(model).lower()} "
+                f"{fmt.label(endpoint)}: {fmt.lower_first(fmt.label(model))} "
                 f"({int(first['n_patients'])} patients, {int(first['n_intervals'])} intervals, "
                 f"{int(first['events'])} events)"
             )
@@ -671,6 +689,49 @@ def landmark_survival_table(frame: pd.DataFrame) -> DisplayTable:
     )
 
 
+def raw_table(frame: pd.DataFrame, name: str) -> DisplayTable:
+    """A CSV that cannot be laid out as the paper's (a run written by an older version, or a
+    file that is not what it should be), shown as stored: labelled columns, numbers to 3
+    decimals, P values as P values."""
+    rows = []
+    for _, record in frame.head(SHOWN_ROWS).iterrows():
+        cells = []
+        for column in frame.columns:
+            value = record[column]
+            if "p_value" in str(column):
+                cells.append(p_cell(value) if _is_number(value) else text(value))
+            elif _is_number(value):
+                cells.append(number(value))
+            else:
+                cells.append(text("" if fmt._missing(value) else value))
+        rows.append(Row(cells))
+    return DisplayTable(
+        key=name.removesuffix(".csv"),
+        title=f"{name} (as stored: this file could not be laid out as the paper's table)",
+        columns=[COLUMN_LABELS.get(str(c), fmt.label(c)) for c in frame.columns],
+        rows=rows,
+        sources=[name],
+        step_table=len(frame) > SHOWN_ROWS,
+        total_rows=len(frame),
+    )
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _safe(builder, frames: dict, name: str, *args) -> DisplayTable | None:
+    """builder(frames[name], *args), or the file shown as stored when it is not laid out as
+    the builder expects: an old or damaged run folder never breaks the page or the report."""
+    if name not in frames:
+        return None
+    try:
+        return builder(frames[name], *args)
+    except (KeyError, ValueError, TypeError, AttributeError, IndexError) as error:
+        logger.warning("%s shown as stored: %r", name, error)
+        return raw_table(frames[name], name)
+
+
 # ---------------------------------------------------------------------------------------------
 # The whole run, in the order of the paper
 # ---------------------------------------------------------------------------------------------
@@ -701,8 +762,9 @@ class Section:
     note: str = ""
     figures: list[Figure] = field(default_factory=list)
     tables: list[DisplayTable] = field(default_factory=list)
-    caption: str = ""
+    figures_first: bool = False
     beyond_paper: bool = False
+    caption: str = ""  # what the figures of the section are, as the paper's legend
 
 
 SOURCES = [
@@ -750,147 +812,171 @@ def sections(frames: dict, meta: dict, files, src: Callable[[str], str]) -> list
         image = f"{stem}.svg" if f"{stem}.svg" in files else f"{stem}.png"
         return Figure(stem, title, alt, src(image), at_risk)
 
-    out: list[Section] = []
-    if "table1.csv" in frames:
-        out.append(Section("table1", "Table 1", tables=[table1(frames["table1.csv"], n_patients)]))
-    flow_figure = figure(
-        "flow_diagram",
-        f"Figure 1. Treatment flow and outcomes of all patients (n = {n_patients})",
-        flow_alt(flow),
-    )
-    if flow_figure:
-        out.append(Section("figure1", "Figure 1", figures=[flow_figure]))
-    if "table2_subgroups.csv" in frames:
-        forest = figure(
-            "forest_table2",
-            "Odds ratio of response by subgroup (Table 2), 95% CI, log scale",
-            "Forest plot of the odds ratios of Table 2 with their 95% confidence intervals.",
-        )
-        out.append(
-            Section(
-                "table2",
-                "Table 2",
-                tables=[table2(frames["table2_subgroups.csv"], flow)],
-                figures=[forest] if forest else [],
-            )
-        )
+    def present(*items):
+        return [item for item in items if item is not None]
+
+    flow_ok = flow is not None and {"step", "n"} <= set(flow.columns)
+    out = [
+        Section(
+            "table1",
+            "Patient characteristics",
+            tables=present(_safe(table1, frames, "table1.csv", n_patients)),
+        ),
+        Section(
+            "figure1",
+            "Treatment flow",
+            figures=present(
+                figure(
+                    "flow_diagram",
+                    f"Figure 1. Treatment flow and outcomes of all patients (n = {n_patients})",
+                    flow_alt(flow if flow_ok else None),
+                )
+            ),
+        ),
+        Section(
+            "table2",
+            "Response by subgroup",
+            tables=present(
+                _safe(table2, frames, "table2_subgroups.csv", flow if flow_ok else None)
+            ),
+            figures=present(
+                figure(
+                    "forest_table2",
+                    "Odds ratio of response by subgroup (Table 2), 95% CI, log scale",
+                    "Forest plot of the odds ratios of Table 2 with their 95% confidence "
+                    "intervals, n and P for each subgroup.",
+                )
+            ),
+        ),
+    ]
     figure2 = []
-    risk = frames.get("numbers_at_risk.csv")
     for endpoint, grouping, panel in FIGURE_2:
         title = fmt.figure_title(endpoint, grouping)
-        at_risk = numbers_at_risk(risk, endpoint, grouping) if risk is not None else None
         item = figure(
             f"km_{endpoint}_{grouping}",
             f"({panel}) {title}" if panel else title,
             f"Kaplan-Meier curves: {title}, with censoring marks and the log-rank P.",
-            at_risk,
+            _safe(numbers_at_risk, frames, "numbers_at_risk.csv", endpoint, grouping),
         )
-        if item:
-            figure2.append(item)
-    survival_tables = []
-    if "survival_median.csv" in frames:
-        survival_tables.append(
-            survival_medians(frames["survival_median.csv"], frames.get("survival_logrank.csv"))
-        )
-    if "cox.csv" in frames:
-        survival_tables.append(cox_models(frames["cox.csv"], ph))
-    if ph is not None:
-        survival_tables.append(ph_tests(ph))
+        figure2.append(item)
     out.append(
         Section(
             "figure2",
-            "Figure 2. Kaplan-Meier survival curves for event-free survival and overall survival "
-            "according to response (a, b) and performance of allogeneic stem cell "
-            "transplantation (c, d)",
-            figures=figure2,
-            tables=survival_tables,
+            "Survival",
+            caption="Figure 2. Kaplan-Meier survival curves for event-free survival and overall "
+            "survival according to response (a, b) and performance of allogeneic stem cell "
+            "transplantation (c, d); the curves of all patients follow. Numbers at risk under "
+            "each figure.",
+            figures=present(*figure2),
+            tables=present(
+                _safe(
+                    survival_medians,
+                    frames,
+                    "survival_median.csv",
+                    frames.get("survival_logrank.csv"),
+                ),
+                _safe(cox_models, frames, "cox.csv", ph),
+                _safe(ph_tests, frames, "cox_ph_test.csv"),
+            ),
+            figures_first=True,
         )
     )
-    ae_tables = []
-    if "table3_adverse_events.csv" in frames:
-        ae_tables.append(table3(frames["table3_adverse_events.csv"], n_patients))
-    if "adverse_events_by_term.csv" in frames:
-        ae_tables.append(ae_by_term(frames["adverse_events_by_term.csv"], n_patients))
-    out.append(Section("table3", "Table 3", tables=ae_tables))
-    swimmer = figure(
-        "swimmer",
-        "Course of each patient from day 1 of blinatumomab",
-        "Swimmer plot: one bar per patient from day 1 with cycles, best response, allogeneic "
-        "SCT, relapse or progression, and death or last contact.",
+    out.append(
+        Section(
+            "table3",
+            "Adverse events",
+            tables=present(
+                _safe(table3, frames, "table3_adverse_events.csv", n_patients),
+                _safe(ae_by_term, frames, "adverse_events_by_term.csv", n_patients),
+            ),
+        )
     )
-    if swimmer:
-        out.append(Section("swimmer", "Patients over time", figures=[swimmer]))
+    out.append(
+        Section(
+            "swimmer",
+            "Patients over time",
+            figures=present(
+                figure(
+                    "swimmer",
+                    "Course of each patient from day 1 of blinatumomab",
+                    "Swimmer plot: one bar per patient from day 1 with cycles, best response, "
+                    "allogeneic SCT, relapse or progression, and death or last contact.",
+                )
+            ),
+        )
+    )
     out.extend(_beyond_sections(frames, figure, ph))
-    return out
+    return [s for s in out if s.tables or s.figures]
 
 
 def _beyond_sections(frames, figure, ph) -> list[Section]:
-    out = []
-    if "landmark_median.csv" in frames:
-        medians = frames["landmark_median.csv"]
-        landmark = medians["landmark_days"].iloc[0] if len(medians) else 90
-        risk = frames.get("landmark_numbers_at_risk.csv")
-        figures = []
-        for endpoint in ("efs", "os"):
-            for grouping in beyond.LANDMARK_GROUP_LABELS:
-                at_risk = numbers_at_risk(risk, endpoint, grouping) if risk is not None else None
-                if at_risk is not None:
-                    at_risk.title = at_risk.title.replace(
-                        "Number at risk", "Number at risk (months from the landmark)"
-                    )
-                item = figure(
+    medians = frames.get("landmark_median.csv")
+    try:
+        landmark = float(medians["landmark_days"].iloc[0])
+    except (TypeError, KeyError, IndexError, ValueError):
+        landmark = beyond.DEFAULT_LANDMARK_DAYS
+    figures = []
+    for endpoint in ("efs", "os"):
+        for grouping in beyond.LANDMARK_GROUP_LABELS:
+            at_risk = _safe(
+                numbers_at_risk, frames, "landmark_numbers_at_risk.csv", endpoint, grouping
+            )
+            if at_risk is not None:
+                at_risk.title = f"Number at risk, months from the landmark: {fmt.label(endpoint)}"
+            by = fmt.lower_first(fmt.label(grouping))
+            description = f"{fmt.label(endpoint)} from day {landmark:g}, by {by}"
+            figures.append(
+                figure(
                     f"landmark_km_{endpoint}_{grouping}",
-                    f"{fmt.label(endpoint)} from day {float(landmark):g}, by "
-                    f"{fmt.label(grouping).lower()}",
-                    f"Kaplan-Meier curves from the landmark: {fmt.label(endpoint)} by "
-                    f"{fmt.label(grouping).lower()}.",
+                    description,
+                    f"Kaplan-Meier curves from the landmark: {description}.",
                     at_risk,
                 )
-                if item:
-                    figures.append(item)
-        tables = [landmark_medians(medians, frames.get("landmark_logrank.csv"))]
-        if "landmark_excluded.csv" in frames:
-            tables.append(landmark_excluded(frames["landmark_excluded.csv"]))
-        if "landmark_survival_table.csv" in frames:
-            tables.append(landmark_survival_table(frames["landmark_survival_table.csv"]))
-        out.append(
-            Section(
-                "landmark",
-                "Beyond the paper: landmark analysis",
-                note=beyond.NOTES["landmark"],
-                figures=figures,
-                tables=tables,
-                beyond_paper=True,
             )
-        )
-    if "cox_time_varying.csv" in frames:
-        out.append(
-            Section(
-                "cox_time_varying",
-                "Beyond the paper: time-dependent Cox model",
-                tables=[cox_time_varying(frames["cox_time_varying.csv"], ph)],
-                beyond_paper=True,
-            )
-        )
-    if "cumulative_incidence.csv" in frames:
-        out.append(
-            Section(
-                "cumulative_incidence",
-                "Beyond the paper: competing risks",
-                tables=[cumulative_incidence(frames["cumulative_incidence.csv"])],
-                beyond_paper=True,
-            )
-        )
-    if "response_rate.csv" in frames:
-        out.append(
-            Section(
-                "response_rate",
-                "Beyond the paper: response rate",
-                tables=[response_rates(frames["response_rate.csv"])],
-                beyond_paper=True,
-            )
-        )
-    return out
+    return [
+        Section(
+            "landmark",
+            "Beyond the paper: landmark analysis",
+            note=beyond.NOTES["landmark"],
+            figures=[f for f in figures if f is not None],
+            tables=[
+                t
+                for t in (
+                    _safe(
+                        landmark_medians,
+                        frames,
+                        "landmark_median.csv",
+                        frames.get("landmark_logrank.csv"),
+                    ),
+                    _safe(landmark_excluded, frames, "landmark_excluded.csv"),
+                    _safe(landmark_survival_table, frames, "landmark_survival_table.csv"),
+                )
+                if t is not None
+            ],
+            figures_first=True,
+            beyond_paper=True,
+        ),
+        Section(
+            "cox_time_varying",
+            "Beyond the paper: time-dependent Cox model",
+            tables=[t for t in [_safe(cox_time_varying, frames, "cox_time_varying.csv", ph)] if t],
+            beyond_paper=True,
+        ),
+        Section(
+            "cumulative_incidence",
+            "Beyond the paper: competing risks",
+            tables=[
+                t for t in [_safe(cumulative_incidence, frames, "cumulative_incidence.csv")] if t
+            ],
+            beyond_paper=True,
+        ),
+        Section(
+            "response_rate",
+            "Beyond the paper: response rate",
+            tables=[t for t in [_safe(response_rates, frames, "response_rate.csv")] if t],
+            beyond_paper=True,
+        ),
+    ]
 
 
 def all_tables(section_list: list[Section]) -> list[DisplayTable]:

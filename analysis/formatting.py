@@ -188,10 +188,10 @@ LABELS: dict[str, str] = {
     "not_assessed_after_cycle1": "No response assessment after cycle 1",
     "cr_cri_after_cycle1": "CR/CRi after cycle 1",
     "no_cr_cri_after_cycle1": "No CR/CRi after cycle 1 (NR or PD)",
-    "cr_cri_after_cycle1_second_cycle": "Second cycle",
-    "cr_cri_after_cycle1_allo_sct": "Allogeneic SCT",
-    "no_cr_cri_after_cycle1_second_cycle": "Second cycle",
-    "no_cr_cri_after_cycle1_later_cr_cri": "CR/CRi later",
+    "cr_cri_after_cycle1_second_cycle": "CR/CRi after cycle 1, then a second cycle",
+    "cr_cri_after_cycle1_allo_sct": "CR/CRi after cycle 1, then allogeneic SCT",
+    "no_cr_cri_after_cycle1_second_cycle": "No CR/CRi after cycle 1, then a second cycle",
+    "no_cr_cri_after_cycle1_later_cr_cri": "No CR/CRi after cycle 1, CR/CRi later",
     "second_cycle": "Second cycle of blinatumomab",
     "responders_overall": "CR/CRi at any assessment",
     "salvage_chemo_after": "Salvage chemotherapy after blinatumomab",
@@ -216,6 +216,14 @@ BY = {
 }
 
 
+def lower_first(text: str) -> str:
+    """ "Allogeneic SCT by the landmark" -> "allogeneic SCT by the landmark"; an acronym
+    ("CR/CRi", "ECOG") keeps its capitals."""
+    if len(text) > 1 and text[1].isupper():
+        return text
+    return text[:1].lower() + text[1:]
+
+
 def label(code) -> str:
     """The words for a code; a code without an entry is made readable rather than shown raw."""
     text = "" if _missing(code) else str(code)
@@ -234,7 +242,7 @@ def figure_title(endpoint: str, grouping: str) -> str:
     blinatumomab"."""
     if grouping == "overall":
         return f"{label(endpoint)}, all patients"
-    return f"{label(endpoint)} by {BY.get(grouping, label(grouping).lower())}"
+    return f"{label(endpoint)} by {BY.get(grouping, lower_first(label(grouping)))}"
 
 
 # Run parameters (run.json "parameters"), as a labelled list.

@@ -1,26 +1,38 @@
 """Results dashboard for statisticians and monitors."""
 
+import base64
+import hashlib
 import json
+import re
 
-import pandas as pd
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
-from django.http import FileResponse, Http404, JsonResponse, StreamingHttpResponse
+from django.db import transaction
+from django.http import (
+    FileResponse,
+    Http404,
+    HttpResponse,
+    JsonResponse,
+    StreamingHttpResponse,
+)
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
 from registry.access import can_run_analyses
 
+from . import background, display
+from . import formatting as fmt
 from .dataset import iter_dataset_csv
 from .forms import RunForm
 from .models import AnalysisRun
-from .outputs import TABLE_FILES
+from .outputs import TABLE_FILES, run_sections
+from .runs import progress_view
 from .tasks import run_analysis_task
 
 DASHBOARD_TABLES = [name for name in TABLE_FILES if name not in ("survival_table.csv",)]
-COLLAPSED_ROWS_SHOWN = 100
 
 
 def analyst_required(view):
@@ -34,40 +46,36 @@ def analyst_required(view):
     return wrapped
 
 
-def _results(run):
+def _run_meta(run):
     if run is None or run.status != AnalysisRun.SUCCEEDED:
         return None
-    out = run.output_dir
-    if not (out / "run.json").exists():
+    meta_path = run.output_dir / "run.json"
+    return json.loads(meta_path.read_text()) if meta_path.exists() else None
+
+
+def _results(run):
+    """The run laid out as the paper (analysis.display), its figures served from its files."""
+    meta = _run_meta(run)
+    if meta is None:
         return None
-    meta = json.loads((out / "run.json").read_text())
-    tables = []
-    collapsed = meta.get("collapsed_tables", [])
-    for name in DASHBOARD_TABLES:
-        frame = pd.read_csv(out / name, keep_default_na=False)
-        if name in collapsed and len(frame) > COLLAPSED_ROWS_SHOWN:
-            # Step-function tables reach thousands of rows at national scale (~1 s to render on
-            # every visit at 100,000 patients); the page shows their start, the CSV all of it.
-            frame = frame.head(COLLAPSED_ROWS_SHOWN)
-        tables.append(
-            (
-                TABLE_FILES[name],
-                name,
-                frame.to_html(
-                    index=False,
-                    classes="table table-sm table-striped",
-                    border=0,
-                    float_format=lambda x: f"{x:.3f}",
-                ),
-            )
-        )
-    figures = [f for f in meta["files"] if f.endswith(".svg")]
+
+    def src(name):
+        return reverse("analysis:download", args=[run.pk, name]) + "?inline=1"
+
     return {
         "meta": meta,
-        "tables": tables,
-        "figures": figures,
         "files": meta["files"],
-        "collapsed_rows": COLLAPSED_ROWS_SHOWN,
+        "sections": run_sections(run.output_dir, meta, meta["files"], src),
+    }
+
+
+def _context(run, **extra):
+    parameters = run.parameters if run is not None else {}
+    return {
+        "run": run,
+        "results": _results(run),
+        "parameters": fmt.parameter_items(parameters),
+        **extra,
     }
 
 
@@ -78,12 +86,9 @@ def dashboard(request):
     return render(
         request,
         "analysis/dashboard.html",
-        {
-            "form": RunForm(),
-            "runs": AnalysisRun.objects.select_related("created_by")[:20],
-            "run": latest,
-            "results": _results(latest),
-        },
+        _context(
+            latest, form=RunForm(), runs=AnalysisRun.objects.select_related("created_by")[:20]
+        ),
     )
 
 
@@ -113,11 +118,16 @@ def start_run(request):
             status=400,
         )
     run = AnalysisRun.objects.create(created_by=request.user, parameters=form.parameters())
+    if background.enabled():
+        # No broker: the run goes on in a thread of this process and the page shows its steps.
+        transaction.on_commit(lambda: background.start(run.pk))
+        messages.success(request, "Analysis run started: its steps show below as it goes.")
+        return redirect("analysis:run_detail", run_id=run.pk)
     try:
         result = run_analysis_task.delay(str(run.pk))
     except Exception as exc:  # broker down: say so plainly, never leave the run queued
         if run_in_process_failed(run):
-            messages.error(request, f"The analysis failed: {run.error.splitlines()[0]}")
+            messages.error(request, f"The analysis failed: {run.error_summary}")
             return redirect("analysis:run_detail", run_id=run.pk)
         AnalysisRun.objects.filter(pk=run.pk).update(
             status=AnalysisRun.FAILED,
@@ -145,22 +155,45 @@ def run_in_process_failed(run) -> bool:
 def run_detail(request, run_id):
     AnalysisRun.fail_stale_runs()
     run = get_object_or_404(AnalysisRun, pk=run_id)
-    return render(request, "analysis/run_detail.html", {"run": run, "results": _results(run)})
+    return render(request, "analysis/run_detail.html", _context(run, progress=progress_view(run)))
 
 
 @analyst_required
 def run_status(request, run_id):
     AnalysisRun.fail_stale_runs()  # the page polls this: a lost worker shows as failed
     run = get_object_or_404(AnalysisRun, pk=run_id)
+    progress = progress_view(run)
     return JsonResponse(
         {
             "status": run.status,
+            "status_display": run.get_status_display(),
             "progress_pct": run.progress_pct,
-            "progress_step": run.progress_step,
-            "error": run.error,
+            "progress_step": progress["step"],
+            "steps": progress["steps"],
+            "error": run.error_summary,
             "finished": run.is_finished,
         }
     )
+
+
+@analyst_required
+def table_csv(request, run_id, key):
+    """One table of the run as the page shows it (formatted text), as CSV."""
+    run = get_object_or_404(AnalysisRun, pk=run_id, status=AnalysisRun.SUCCEEDED)
+    meta = _run_meta(run)
+    if meta is None:
+        raise Http404("No such table in this run.")
+    sections = run_sections(run.output_dir, meta, meta["files"], src=lambda name: name)
+    table = next((t for t in display.all_tables(sections) if t.key == key), None)
+    if table is None:
+        raise Http404("No such table in this run.")
+    response = HttpResponse(table.to_csv(), content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="{key}_formatted.csv"'
+    return response
+
+
+INLINE = (".svg", ".png")
+_STYLE = re.compile(rb"<style>(.*?)</style>", re.S)
 
 
 @analyst_required
@@ -170,7 +203,24 @@ def download(request, run_id, filename):
     files = json.loads(meta_path.read_text())["files"] if meta_path.exists() else []
     if filename not in files:  # only the run's own files, never a path
         raise Http404("No such file in this run.")
-    inline = filename.endswith((".svg", ".png")) and "inline" in request.GET
-    return FileResponse(
-        open(run.output_dir / filename, "rb"), as_attachment=not inline, filename=filename
-    )
+    path = run.output_dir / filename
+    if filename == "report.html" and "download" not in request.GET:
+        return _report_inline(path)
+    inline = filename.endswith(INLINE) and "inline" in request.GET
+    return FileResponse(open(path, "rb"), as_attachment=not inline, filename=filename)
+
+
+def _report_inline(path):
+    """report.html opened in the browser. Its one <style> block is allowed by its hash, so the
+    site's content security policy (no inline styles) still holds for everything else; it has
+    no script."""
+    content = path.read_bytes()
+    response = HttpResponse(content, content_type="text/html; charset=utf-8")
+    hashes = [
+        "'sha256-" + base64.b64encode(hashlib.sha256(block).digest()).decode() + "'"
+        for block in _STYLE.findall(content)
+    ]
+    if hashes:
+        response._csp_update = {"style-src": hashes}
+    response["Content-Disposition"] = 'inline; filename="report.html"'
+    return response
