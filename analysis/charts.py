@@ -19,7 +19,7 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import FancyBboxPatch, Patch
 
 from . import formatting as fmt
-from .dataset import DAYS_PER_MONTH
+from .beyond import DAYS_PER_MONTH  # as analysis.dataset, without Django
 
 # ---------------------------------------------------------------------------------------------
 # Figure 1: treatment flow

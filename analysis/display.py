@@ -436,10 +436,10 @@ def ph_tests(ph_test: pd.DataFrame) -> DisplayTable:
     )
 
 
-def numbers_at_risk(frame: pd.DataFrame, endpoint: str, grouping: str, **key) -> DisplayTable:
+def numbers_at_risk(
+    frame: pd.DataFrame, endpoint: str, grouping: str, source: str = "numbers_at_risk.csv"
+) -> DisplayTable:
     part = frame[(frame["endpoint"] == endpoint) & (frame["grouping"] == grouping)]
-    for column, value in key.items():
-        part = part[part[column].astype(str) == str(value)]
     times = sorted(part["time"].unique())
     rows = []
     for group, counts in part.groupby("group", sort=False):
@@ -452,7 +452,7 @@ def numbers_at_risk(frame: pd.DataFrame, endpoint: str, grouping: str, **key) ->
         title=f"Number at risk: {fmt.figure_title(endpoint, grouping)}",
         columns=["Months", *(f"{t:g}" for t in times)],
         rows=rows,
-        sources=["numbers_at_risk.csv"],
+        sources=[source],
     )
 
 
@@ -918,13 +918,12 @@ def _beyond_sections(frames, figure, ph) -> list[Section]:
     figures = []
     for endpoint in ("efs", "os"):
         for grouping in beyond.LANDMARK_GROUP_LABELS:
-            at_risk = _safe(
-                numbers_at_risk, frames, "landmark_numbers_at_risk.csv", endpoint, grouping
-            )
-            if at_risk is not None:
-                at_risk.title = f"Number at risk, months from the landmark: {fmt.label(endpoint)}"
+            name = "landmark_numbers_at_risk.csv"
+            at_risk = _safe(numbers_at_risk, frames, name, endpoint, grouping, name)
             by = fmt.lower_first(fmt.label(grouping))
             description = f"{fmt.label(endpoint)} from day {landmark:g}, by {by}"
+            if at_risk is not None:
+                at_risk.title = f"Number at risk (months from the landmark): {description}"
             figures.append(
                 figure(
                     f"landmark_km_{endpoint}_{grouping}",

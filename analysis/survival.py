@@ -238,19 +238,8 @@ def cox_fit(
     coef = fitter.params_.reindex(covariates)
     se = fitter.standard_errors_.reindex(covariates)
     z = coef / se
-    table = pd.DataFrame(
-        {
-            "term": list(covariates),
-            "coef": coef.to_numpy(),
-            "se": se.to_numpy(),
-            "hazard_ratio": np.exp(coef.to_numpy()),
-            "ci_lower": np.exp((coef - Z_95 * se).to_numpy()),
-            "ci_upper": np.exp((coef + Z_95 * se).to_numpy()),
-            "p_value": 2 * stats.norm.sf(np.abs(z.to_numpy())),
-            "note": join_notes(*notes),
-        },
-        columns=COX_COLUMNS,
-    )
+    with np.errstate(over="ignore"):  # a diverging fit: its CI limit is infinite, as in R
+        table = _coefficients(covariates, coef, se, z, join_notes(*notes))
     ph_test = cox_zph(
         data[duration_col].to_numpy(),
         data[event_col].to_numpy(),
@@ -259,6 +248,22 @@ def cox_fit(
         terms=covariates,
     )
     return CoxFit(table, ph_test)
+
+
+def _coefficients(covariates, coef, se, z, note) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "term": list(covariates),
+            "coef": coef.to_numpy(),
+            "se": se.to_numpy(),
+            "hazard_ratio": np.exp(coef.to_numpy()),
+            "ci_lower": np.exp((coef - Z_95 * se).to_numpy()),
+            "ci_upper": np.exp((coef + Z_95 * se).to_numpy()),
+            "p_value": 2 * stats.norm.sf(np.abs(z.to_numpy())),
+            "note": note,
+        },
+        columns=COX_COLUMNS,
+    )
 
 
 def cox(

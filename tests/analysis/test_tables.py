@@ -363,6 +363,13 @@ def test_treatment_flow_on_paper_cohort():
         "responders_overall": 22,
         "allo_sct_after": 16,
         "salvage_chemo_after": 13,
+        # Figure 1's branches; the paper: 3 not assessed after cycle 1, 2 CR reached later.
+        "not_assessed_after_cycle1": 3,
+        "no_cr_cri_after_cycle1": 26,
+        "cr_cri_after_cycle1_second_cycle": 20,
+        "cr_cri_after_cycle1_allo_sct": 16,
+        "no_cr_cri_after_cycle1_second_cycle": 16,
+        "no_cr_cri_after_cycle1_later_cr_cri": 2,
     }
 
 
