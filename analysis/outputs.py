@@ -535,10 +535,12 @@ def write_tables_xlsx(results: dict, formatted: list, out: Path) -> str:
     as its CSV (machine-readable, numbers as numbers)."""
     book = Workbook()
     book.remove(book.active)
-    for table in formatted:
-        if table.key not in SHEET_TITLES:
+    by_key = {table.key: table for table in formatted}
+    for key, title in SHEET_TITLES.items():  # the paper's tables first
+        if key not in by_key:
             continue
-        sheet = book.create_sheet(SHEET_TITLES[table.key])
+        table = by_key[key]
+        sheet = book.create_sheet(title)
         sheet.append([table.title])
         sheet["A1"].font = Font(bold=True)
         sheet.append(list(table.columns))

@@ -228,6 +228,14 @@ def run_file(w):
     ]
 
 
+def run_table(w):
+    return [
+        Target({"run_id": w.run.pk, "key": "table1"}),
+        Target({"run_id": w.run.pk, "key": "settings"}, MISSING),
+        Target({"run_id": uuid.uuid4(), "key": "table1"}, MISSING),
+    ]
+
+
 def site_code(w):
     return [Target({"code": "KR01"}, "KR01"), Target({"code": "ZZ99"}, MISSING)]
 
@@ -309,6 +317,7 @@ RULES = {
     "analysis:run_detail": Rule(run, get=ANALYST, post=ANALYST),
     "analysis:run_status": Rule(run, get=ANALYST, post=ANALYST),
     "analysis:download": Rule(run_file, get=ANALYST, post=ANALYST),
+    "analysis:table_csv": Rule(run_table, get=ANALYST, post=ANALYST),
     # monitoring: a site's monitors; answering queries and signing are the investigators'
     "monitoring:progress": Rule(
         get=role_gate("monitor", staff=True), post=role_gate("monitor", staff=True)
