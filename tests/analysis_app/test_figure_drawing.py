@@ -47,7 +47,10 @@ def test_one_worker_process_per_cpu_but_one(dataset, tmp_path, monkeypatch, cpus
     assert pools == [workers]  # at most one per figure
     assert files == EXPECTED and written(tmp_path) == sorted(EXPECTED)
     assert (tmp_path / "km_os_responder.png").read_bytes()[:8] == PNG_SIGNATURE
-    assert "Overall survival by responder" in (tmp_path / "km_os_responder.svg").read_text()
+    assert (
+        "Overall survival by response to blinatumomab (CR/CRi)"
+        in (tmp_path / "km_os_responder.svg").read_text()
+    )
 
 
 def signed_draw(specs, out, draw=outputs._draw):

@@ -200,7 +200,7 @@ def test_dashboard_run_equals_command_line_run(demo, client, statistician, tmp_p
         assert (run.output_dir / name).read_bytes() == (tmp_path / name).read_bytes(), name
     page = client.get(reverse("analysis:dashboard"))
     assert page.status_code == 200
-    assert b"Table 2. Response rate by subgroup" in page.content
+    assert b"Table 2. Response rates after induction therapy" in page.content
     assert f"{run.n_patients} patients".encode() in page.content
 
 
@@ -252,7 +252,7 @@ def test_report_is_self_contained(demo, tmp_path):
     report = (tmp_path / "report.html").read_text()
     assert "data:image/png;base64," in report
     assert "http://" not in report and "https://" not in report
-    assert "Table 2. Response rate by subgroup" in report
+    assert "Table 2. Response rates after induction therapy" in report
 
 
 def test_outputs_module_lists_every_table_it_writes():
