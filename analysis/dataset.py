@@ -12,9 +12,19 @@ from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
+from django.apps import apps
 from django.db import connection
-from django.db.models import BooleanField, CharField, DateField, DecimalField, Max, TextField
+from django.db.models import (
+    BooleanField,
+    CharField,
+    DateField,
+    DateTimeField,
+    DecimalField,
+    Max,
+    TextField,
+)
 
+from exchange.safe import safe_frame
 from registry import ctcae, rules
 from registry.models import (
     AdverseEvent,
@@ -24,6 +34,7 @@ from registry.models import (
     Patient,
     ResponseAssessment,
     SubsequentTherapy,
+    TrackedRecord,
     Transplant,
 )
 
@@ -72,8 +83,9 @@ VARIABLES = {
     "dexamethasone_mg_before": ("Cumulative dexamethasone before blinatumomab, mg", None),
     "dexamethasone_gt_80": ("Dexamethasone > cut (default 80 mg)", YES_NO),
     "cycles_given": ("Blinatumomab cycles given", None),
-    "evaluable": ("Evaluable for response (at least one assessment)", YES_NO),
-    "best_response": ("Best response (CR, CRi, NR, PD; NE = not evaluable)", None),
+    "response_assessed": ("At least one response assessment (any result, NE included)", YES_NO),
+    "evaluable": ("Evaluable for response (a determinable response: CR, CRi, NR or PD)", YES_NO),
+    "best_response": ("Best response (CR, CRi, NR, PD; NE = no determinable response)", None),
     "responder": ("Responder (best response CR or CRi)", YES_NO),
     "response_after_cycle1": ("Response at the first assessment after cycle 1", None),
     "allo_sct_after": ("Allogeneic SCT after blinatumomab", YES_NO),
@@ -89,9 +101,32 @@ VARIABLES = {
     ),
     "os_days": ("Overall survival, days from day 1", None),
     "os_months": ("Overall survival, months (days / 30.4375)", None),
-    "os_event": ("Death from any cause (0 = censored at last follow-up)", YES_NO),
+    "os_event": ("Death from any cause (0 = censored at the latest dated record)", YES_NO),
 }
 FLAG_COLUMNS = [c for c, (_, labels) in VARIABLES.items() if labels is YES_NO]
+
+# The censoring rule, stated once: the codebook, the report and the README say this.
+CENSORING_DEFINITION = (
+    "censored at the latest date on any record of the case (any date of the patient, baseline, "
+    "cycles, response assessments, adverse events, transplant, subsequent therapies or "
+    "follow-up): the follow-up's last contact, unless another record is dated later (it shows "
+    "the patient alive then); without a follow-up CRF, the latest dated record"
+)
+# How the variables that encode a rule are derived (codebook "rule" column, report.html).
+DEFINITIONS = {
+    "response_assessed": "At least one response assessment recorded, whatever its result "
+    "(NE included).",
+    "evaluable": f"Evaluable for response: {rules.EVALUABLE_DEFINITION} (registry.rules."
+    "is_evaluable; the paper's 49 of 50).",
+    "best_response": "The best category reached at any response assessment, in the order CR > "
+    "CRi > NR > PD; NE when no assessment gave a determinable response (not evaluable).",
+    "efs_days": "From day 1 to the first relapse or progression (follow-up CRF, or a PD "
+    f"response assessment) or death, whichever is first; without any, {CENSORING_DEFINITION}.",
+    "efs_event": "1 at the EFS event of efs_days (relapse, progression or death); 0 when "
+    f"{CENSORING_DEFINITION}.",
+    "os_days": f"From day 1 to death from any cause; alive, {CENSORING_DEFINITION}.",
+    "os_event": f"1 at death from any cause; 0 when alive, {CENSORING_DEFINITION}.",
+}
 
 
 @dataclass
@@ -189,6 +224,8 @@ TEXT_FIELDS = (CharField, TextField, BooleanField, DateField)
 
 
 def _output_field(queryset, column):
+    if column in queryset.query.annotations:
+        return queryset.query.annotations[column].output_field
     model, *path = queryset.model, *column.split("__")
     for name in path[:-1]:
         model = model._meta.get_field(name).related_model
@@ -205,12 +242,12 @@ def _scoped(model, scope):
 
 def load_registry(patients=None, cuts: Cuts = Cuts()) -> RegistrySnapshot:
     """Read the registry (all patients, or the given queryset) into an analysis snapshot."""
-    records = _read_records(patients)
     aes = _frame(
         _scoped(AdverseEvent, patients),
-        ["id", "patient_id", "ctcae_term", "grade", "cycle_id", "onset_date"],
+        _with_dates(AdverseEvent, ["id", "patient_id", "ctcae_term", "grade", "cycle_id"]),
     )
-    dataset = derive(records, cuts, aes[["patient_id", "onset_date"]])
+    records = _read_records(patients, adverse_events=aes)
+    dataset = derive(records, cuts)
     return RegistrySnapshot(
         dataset=dataset,
         adverse_events=_adverse_event_frame(aes, records),
@@ -261,7 +298,7 @@ def iter_dataset_csv(patients=None, cuts: Cuts = Cuts(), chunk_size: int = 5000)
         frame = dataset_frame(chunk, cuts)
         if frame.empty:
             return
-        yield frame.to_csv(index=False, header=False)
+        yield safe_frame(frame).to_csv(index=False, header=False)
         if last is None:
             return
         after = last
@@ -269,15 +306,7 @@ def iter_dataset_csv(patients=None, cuts: Cuts = Cuts(), chunk_size: int = 5000)
 
 def dataset_frame(patients, cuts: Cuts = Cuts()) -> pd.DataFrame:
     """One row per patient of `patients` (in study ID order): the columns of VARIABLES."""
-    latest_onsets = (
-        _scoped(AdverseEvent, patients)
-        .filter(onset_date__isnull=False)
-        .values("patient_id")
-        .annotate(onset_date=Max("onset_date"))
-        .values_list("patient_id", "onset_date")
-    )
-    onsets = pd.DataFrame.from_records(list(latest_onsets), columns=["patient_id", "onset_date"])
-    return derive(_read_records(patients), cuts, onsets)
+    return derive(_read_records(patients), cuts)
 
 
 class Records(NamedTuple):
@@ -291,58 +320,124 @@ class Records(NamedTuple):
     followup: pd.DataFrame
     transplants: pd.DataFrame
     salvage_patient_ids: pd.Series
+    latest_dates: pd.Series  # by patient ID: the latest date on any record of the case
 
 
-def _read_records(scope) -> Records:
-    """One query per CRF table, for the patients of `scope` (None: the whole registry)."""
+def case_record_models() -> list[type]:
+    """Patient and every model of a case's records (a tracked record linked to one patient),
+    found rather than listed, so that a record type added later counts without a change here."""
+    found = [Patient]
+    for model in apps.get_models():
+        if model is Patient or not issubclass(model, TrackedRecord):
+            continue
+        link = next((f for f in model._meta.concrete_fields if f.name == "patient"), None)
+        if link is not None and link.related_model is Patient:
+            found.append(model)
+    return found
+
+
+def date_fields(model) -> list[str]:
+    """The model's calendar dates; not the entry timestamps (DateTimeField, a DateField too)."""
+    return [
+        f.name
+        for f in model._meta.concrete_fields
+        if isinstance(f, DateField) and not isinstance(f, DateTimeField)
+    ]
+
+
+def _with_dates(model, columns: list[str]) -> list[str]:
+    """`columns` and every date field of `model` (for the censoring date)."""
+    return columns + [name for name in date_fields(model) if name not in columns]
+
+
+def _latest_record_dates(read: dict, scope) -> pd.Series:
+    """The latest date on any record of each case, by patient ID, over every date field of every
+    case record model (CENSORING_DEFINITION). `read`: frames already read in full, by model, with
+    every date field (_with_dates); any other model (one the dataset needs nothing else from, or
+    a new one) is one query grouped by patient: the latest value of each of its date fields."""
+    parts = []
+    for model in case_record_models():
+        fields = date_fields(model)
+        if not fields:
+            continue
+        if model in read:
+            frame = read[model]
+            ids = frame["id" if model is Patient else "patient_id"]
+            day = frame[fields].max(axis=1)
+        else:
+            latest = {f"latest_{name}": Max(name) for name in fields}
+            grouped = _scoped(model, scope).values("patient_id").annotate(**latest)
+            frame = _frame(grouped, ["patient_id", *latest])
+            ids, day = frame["patient_id"], frame[list(latest)].max(axis=1)
+        parts.append(pd.DataFrame({"patient_id": ids, "day": day}))
+    days = pd.concat(parts, ignore_index=True).dropna()
+    return days.groupby("patient_id")["day"].max()
+
+
+def _read_records(scope, adverse_events: pd.DataFrame | None = None) -> Records:
+    """One query per CRF table, for the patients of `scope` (None: the whole registry), each with
+    every date field of its model; `adverse_events`, when the caller has read them (all their
+    rows, _with_dates), are not queried again for the censoring date."""
+    columns = [
+        "id",
+        "study_id",
+        "institution__code",
+        "sex",
+        "birth_year",
+        "birth_date",
+        "diagnosis_date",
+        "blinatumomab_start_date",
+    ]
     patients = _frame(
         (Patient.objects.all() if scope is None else scope).order_by("study_id"),
-        [
-            "id",
-            "study_id",
-            "institution__code",
-            "sex",
-            "birth_year",
-            "birth_date",
-            "diagnosis_date",
-            "blinatumomab_start_date",
-        ],
+        _with_dates(Patient, columns),
     ).rename(columns={"institution__code": "institution"})
     baseline = _frame(
         _scoped(Baseline, scope),
-        [
-            "patient_id",
-            "ecog",
-            "salvage_phase",
-            "prior_therapies_n",
-            "prior_allo_sct",
-            "relapse_site",
-            "emd_cns",
-            "marrow_blasts_pct",
-            "pb_blasts_per_ul",
-            "cyto_dx_risk",
-            "cyto_start_risk",
-            "dexamethasone_mg_before",
-        ],
+        _with_dates(
+            Baseline,
+            [
+                "patient_id",
+                "ecog",
+                "salvage_phase",
+                "prior_therapies_n",
+                "prior_allo_sct",
+                "relapse_site",
+                "emd_cns",
+                "marrow_blasts_pct",
+                "pb_blasts_per_ul",
+                "cyto_dx_risk",
+                "cyto_start_risk",
+                "dexamethasone_mg_before",
+            ],
+        ),
     )
     assessments = _frame(
         _scoped(ResponseAssessment, scope),
-        ["id", "patient_id", "assessment_date", "response", "cycle_id"],
+        _with_dates(ResponseAssessment, ["id", "patient_id", "response", "cycle_id"]),
     )
-    cycles = _frame(_scoped(Cycle, scope), ["id", "patient_id", "number", "start_date", "end_date"])
+    cycles = _frame(_scoped(Cycle, scope), _with_dates(Cycle, ["id", "patient_id", "number"]))
     assessments["cycle"] = assessments["cycle_id"].map(cycles.set_index("id")["number"])
-    followup = _frame(
-        _scoped(FollowUp, scope),
-        ["patient_id", "last_contact_date", "relapse_or_progression_date", "death_date"],
-    )
-    transplants = _frame(_scoped(Transplant, scope), ["patient_id", "sct_date"])
+    followup = _frame(_scoped(FollowUp, scope), _with_dates(FollowUp, ["patient_id"]))
+    transplants = _frame(_scoped(Transplant, scope), _with_dates(Transplant, ["patient_id"]))
     salvage = _frame(
         _scoped(SubsequentTherapy, scope).filter(category=SubsequentTherapy.SALVAGE_CHEMO),
         ["patient_id"],
     )["patient_id"]
+    read = {
+        Patient: patients,
+        Baseline: baseline,
+        ResponseAssessment: assessments,
+        Cycle: cycles,
+        FollowUp: followup,
+        Transplant: transplants,
+    }
+    if adverse_events is not None:
+        read[AdverseEvent] = adverse_events
+    latest = _latest_record_dates(read, scope)
     # Same-day assessments in entry order.
     assessments = assessments.sort_values(["patient_id", "assessment_date", "id"], kind="stable")
-    return Records(patients, baseline, assessments, cycles, followup, transplants, salvage)
+    return Records(patients, baseline, assessments, cycles, followup, transplants, salvage, latest)
 
 
 def _date_parts(dates: pd.Series) -> SimpleNamespace:
@@ -362,37 +457,18 @@ def _assumed_birth_dates(df: pd.DataFrame) -> pd.Series:
     return df["birth_date"].where(~missing, pd.to_datetime(df["birth_year"].map(mid_year)))
 
 
-def _last_record_dates(records: Records, ae_onsets: pd.DataFrame) -> pd.Series:
-    """Latest date any record shows the patient alive, by patient ID: the censoring date of a
-    patient without a follow-up CRF."""
-    dated = [
-        (records.cycles, "end_date"),
-        (records.cycles, "start_date"),
-        (records.assessments, "assessment_date"),
-        (ae_onsets, "onset_date"),
-    ]
-    days = pd.concat(
-        [
-            pd.DataFrame({"patient_id": frame["patient_id"], "day": pd.to_datetime(frame[c])})
-            for frame, c in dated
-        ],
-        ignore_index=True,
-    )
-    return days.dropna().groupby("patient_id")["day"].max()
-
-
 def _days_between(later: pd.Series, earlier: pd.Series) -> pd.Series:
     return (pd.to_datetime(later) - pd.to_datetime(earlier)).dt.days
 
 
-def derive(records: Records, cuts: Cuts, ae_onsets: pd.DataFrame) -> pd.DataFrame:
-    """Derived variables of the paper, one row per patient (in study ID order).
-
-    `ae_onsets`: the patients' adverse-event onset dates (patient_id, onset_date), for the
-    censoring date of patients without a follow-up CRF."""
-    df = records.patients.merge(
-        records.baseline, left_on="id", right_on="patient_id", how="left"
-    ).merge(records.followup, on="patient_id", how="left")
+def derive(records: Records, cuts: Cuts) -> pd.DataFrame:
+    """Derived variables of the paper, one row per patient (in study ID order); the rules that
+    are not plain readings are stated in DEFINITIONS."""
+    # Each CRF joined on the patient's own ID: a case without a baseline keeps its follow-up.
+    df = records.patients
+    for crf in (records.baseline, records.followup):
+        crf = crf.rename(columns={"patient_id": "id"})
+        df = df.merge(crf, on="id", how="left", validate="one_to_one")
     ids = df["id"]
     start = df["blinatumomab_start_date"]
     out = pd.DataFrame(
@@ -429,7 +505,9 @@ def derive(records: Records, cuts: Cuts, ae_onsets: pd.DataFrame) -> pd.DataFram
     out["cycles_given"] = out["cycles_given"].astype(int)
 
     best, after_c1, first_pd, first_response = _assessment_facts(ids, records.assessments)
-    out["evaluable"] = best != rules.NOT_EVALUABLE
+    out["response_assessed"] = ids.isin(records.assessments["patient_id"])
+    # rules.is_evaluable() on whole columns: the best response is a determinable one.
+    out["evaluable"] = best.isin(rules.DETERMINABLE_RESPONSES)
     out["best_response"] = best
     out["responder"] = best.isin(rules.RESPONDER_CATEGORIES)
     out["response_after_cycle1"] = after_c1
@@ -440,9 +518,9 @@ def derive(records: Records, cuts: Cuts, ae_onsets: pd.DataFrame) -> pd.DataFram
     out["sct_days"] = _days_between(ids.map(sct_dates), start).astype("Int64")
     out["salvage_chemo_after"] = ids.isin(records.salvage_patient_ids)
 
-    # Censoring date: last contact on the follow-up CRF, else the latest dated record.
-    last_seen = df["last_contact_date"].fillna(ids.map(_last_record_dates(records, ae_onsets)))
-    last_seen = last_seen.fillna(start)
+    # Censoring date (CENSORING_DEFINITION): the latest date on any record of the case, the
+    # follow-up's last contact included; never missing, as blinatumomab start is one of them.
+    last_seen = ids.map(records.latest_dates)
     death = df["death_date"]
     relapse = df["relapse_or_progression_date"]
     efs_date = pd.concat([relapse, first_pd, death], axis=1).min(axis=1)

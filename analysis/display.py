@@ -91,9 +91,12 @@ class DisplayTable:
             out.append(cells + [""] * (self.width - len(cells)))
         return out
 
-    def to_csv(self) -> str:
+    def to_csv(self, cell=lambda text: text) -> str:
+        """The table as shown, as CSV; `cell` prepares each text (e.g. exchange.safe.safe_cell
+        for spreadsheets)."""
         buffer = io.StringIO()
-        csv.writer(buffer, lineterminator="\n").writerows(self.text_rows())
+        rows = [[cell(text) for text in row] for row in self.text_rows()]
+        csv.writer(buffer, lineterminator="\n").writerows(rows)
         return buffer.getvalue()
 
 
@@ -184,7 +187,9 @@ def _typeset(characteristic: str) -> str:
     return characteristic.replace(">=", "\u2265").replace("<=", "\u2264")
 
 
-def table2(frame: pd.DataFrame, flow: pd.DataFrame | None) -> DisplayTable:
+def table2(
+    frame: pd.DataFrame, flow: pd.DataFrame | None, evaluable_rule: str = ""
+) -> DisplayTable:
     """Table 2 as printed: per subgroup a heading row, then its two levels with the response
     rate, the odds ratio (95% CI) and P on the second level's row."""
     evaluable, responders = _flow_count(flow, "evaluable"), _flow_count(flow, "responders_overall")
@@ -219,8 +224,10 @@ def table2(frame: pd.DataFrame, flow: pd.DataFrame | None) -> DisplayTable:
         f"subgroups (n = {evaluable if evaluable is not None else len(frame)})",
         columns=["Variables", f"Response rates {overall}".strip(), "OR (95% CI)", "P value"],
         rows=rows,
-        footnote="Response: CR or CRi at any assessment, among evaluable patients; patients "
-        "missing a variable are left out of that subgroup only. OR: odds ratio of response, "
+        footnote="Response: CR or CRi at any assessment, among evaluable patients"
+        + (f" ({fmt.lower_first(evaluable_rule.rstrip('.'))})" if evaluable_rule else "")
+        + "; patients missing a variable are left out of that subgroup only. OR: odds ratio "
+        "of response, "
         "first level vs second (the paper's 'RR'; time to treatment from diagnosis is reversed, "
         "as printed in the paper), with a Woolf (logit) 95% CI; with a zero cell, 0.5 is added "
         f"to every cell (Haldane-Anscombe). P: {test}. NA: not estimable (an empty level). "
@@ -297,7 +304,17 @@ def ae_by_term(frame: pd.DataFrame, n_patients: int) -> DisplayTable:
 MONTHS = "Months = days / 30.4375."
 
 
-def survival_medians(medians: pd.DataFrame, logrank: pd.DataFrame | None) -> DisplayTable:
+def survival_medians(
+    medians: pd.DataFrame, logrank: pd.DataFrame | None, definitions: dict | None = None
+) -> DisplayTable:
+    definitions = definitions or {}
+    if "efs_days" in definitions and "os_days" in definitions:
+        endpoints = f"EFS: {definitions['efs_days']} OS: {definitions['os_days']}"
+    else:
+        endpoints = (
+            "EFS: from day 1 to relapse, progression or death; OS: to death from any cause; "
+            "otherwise censored at the last contact."
+        )
     rows = []
     for (endpoint, grouping), part in medians.groupby(["endpoint", "grouping"], sort=False):
         heading = fmt.figure_title(endpoint, grouping)
@@ -328,10 +345,9 @@ def survival_medians(medians: pd.DataFrame, logrank: pd.DataFrame | None) -> Dis
         columns=["", "n", "Events", "Median, months (95% CI)", "Log-rank P"],
         rows=rows,
         footnote="Kaplan-Meier medians with 95% CIs from the log-transformed survival function "
-        "(R survfit's default); NR not reached. P: log-rank test (R survdiff). EFS: from day 1 "
-        "to relapse, progression or death; OS: to death from any cause; otherwise censored at "
-        f"the last contact. {MONTHS} Groups by response and by allogeneic SCT are fixed on day "
-        "1, as in the paper: they carry immortal-time bias (see the landmark analysis).",
+        f"(R survfit's default); NR not reached. P: log-rank test (R survdiff). {endpoints} "
+        f"{MONTHS} Groups by response and by allogeneic SCT are fixed on day 1, as in the "
+        "paper: they carry immortal-time bias (see the landmark analysis).",
         sources=["survival_median.csv", "survival_logrank.csv", "survival_table.csv"],
     )
 
@@ -796,11 +812,15 @@ def flow_alt(flow: pd.DataFrame | None) -> str:
     return f"Treatment flow diagram. {steps}."
 
 
-def sections(frames: dict, meta: dict, files, src: Callable[[str], str]) -> list[Section]:
+def sections(
+    frames: dict, meta: dict, files, src: Callable[[str], str], definitions: dict | None = None
+) -> list[Section]:
     """The run as the paper lays it out: Table 1, Figure 1, Table 2 and its forest plot,
     Figure 2 with numbers at risk, survival models, Table 3, the swimmer plot, then the
     analyses beyond the paper. `src(file name)` is how the caller shows an image (a URL on the
-    page, embedded data in the report); figures missing from `files` are left out."""
+    page, embedded data in the report); figures missing from `files` are left out.
+    `definitions` (column -> rule, analysis.dataset.DEFINITIONS) go into the footnotes."""
+    definitions = definitions or {}
     files = set(files)
     n_patients = int(meta.get("n_patients") or 0)
     flow = frames.get("flow.csv")
@@ -837,7 +857,13 @@ def sections(frames: dict, meta: dict, files, src: Callable[[str], str]) -> list
             "table2",
             "Response by subgroup",
             tables=present(
-                _safe(table2, frames, "table2_subgroups.csv", flow if flow_ok else None)
+                _safe(
+                    table2,
+                    frames,
+                    "table2_subgroups.csv",
+                    flow if flow_ok else None,
+                    definitions.get("evaluable", ""),
+                )
             ),
             figures=present(
                 figure(

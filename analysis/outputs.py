@@ -22,11 +22,12 @@ from openpyxl import Workbook
 from openpyxl.styles import Alignment, Font
 from threadpoolctl import threadpool_limits
 
+from exchange.safe import safe_cell, safe_frame
 from registry.ctcae import TABLE3_MAP_CSV
 
 from . import beyond, charts, display, docx_report, figures, survival, tables
 from . import formatting as fmt
-from .dataset import DAYS_PER_MONTH, VARIABLES, Cuts, RegistrySnapshot
+from .dataset import DAYS_PER_MONTH, DEFINITIONS, VARIABLES, Cuts, RegistrySnapshot
 
 logger = logging.getLogger(__name__)
 
@@ -198,7 +199,8 @@ DATASET_FORMATS = ["csv", "xlsx", "sav", "dta"]
 
 
 def write_dataset(df: pd.DataFrame, out: Path) -> list[str]:
-    """The analysis dataset as CSV, Excel, SPSS and Stata, with variable and value labels."""
+    """The analysis dataset as CSV, Excel, SPSS and Stata, with variable and value labels; text
+    cells that a spreadsheet would run as a formula are quoted in the CSV and the XLSX."""
     return [write_dataset_as(df, out, fmt) for fmt in DATASET_FORMATS]
 
 
@@ -206,7 +208,7 @@ def write_dataset_as(df: pd.DataFrame, out: Path, fmt: str) -> str:
     """One format of the analysis dataset (csv, xlsx, sav or dta); returns the file name."""
     name = f"analysis_dataset.{fmt}"
     if fmt == "csv":
-        df.to_csv(out / name, index=False)
+        safe_frame(df).to_csv(out / name, index=False)
     elif fmt == "xlsx":
         _write_xlsx(df, out / name, "analysis_dataset")
     elif fmt == "sav":
@@ -235,6 +237,16 @@ def write_dataset_as(df: pd.DataFrame, out: Path, fmt: str) -> str:
     return name
 
 
+def write_tables(results: dict[str, pd.DataFrame], out: Path, formatted=lambda: []) -> list[str]:
+    """Each table as its CSV, then tables.xlsx: the formatted tables (`formatted()`, built from
+    the CSVs just written) and every table as a sheet. Text cells that a spreadsheet would run
+    as a formula are quoted, numbers stay numbers."""
+    for name, frame in results.items():
+        safe_frame(frame).to_csv(out / name, index=False)
+    write_tables_xlsx(results, formatted(), out)
+    return [*results, "tables.xlsx"]
+
+
 def _write_xlsx(df: pd.DataFrame, path: Path, sheet_name: str) -> None:
     """The frame as one sheet (header row, empty cells for missing values), streamed with
     openpyxl's write-only workbook: DataFrame.to_excel builds and styles every cell first,
@@ -242,7 +254,7 @@ def _write_xlsx(df: pd.DataFrame, path: Path, sheet_name: str) -> None:
     book = Workbook(write_only=True)
     sheet = book.create_sheet(sheet_name)
     sheet.append([str(c) for c in df.columns])
-    values = df.astype(object).where(df.notna(), None)
+    values = safe_frame(df).astype(object).where(df.notna(), None)
     for row in values.itertuples(index=False, name=None):
         sheet.append(row)
     book.save(path)
@@ -450,14 +462,19 @@ def write_run(snapshot, out_dir, parameters, metadata=None, progress=lambda pct,
     try:
         _step(progress, "dataset")
         files = write_dataset(snapshot.dataset, out)
-        snapshot.adverse_events.to_csv(out / "adverse_events.csv", index=False)
-        snapshot.cycles.to_csv(out / "cycles.csv", index=False)
+        safe_frame(snapshot.adverse_events).to_csv(out / "adverse_events.csv", index=False)
+        safe_frame(snapshot.cycles).to_csv(out / "cycles.csv", index=False)
         files += ["adverse_events.csv", "cycles.csv"]
         _step(progress, "tables")
         results = compute_tables(snapshot, parameters)
-        for name, frame in results.items():
-            frame.to_csv(out / name, index=False)
-        files += list(results)
+        n_patients = len(snapshot.dataset)
+        files += write_tables(
+            results,
+            out,
+            formatted=lambda: display.all_tables(
+                run_sections(out, {"n_patients": n_patients}, [], src=str)
+            ),
+        )
         _step(progress, "charts")
         files += draw_charts(snapshot, results, out)
         _step(progress, "km")
@@ -477,7 +494,6 @@ def write_run(snapshot, out_dir, parameters, metadata=None, progress=lambda pct,
     }
     # Every formatted view is built from the files just written, as the dashboard builds it.
     sections = run_sections(out, meta, files, src=lambda name: _data_uri(out / name))
-    files.append(write_tables_xlsx(results, display.all_tables(sections), out))
     _step(progress, "report")
     (out / "report.html").write_text(render_report(sections, meta))
     files.append("report.html")
@@ -502,9 +518,20 @@ def draw_charts(snapshot: RegistrySnapshot, results: dict, out: Path) -> list[st
 
 
 def run_sections(out: Path, meta: dict, files, src) -> list[display.Section]:
-    """The run laid out as the paper (analysis.display), from the CSVs in `out`."""
+    """The run laid out as the paper (analysis.display), from the CSVs in `out`; footnotes
+    state the dataset's definitions (analysis.dataset.DEFINITIONS)."""
     frames = display.load_frames(out, display.SOURCES)
-    return display.sections(frames, meta, files, src)
+    return display.sections(frames, meta, files, src, definitions=DEFINITIONS)
+
+
+# The dataset's rules stated with every view of a run (evaluable, best response, EFS and OS
+# with their censoring), as the codebook and the README state them.
+DEFINED = ("evaluable", "best_response", "efs_days", "os_days")
+
+
+def definitions() -> list[tuple[str, str, str]]:
+    """(column, label, definition) of each DEFINED column."""
+    return [(c, VARIABLES[c][0], DEFINITIONS[c]) for c in DEFINED]
 
 
 def _data_uri(path: Path) -> str:
@@ -547,7 +574,7 @@ def write_tables_xlsx(results: dict, formatted: list, out: Path) -> str:
         for cell in sheet[2]:
             cell.font = Font(bold=True)
         for row in table.rows:
-            sheet.append([c.value if c.value is not None else c.text for c in row.cells])
+            sheet.append([c.value if c.value is not None else safe_cell(c.text) for c in row.cells])
             for cell, source in zip(sheet[sheet.max_row], row.cells, strict=False):
                 if source.number_format:
                     cell.number_format = source.number_format
@@ -565,7 +592,7 @@ def write_tables_xlsx(results: dict, formatted: list, out: Path) -> str:
     for name, frame in results.items():
         sheet = book.create_sheet(name.removesuffix(".csv")[:31])
         sheet.append([str(c) for c in frame.columns])
-        values = frame.astype(object).where(frame.notna(), None)
+        values = safe_frame(frame).astype(object).where(frame.notna(), None)
         for row in values.itertuples(index=False, name=None):
             sheet.append(list(row))
     book.save(out / "tables.xlsx")
@@ -580,6 +607,7 @@ def render_report(sections, meta) -> str:
             "meta": meta,
             "sections": sections,
             "parameters": fmt.parameter_items(meta["parameters"]),
+            "definitions": definitions(),
             "report": True,
         },
     )

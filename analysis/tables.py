@@ -578,16 +578,24 @@ def ae_by_term(ae: pd.DataFrame, n_patients: int) -> pd.DataFrame:
 def treatment_flow(df: pd.DataFrame) -> pd.DataFrame:
     """Patient counts for the Figure 1 flow chart as a tidy (step, n) frame.
 
-    died_before_assessment: not evaluable for response and dead (the paper's one infection
-    death in cycle 1). assessed_after_cycle1 counts evaluable patients with a post-cycle-1
-    assessment other than 'NE'. responders_overall is best response CR or CRi. The steps after
-    salvage_chemo_after are the branches of the figure (_after_cycle1).
+    Every treated patient is in exactly one of the first four steps after `treated`:
+    died_before_assessment (dead without any response assessment: the paper's one infection
+    death in cycle 1), alive_not_assessed (no assessment yet, alive), assessed_not_determinable
+    (assessed, but no assessment gave a determinable response: every one NE) and evaluable
+    (rules.is_evaluable: a determinable response, the paper's 49). assessed_after_cycle1 counts
+    evaluable patients with a determinable response at the first assessment after cycle 1.
+    responders_overall is best response CR or CRi. The steps after salvage_chemo_after are the
+    branches of the figure (_after_cycle1).
     """
     evaluable = is_true(df["evaluable"])
+    assessed = is_true(df["response_assessed"])
+    dead = pd.to_numeric(df["os_event"]) == 1
     after_c1 = df["response_after_cycle1"]
     steps = {
         "treated": len(df),
-        "died_before_assessment": (~evaluable & (pd.to_numeric(df["os_event"]) == 1)).sum(),
+        "died_before_assessment": (~assessed & dead).sum(),
+        "alive_not_assessed": (~assessed & ~dead).sum(),
+        "assessed_not_determinable": (assessed & ~evaluable).sum(),
         "evaluable": evaluable.sum(),
         "assessed_after_cycle1": (evaluable & after_c1.notna() & (after_c1 != "NE")).sum(),
         "cr_cri_after_cycle1": (evaluable & after_c1.isin(RESPONSE_CODES)).sum(),

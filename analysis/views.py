@@ -21,29 +21,50 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
-from registry.access import can_run_analyses
+from exchange.safe import safe_cell
+from registry.access import (
+    analysis_patients_for,
+    can_open_analyses,
+    can_run_analyses,
+    monitored_institutions_for,
+)
 
 from . import background, display
 from . import formatting as fmt
 from .dataset import iter_dataset_csv
 from .forms import RunForm
 from .models import AnalysisRun
-from .outputs import TABLE_FILES, run_sections
+from .outputs import TABLE_FILES, definitions, run_sections
 from .runs import progress_view
 from .tasks import run_analysis_task
 
 DASHBOARD_TABLES = [name for name in TABLE_FILES if name not in ("survival_table.csv",)]
 
 
-def analyst_required(view):
-    @login_required
-    def wrapped(request, *args, **kwargs):
-        if not can_run_analyses(request.user):
-            raise PermissionDenied("Analyses are for working-party statisticians and monitors.")
-        return view(request, *args, **kwargs)
+def _gate(allowed, message):
+    def decorator(view):
+        @login_required
+        def wrapped(request, *args, **kwargs):
+            if not allowed(request.user):
+                raise PermissionDenied(message)
+            return view(request, *args, **kwargs)
 
-    wrapped.__name__ = view.__name__
-    return wrapped
+        wrapped.__name__ = view.__name__
+        return wrapped
+
+    return decorator
+
+
+# The page and the current dataset (scoped by registry.access.analysis_patients_for).
+analyst_required = _gate(
+    can_open_analyses, "Analyses are for working-party statisticians and monitors."
+)
+# Runs cover the whole registry: their pages and files are for whole-registry readers.
+runs_required = _gate(
+    can_run_analyses,
+    "Analysis runs cover every site: they are for working-party statisticians and monitors of "
+    "every site.",
+)
 
 
 def _run_meta(run):
@@ -75,19 +96,29 @@ def _context(run, **extra):
         "run": run,
         "results": _results(run),
         "parameters": fmt.parameter_items(parameters),
+        "definitions": definitions(),
         **extra,
     }
 
 
 @analyst_required
 def dashboard(request):
+    if not can_run_analyses(request.user):
+        # A monitor of some sites: their sites' dataset, no run (runs cover every site).
+        sites = (
+            monitored_institutions_for(request.user).order_by("code").values_list("code", flat=True)
+        )
+        return render(request, "analysis/dashboard.html", {"whole_registry": False, "sites": sites})
     AnalysisRun.fail_stale_runs()
     latest = AnalysisRun.objects.filter(status=AnalysisRun.SUCCEEDED).first()
     return render(
         request,
         "analysis/dashboard.html",
         _context(
-            latest, form=RunForm(), runs=AnalysisRun.objects.select_related("created_by")[:20]
+            latest,
+            whole_registry=True,
+            form=RunForm(),
+            runs=AnalysisRun.objects.select_related("created_by")[:20],
         ),
     )
 
@@ -95,13 +126,17 @@ def dashboard(request):
 @analyst_required
 @require_GET
 def dataset_csv(request):
-    """The registry's analysis dataset as it is now, streamed: memory stays flat in n."""
-    response = StreamingHttpResponse(iter_dataset_csv(), content_type="text/csv; charset=utf-8")
+    """The analysis dataset as it is now (the patients the user may download), streamed:
+    memory stays flat in n."""
+    patients = analysis_patients_for(request.user)
+    response = StreamingHttpResponse(
+        iter_dataset_csv(patients), content_type="text/csv; charset=utf-8"
+    )
     response["Content-Disposition"] = 'attachment; filename="analysis_dataset.csv"'
     return response
 
 
-@analyst_required
+@runs_required
 @require_POST
 def start_run(request):
     form = RunForm(request.POST)
@@ -110,6 +145,7 @@ def start_run(request):
             request,
             "analysis/dashboard.html",
             {
+                "whole_registry": True,
                 "form": form,
                 "runs": AnalysisRun.objects.all()[:20],
                 "run": None,
@@ -151,14 +187,14 @@ def run_in_process_failed(run) -> bool:
     return run.status == AnalysisRun.FAILED
 
 
-@analyst_required
+@runs_required
 def run_detail(request, run_id):
     AnalysisRun.fail_stale_runs()
     run = get_object_or_404(AnalysisRun, pk=run_id)
     return render(request, "analysis/run_detail.html", _context(run, progress=progress_view(run)))
 
 
-@analyst_required
+@runs_required
 def run_status(request, run_id):
     AnalysisRun.fail_stale_runs()  # the page polls this: a lost worker shows as failed
     run = get_object_or_404(AnalysisRun, pk=run_id)
@@ -176,7 +212,7 @@ def run_status(request, run_id):
     )
 
 
-@analyst_required
+@runs_required
 def table_csv(request, run_id, key):
     """One table of the run as the page shows it (formatted text), as CSV."""
     run = get_object_or_404(AnalysisRun, pk=run_id, status=AnalysisRun.SUCCEEDED)
@@ -187,7 +223,7 @@ def table_csv(request, run_id, key):
     table = next((t for t in display.all_tables(sections) if t.key == key), None)
     if table is None:
         raise Http404("No such table in this run.")
-    response = HttpResponse(table.to_csv(), content_type="text/csv; charset=utf-8")
+    response = HttpResponse(table.to_csv(cell=safe_cell), content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="{key}_formatted.csv"'
     return response
 
@@ -196,7 +232,7 @@ INLINE = (".svg", ".png")
 _STYLE = re.compile(rb"<style>(.*?)</style>", re.S)
 
 
-@analyst_required
+@runs_required
 def download(request, run_id, filename):
     run = get_object_or_404(AnalysisRun, pk=run_id, status=AnalysisRun.SUCCEEDED)
     meta_path = run.output_dir / "run.json"

@@ -130,13 +130,15 @@ LOGOUT_REDIRECT_URL = "login"
 # REST API (exchange/api.py): token auth first, so a request without credentials gets a 401.
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.TokenAuthentication",
+        "exchange.tokens.ExpiringTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_PAGINATION_CLASS": "exchange.pagination.Pagination",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
 }
+# An API token is valid this many days from its creation (exchange/tokens.py).
+API_TOKEN_TTL_DAYS = int(os.environ.get("DJANGO_API_TOKEN_TTL_DAYS", "30"))
 SPECTACULAR_SETTINGS = {
     "TITLE": "Blinatumomab R/R ALL registry API",
     "DESCRIPTION": "Case data by study ID. Token authentication: `Authorization: Token <key>`.",
@@ -200,7 +202,8 @@ _insert_after(
 )
 _insert_after(MIDDLEWARE, MIDDLEWARE[-1], "axes.middleware.AxesMiddleware")
 
-# Log-in throttling: 5 failures for one username from one address lock that pair for 30 minutes.
+# Log-in throttling: 5 failures for one username from one address lock that pair for 30 minutes,
+# and 20 failures from one address over any usernames lock the address (security/backends.py).
 AUTHENTICATION_BACKENDS = [
     "security.backends.LoginAttemptsBackend",  # django-axes; must come first
     "django.contrib.auth.backends.ModelBackend",
@@ -208,6 +211,8 @@ AUTHENTICATION_BACKENDS = [
 AXES_FAILURE_LIMIT = int(os.environ.get("DJANGO_LOGIN_FAILURE_LIMIT", "5"))
 AXES_COOLOFF_TIME = timedelta(minutes=int(os.environ.get("DJANGO_LOGIN_COOLOFF_MINUTES", "30")))
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_HANDLER = "security.backends.UsernameAndAddressHandler"
+LOGIN_ADDRESS_FAILURE_LIMIT = int(os.environ.get("DJANGO_LOGIN_ADDRESS_FAILURE_LIMIT", "20"))
 AXES_RESET_ON_SUCCESS = True
 AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
 AXES_VERBOSE = False

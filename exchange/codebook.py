@@ -16,7 +16,7 @@ from django.core import validators as dj_validators
 from django.db import models
 from django.utils.text import capfirst
 
-from analysis.dataset import VARIABLES
+from analysis.dataset import DEFINITIONS, VARIABLES
 from registry import ctcae, rules
 from registry.models import (
     Baseline,
@@ -27,6 +27,7 @@ from registry.models import (
 )
 
 from . import spec
+from .safe import safe_row
 
 ANALYSIS_DATASET = "Analysis dataset (analysis_dataset.csv, SPSS/Stata exports)"
 
@@ -301,7 +302,9 @@ def dataset_variables() -> list[Variable]:
             values = field_values(source)
         else:
             values = ()
-        if source_model is Institution:
+        if name in DEFINITIONS:
+            rule = f"{DEFINITIONS[name]} Derived by analysis.dataset.derive()."
+        elif source_model is Institution:
             rule = "The site's code (registry.Institution.code)."
         elif source is not None:
             crf = crf_label(CrfStatus.crf_of(source_model))
@@ -334,7 +337,7 @@ def codebook_csv() -> str:
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow([heading for _attr, heading in CSV_COLUMNS])
     for v in codebook():
-        writer.writerow([getattr(v, attr) for attr, _heading in CSV_COLUMNS])
+        writer.writerow(safe_row(getattr(v, attr) for attr, _heading in CSV_COLUMNS))
     return out.getvalue()
 
 

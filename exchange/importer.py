@@ -23,6 +23,7 @@ from django.db import IntegrityError, models, transaction
 from registry.models import CrfStatus, Cycle, Institution, Patient
 
 from . import spec
+from .safe import safe_row
 
 REASON_MAX_LENGTH = 100  # simple_history's history_change_reason column
 # The template's companions (its README sheet, the codebook in the zip): not record files.
@@ -619,3 +620,19 @@ def _sort_number(value) -> float:
 
 def import_tables(tables, *, problems=(), commit=True, **options) -> ImportResult:
     return CaseImport(tables, **options).run(commit=commit, problems=problems)
+
+
+# --- The problem report -------------------------------------------------------------------------
+
+PROBLEM_COLUMNS = ["file_or_sheet", "row", "column", "problem"]
+
+
+def problems_csv(problems) -> str:
+    """The problems of an import as CSV, one per row. Problems quote the uploaded file names and
+    cells, so text a spreadsheet would run as a formula is quoted (exchange.safe)."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(PROBLEM_COLUMNS)
+    for p in problems:
+        writer.writerow(safe_row([p.source, p.row if p.row else "", p.column, p.message]))
+    return out.getvalue()

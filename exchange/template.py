@@ -7,6 +7,7 @@ import zipfile
 from dataclasses import dataclass
 
 from . import codebook, spec
+from .safe import safe_row
 
 KEY_DESCRIPTIONS = {
     spec.INSTITUTION: "Site code, e.g. KR01. Leave empty when the import is given one site; "
@@ -134,15 +135,17 @@ def template_xlsx() -> bytes:
     for rt in spec.RECORD_TYPES:
         for d in column_docs(rt):
             readme.append(
-                [
-                    rt.name,
-                    d.column,
-                    "yes" if d.required else "no",
-                    d.type,
-                    d.unit,
-                    d.values,
-                    d.description,
-                ]
+                safe_row(
+                    [
+                        rt.name,
+                        d.column,
+                        "yes" if d.required else "no",
+                        d.type,
+                        d.unit,
+                        d.values,
+                        d.description,
+                    ]
+                )
             )
     for rt in spec.RECORD_TYPES:
         sheet = book.create_sheet(rt.name)

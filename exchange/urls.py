@@ -1,6 +1,5 @@
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
-from rest_framework.authtoken.views import obtain_auth_token
 from rest_framework.routers import DefaultRouter
 
 from . import api, views
@@ -21,7 +20,7 @@ urlpatterns = [
     path("exchange/codebook.csv", views.codebook_csv, name="codebook_csv"),
     path("exchange/odm.xml", views.odm_export, name="odm"),
     path("exchange/api-token/", views.api_token, name="api_token"),
-    path("api/v1/auth/token/", obtain_auth_token, name="api_token_obtain"),
+    path("api/v1/auth/token/", views.ObtainExpiringAuthToken.as_view(), name="api_token_obtain"),
     path("api/v1/", include(router.urls)),
     path("api/schema/", SpectacularAPIView.as_view(), name="api_schema"),
     # The split view serves its script as a file: the CSP allows no inline scripts.

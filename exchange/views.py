@@ -1,17 +1,21 @@
 """Data exchange pages: bulk import, the import template, the codebook, ODM export, API token."""
 
 from django import forms
+from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.http import HttpResponse, StreamingHttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods
 from rest_framework.authtoken.models import Token
+from rest_framework.authtoken.views import ObtainAuthToken
+from rest_framework.response import Response
 
-from registry.access import full_access_sites, readable_patients
+from registry.access import full_access_sites, readable_patients, registering_institutions_for
 
-from . import access, codebook, odm, spec, template
-from .importer import import_tables, read_upload
+from . import codebook, odm, spec, template
+from .importer import import_tables, problems_csv, read_upload
+from .tokens import current_token, expires_at, is_expired
 
 
 class MultipleFileInput(forms.ClearableFileInput):
@@ -56,7 +60,7 @@ class ImportForm(forms.Form):
 @login_required
 def index(request):
     context = {
-        "can_import": access.importing_institutions(request.user).exists(),
+        "can_import": registering_institutions_for(request.user).exists(),
         "record_types": spec.RECORD_TYPES,
     }
     return render(request, "exchange/index.html", context)
@@ -65,23 +69,29 @@ def index(request):
 @login_required
 @require_http_methods(["GET", "POST"])
 def import_cases(request):
-    sites = access.importing_institutions(request.user)
+    sites = registering_institutions_for(request.user)
     if not sites.exists():
         raise PermissionDenied("Bulk import is for site investigators (their own sites).")
     form = ImportForm(request.POST or None, request.FILES or None, institutions=sites)
     result = None
     if request.method == "POST" and form.is_valid():
+        # "Download the problems": a check only, answered with the problem report as CSV.
+        report = "problems_csv" in request.POST
         problems, tables = [], []
         for upload in form.cleaned_data["files"]:
             tables += read_upload(upload.name, upload.read(), problems)
         result = import_tables(
             tables,
             problems=problems,
-            commit=not form.cleaned_data["check_only"],
+            commit=not (form.cleaned_data["check_only"] or report),
             user=request.user,
             institutions=sites,
             institution=form.cleaned_data["institution"],
         )
+        if report:
+            return _download(
+                problems_csv(result.problems), "text/csv; charset=utf-8", "import_problems.csv"
+            )
     status = 400 if result is not None and not result.ok else 200
     context = {"form": form, "result": result, "check_only": form.data.get("check_only")}
     return render(request, "exchange/import.html", context, status=status)
@@ -138,6 +148,16 @@ def odm_export(request):
     return response
 
 
+class ObtainExpiringAuthToken(ObtainAuthToken):
+    """POST username and password: the user's token, a new one when theirs has expired."""
+
+    def post(self, request, *args, **kwargs):
+        serializer = self.get_serializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        token = current_token(serializer.validated_data["user"], renew_expired=True)
+        return Response({"token": token.key, "expires": expires_at(token).isoformat()})
+
+
 @login_required
 @require_http_methods(["GET", "POST"])
 def api_token(request):
@@ -146,5 +166,11 @@ def api_token(request):
         if request.POST.get("action") != "revoke":
             Token.objects.create(user=request.user)
         return redirect("exchange:api_token")
-    token = Token.objects.filter(user=request.user).first()
-    return render(request, "exchange/api_token.html", {"token": token})
+    token = current_token(request.user)
+    context = {
+        "token": token,
+        "expires": token and expires_at(token),
+        "expired": token is not None and is_expired(token),
+        "ttl_days": settings.API_TOKEN_TTL_DAYS,
+    }
+    return render(request, "exchange/api_token.html", context)

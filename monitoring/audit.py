@@ -19,6 +19,7 @@ from django.db import connections
 from django.db.models.signals import post_migrate, pre_delete, pre_migrate, pre_save
 from simple_history.models import HistoricalChanges
 
+from exchange.safe import safe_row
 from registry.history import field_changes, shown
 from registry.models import Patient
 
@@ -188,7 +189,8 @@ CSV_HEADER = [
 
 
 def write_csv(entries, out):
-    """Write AuditEntry rows (any filtered queryset) as CSV, one row per audit record."""
+    """Write AuditEntry rows (any filtered queryset) as CSV, one row per audit record; text that
+    a spreadsheet would run as a formula (a change reason `=HYPERLINK(...)`) is quoted."""
     writer = csv.writer(out)
     writer.writerow(CSV_HEADER)
     batch = []
@@ -197,17 +199,19 @@ def write_csv(entries, out):
         described = describe_entries(batch)
         for e in batch:
             writer.writerow(
-                [
-                    e.history_date.isoformat(),
-                    e.history_user.get_username() if e.history_user else "system",
-                    e.institution.code if e.institution else "",
-                    e.study_id or "",
-                    e.model,
-                    e.object_id,
-                    e.get_history_type_display().lower(),
-                    described.get(e.id, ""),
-                    e.history_change_reason or "",
-                ]
+                safe_row(
+                    [
+                        e.history_date.isoformat(),
+                        e.history_user.get_username() if e.history_user else "system",
+                        e.institution.code if e.institution else "",
+                        e.study_id or "",
+                        e.model,
+                        e.object_id,
+                        e.get_history_type_display().lower(),
+                        described.get(e.id, ""),
+                        e.history_change_reason or "",
+                    ]
+                )
             )
         batch.clear()
 

@@ -37,10 +37,6 @@ def has_role(user, *roles) -> bool:
     return Membership.objects.filter(user=user, role__in=roles).exists()
 
 
-def can_run_analyses(user) -> bool:
-    return has_role(user, Membership.STATISTICIAN, Membership.MONITOR)
-
-
 CASE_ROLES = (Membership.INVESTIGATOR, Membership.MONITOR)
 
 
@@ -54,26 +50,68 @@ def registering_institutions_for(user):
     return institutions_for(user, (Membership.INVESTIGATOR,))
 
 
-# --- De-identified reading (API, ODM export) ---------------------------------------------------
+# --- Whole-registry reading: analyses, API, ODM export -------------------------------------------
 #
-# Working-party statisticians read every site's cases de-identified: no names, only study IDs,
-# and the fields in exchange.spec.IDENTIFYING_FIELDS (full birth date, the site's own case
-# number) are left out for cases outside their own case sites. This is what the analysis dataset
-# already reads (analysis.dataset.load_registry reads every case).
+# Who reads every site's data: working-party statisticians (de-identified: no names, only study
+# IDs, and the fields in exchange.spec.IDENTIFYING_FIELDS, full birth date and the site's own
+# case number, left out for cases outside their own case sites), monitors of every site and
+# superusers. A monitor of some sites reads those sites, an investigator theirs, nobody more:
+# the API, the ODM export and the analysis dataset download all ask the functions below.
 
 
 def is_statistician(user) -> bool:
     return institutions_for(user, (Membership.STATISTICIAN,)).exists()
 
 
-def readable_patients(user):
-    """Cases the user may read through the API and exports: statisticians every case (then
-    de-identified outside `full_access_sites`), everyone else the cases they may open."""
+def monitors_every_site(user) -> bool:
+    """A monitor at every site of the registry (a site added later narrows them to a
+    single-site monitor until they are given it too)."""
+    monitored = Membership.objects.filter(user=user, role=Membership.MONITOR)
+    return (
+        monitored.exists()
+        and not Institution.objects.exclude(pk__in=monitored.values("institution")).exists()
+    )
+
+
+def reads_whole_registry(user) -> bool:
+    """Statisticians, monitors of every site and superusers read every site's data."""
     if not user.is_authenticated:
-        return Patient.objects.none()
-    if is_statistician(user):
+        return False
+    return user.is_superuser or is_statistician(user) or monitors_every_site(user)
+
+
+def readable_patients(user):
+    """Cases the user may read through the API and the ODM export: whole-registry readers every
+    case (statisticians de-identified outside `full_access_sites`), everyone else the cases
+    they may open."""
+    if reads_whole_registry(user):
         return Patient.objects.all()
     return patients_for(user)
+
+
+# --- Analyses ------------------------------------------------------------------------------------
+#
+# An analysis run covers the whole registry, so runs (starting one, its pages, its tables and
+# files) are for whole-registry readers. A monitor of some sites downloads the analysis dataset of
+# their sites only and sees no run; investigators reach no analysis.
+
+
+def can_run_analyses(user) -> bool:
+    """Start runs, see them and download their files: whole-registry readers."""
+    return reads_whole_registry(user)
+
+
+def analysis_patients_for(user):
+    """The patients of the analysis dataset the user may download: every patient for
+    whole-registry readers, a monitor's own sites, nobody else's."""
+    if reads_whole_registry(user):
+        return Patient.objects.all()
+    return monitored_patients_for(user)
+
+
+def can_open_analyses(user) -> bool:
+    """The analyses page: whole-registry readers, and monitors for their sites' dataset."""
+    return reads_whole_registry(user) or has_role(user, Membership.MONITOR)
 
 
 def full_access_sites(user) -> set[int]:

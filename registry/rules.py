@@ -129,6 +129,21 @@ def best_response(categories) -> str:
     return next((c for c in BEST_RESPONSE_ORDER if c in found), NOT_EVALUABLE)
 
 
+# Evaluable for response: a determinable response (CR, CRi, NR or PD) at some assessment, i.e. a
+# best response other than NE -- the paper's 49 of 50. Neither a patient without any assessment
+# (who died first, or has not reached one) nor one whose every assessment was NE is evaluable.
+DETERMINABLE_RESPONSES = frozenset(BEST_RESPONSE_ORDER)
+EVALUABLE_DEFINITION = (
+    "a determinable response (CR, CRi, NR or PD) at some response assessment; a patient "
+    "without any assessment, or whose every assessment was NE, is not evaluable"
+)
+
+
+def is_evaluable(categories) -> bool:
+    """Whether a patient with these assessment responses is evaluable for response."""
+    return best_response(categories) in DETERMINABLE_RESPONSES
+
+
 # Boundaries, as the paper words them: remission needs blasts strictly below 5%; recovery needs
 # ANC strictly above 1.0 x10^9/L and platelets strictly above 100 x10^9/L. A value exactly on a
 # boundary is therefore NOT remission (blasts 5.0%) or NOT recovered (ANC 1.0, platelets 100).

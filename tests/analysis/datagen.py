@@ -67,6 +67,7 @@ FLAG_COLUMNS = [
     "blasts_gt_50",
     "prior_allo_sct",
     "dexamethasone_gt_80",
+    "response_assessed",
     "evaluable",
     "responder",
     "allo_sct_after",
@@ -123,6 +124,8 @@ def _responses(rng, df, evaluable) -> pd.DataFrame:
     allo = responder & (rng.random(n) < 0.7)
     return pd.DataFrame(
         {
+            # Every assessed patient here had a determinable response.
+            "response_assessed": evaluable,
             "evaluable": evaluable,
             "best_response": best,
             "response_after_cycle1": after_c1,
@@ -248,6 +251,7 @@ def _paper_responses(rng) -> pd.DataFrame:
     cycles = [2] * 22 + [2] * 14 + [1] * 13 + [1]
     return pd.DataFrame(
         {
+            "response_assessed": [True] * 49 + [False],
             "evaluable": [True] * 49 + [False],
             "best_response": best,
             "response_after_cycle1": pd.Series(after_c1, dtype=object),

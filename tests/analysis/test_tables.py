@@ -356,6 +356,8 @@ def test_treatment_flow_on_paper_cohort():
     assert dict(zip(flow["step"], flow["n"], strict=True)) == {
         "treated": 50,
         "died_before_assessment": 1,
+        "alive_not_assessed": 0,
+        "assessed_not_determinable": 0,
         "evaluable": 49,
         "assessed_after_cycle1": 46,
         "cr_cri_after_cycle1": 20,

@@ -1,11 +1,14 @@
-"""manage.py import_cases PATH [--institution CODE] [--user USERNAME] [--check]"""
+"""manage.py import_cases PATH [--institution CODE] [--user USERNAME] [--check]
+[--problems-csv FILE]"""
+
+from pathlib import Path
 
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
 from registry.models import Institution
 
-from ...importer import import_tables, read_path
+from ...importer import import_tables, problems_csv, read_path
 
 
 class Command(BaseCommand):
@@ -28,8 +31,16 @@ class Command(BaseCommand):
         parser.add_argument(
             "--check", action="store_true", help="check every rule, then save nothing"
         )
+        parser.add_argument(
+            "--problems-csv",
+            dest="problems_csv_path",
+            metavar="FILE",
+            help="also write the problems to FILE as CSV (file or sheet, row, column, problem)",
+        )
 
-    def handle(self, path, institution=None, user=None, check=False, **options):
+    def handle(
+        self, path, institution=None, user=None, check=False, problems_csv_path=None, **options
+    ):
         site = None
         if institution:
             site = Institution.objects.filter(code=institution).first()
@@ -45,6 +56,8 @@ class Command(BaseCommand):
         result = import_tables(
             tables, problems=problems, commit=not check, user=importer, institution=site
         )
+        if problems_csv_path:
+            Path(problems_csv_path).write_text(problems_csv(result.problems), encoding="utf-8")
         if not result.ok:
             for problem in result.problems:
                 self.stderr.write(str(problem))
