@@ -172,7 +172,7 @@ def table1(frame: pd.DataFrame, n_patients: int) -> DisplayTable:
         key="table1",
         paper=True,
         title="Table 1. Clinical characteristics of all patients at the time of blinatumomab "
-        f"initiation (n = {n_patients})",
+        f"initiation (n = {n_patients:,})",
         columns=["Characteristics", "Patients"],
         rows=rows,
         footnote="n number; percentages are of the patients with data (cytogenetic risk: "
@@ -221,7 +221,7 @@ def table2(
         key="table2",
         paper=True,
         title="Table 2. Response rates after induction therapy with blinatumomab among patient "
-        f"subgroups (n = {evaluable if evaluable is not None else len(frame)})",
+        f"subgroups (n = {evaluable if evaluable is not None else len(frame):,})",
         columns=["Variables", f"Response rates {overall}".strip(), "OR (95% CI)", "P value"],
         rows=rows,
         footnote="Response: CR or CRi at any assessment, among evaluable patients"
@@ -267,7 +267,7 @@ def table3(frame: pd.DataFrame, n_patients: int) -> DisplayTable:
         key="table3",
         paper=True,
         title=f"Table 3. Adverse events during induction therapy with blinatumomab (n = "
-        f"{n_patients})",
+        f"{n_patients:,})",
         columns=["", *(name for _, name in GRADE_BANDS)],
         rows=rows,
         footnote=_AE_FOOTNOTE.format(n=n_patients)
@@ -278,7 +278,7 @@ def table3(frame: pd.DataFrame, n_patients: int) -> DisplayTable:
 
 _AE_FOOTNOTE = (
     "Patients with the event, each counted once at their worst grade (CTCAE v4.03); "
-    "percentages of all {n} treated patients. Grade 5: fatal."
+    "percentages of all {n:,} treated patients. Grade 5: fatal."
 )
 
 
@@ -848,7 +848,7 @@ def sections(
             figures=present(
                 figure(
                     "flow_diagram",
-                    f"Figure 1. Treatment flow and outcomes of all patients (n = {n_patients})",
+                    f"Figure 1. Treatment flow and outcomes of all patients (n = {n_patients:,})",
                     flow_alt(flow if flow_ok else None),
                 )
             ),
@@ -900,6 +900,7 @@ def sections(
                     frames,
                     "survival_median.csv",
                     frames.get("survival_logrank.csv"),
+                    definitions,
                 ),
                 _safe(cox_models, frames, "cox.csv", ph),
                 _safe(ph_tests, frames, "cox_ph_test.csv"),

@@ -15,6 +15,8 @@ from docx import Document
 from openpyxl import load_workbook
 
 from analysis import background, display, outputs
+from analysis import formatting as fmt
+from analysis.dataset import DEFINITIONS
 from analysis.models import AnalysisRun
 from analysis.outputs import default_parameters
 from analysis.tasks import run_analysis_task
@@ -110,6 +112,10 @@ def test_page_and_report_show_table_2_as_the_paper_with_p_values_never_zero(demo
         for row in shown[1:]:  # every cell of Table 2 as formatted, in order
             assert " ".join(cell for cell in row if cell) in visible
         assert "Fisher's exact test (two-sided)" in _visible_text(_part(text, "table2"))
+        # The footnotes state the dataset's definitions (evaluable; EFS and OS censoring).
+        evaluable = fmt.lower_first(DEFINITIONS["evaluable"].rstrip("."))
+        assert evaluable in _visible_text(_part(text, "table2"))
+        assert DEFINITIONS["os_days"] in _visible_text(_part(text, "survival_median"))
         p_values = " ".join(_visible_text(_part(text, key)) for key in ("table2", "cox"))
         assert "0.000" not in p_values and "< 0.001" in p_values  # never "0.000"
     # Parameters as a labelled list, not a Python dict.

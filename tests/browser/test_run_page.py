@@ -80,5 +80,9 @@ def test_a_statistician_watches_a_run_and_reads_it_like_the_paper(new_page, sett
     expect(page.locator("#run-parameters dt").first).to_have_text("Table 2 test")
     page.screenshot(path=SCREENSHOTS / f"run_page_{patients}.png", full_page=True)
     page.screenshot(path=SCREENSHOTS / f"run_page_{patients}_top.png")
-    page.locator("#section-table2").evaluate("e => e.scrollIntoView()")
+    page.evaluate(
+        "window.scrollTo(0, document.getElementById('section-table2').getBoundingClientRect().top"
+        " + window.scrollY)"
+    )
+    page.wait_for_function("window.scrollY > 0")
     page.screenshot(path=SCREENSHOTS / f"run_page_{patients}_table2.png")
