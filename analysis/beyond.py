@@ -27,6 +27,7 @@ from typing import NamedTuple
 import numpy as np
 import pandas as pd
 from lifelines import CoxTimeVaryingFitter
+from lifelines.exceptions import ConvergenceError
 from scipy import stats
 
 from . import survival, tables
@@ -373,15 +374,18 @@ def cox_time_varying_fit(
         return _not_estimable(terms, "not estimable: no events")
     if any(data[t].nunique() < 2 for t in terms):
         return _not_estimable(terms, "not estimable: a covariate does not vary")
-    with survival.recorded_warnings() as notes:
-        fitter = CoxTimeVaryingFitter().fit(
-            data[["id", "start", "stop", "event", *terms]].astype(float),
-            event_col="event",
-            start_col="start",
-            stop_col="stop",
-            id_col="id",
-            fit_options=survival.COX_FIT_OPTIONS,
-        )
+    try:
+        with survival.recorded_warnings() as notes:
+            fitter = CoxTimeVaryingFitter().fit(
+                data[["id", "start", "stop", "event", *terms]].astype(float),
+                event_col="event",
+                start_col="start",
+                stop_col="stop",
+                id_col="id",
+                fit_options=survival.COX_FIT_OPTIONS,
+            )
+    except ConvergenceError as error:  # a note on the model, not a failed run
+        return _not_estimable(terms, survival.not_converged(error))
     se = fitter.standard_errors_
     diverging = [t for t in terms if not (np.isfinite(se[t]) and se[t] <= MAX_COX_SE)]
     if diverging:

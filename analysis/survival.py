@@ -16,6 +16,7 @@ from typing import NamedTuple
 import numpy as np
 import pandas as pd
 from lifelines import CoxPHFitter
+from lifelines.exceptions import ConvergenceError
 from lifelines.statistics import multivariate_logrank_test
 from scipy import stats
 
@@ -192,6 +193,17 @@ def recorded_warnings():
             notes.append(described)
 
 
+def not_converged(error: Exception) -> str:
+    """Why a fit that lifelines gave up on is not estimable, in a sentence."""
+    text = " ".join(str(error).split())
+    reason = (
+        "a singular information matrix (collinear covariates?)"
+        if "singular" in text.lower()
+        else "no convergence"
+    )
+    return f"not estimable: the fit failed ({reason})"
+
+
 def join_notes(*notes) -> str:
     return "; ".join(n for n in notes if n)
 
@@ -228,13 +240,16 @@ def cox_fit(
     if constant:
         values = ", ".join(f"{c} is always {data[c].iloc[0]:g}" for c in constant)
         return _not_estimable(covariates, f"not estimable: an empty group ({values})")
-    with recorded_warnings() as notes:
-        fitter = CoxPHFitter().fit(
-            data,
-            duration_col=duration_col,
-            event_col=event_col,
-            fit_options=COX_FIT_OPTIONS,
-        )
+    try:
+        with recorded_warnings() as notes:
+            fitter = CoxPHFitter().fit(
+                data,
+                duration_col=duration_col,
+                event_col=event_col,
+                fit_options=COX_FIT_OPTIONS,
+            )
+    except ConvergenceError as error:  # e.g. collinear covariates: a note, not a failed run
+        return _not_estimable(covariates, not_converged(error))
     coef = fitter.params_.reindex(covariates)
     se = fitter.standard_errors_.reindex(covariates)
     z = coef / se

@@ -149,3 +149,13 @@ def test_survival_outputs_test_every_cox_model():
     assert set(zip(tested["endpoint"], tested["model"], strict=True)) == set(models.index)
     assert (outputs.ph_test["term"] == "GLOBAL").sum() == 2 * (4 + 1)
     assert outputs.ph_test["source"].eq("cox").all()
+
+
+def test_collinear_covariates_make_the_model_not_estimable_instead_of_failing_the_run():
+    df = make_dataset(80, 3)
+    df["same_as_responder"] = df["responder"]
+    fit = survival.cox_fit(df, "os_months", "os_event", ["responder", "same_as_responder"])
+    assert fit.table["hazard_ratio"].isna().all()
+    assert set(fit.table["note"]) == {
+        "not estimable: the fit failed (a singular information matrix (collinear covariates?))"
+    }
