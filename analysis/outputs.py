@@ -9,6 +9,7 @@ import json
 import logging
 import multiprocessing
 import os
+import threading
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
@@ -382,7 +383,10 @@ class Drawing:
     them itself. A worker per CPU instead made the tables compete with the figures for the CPUs
     (at 100,000 patients the tables took 5.4 s instead of 4.3 s on two CPUs), while the
     50-patient run, mostly figure drawing, still has both CPUs drawing once its tables are done.
-    Where a process may not fork (a daemonic worker) or has one CPU, `wait()` draws them all."""
+    Where a process may not fork (a daemonic worker) or has one CPU, `wait()` draws them all;
+    so it does in a thread other than the main one (a run in the web process without a broker,
+    analysis.background): forking a process whose other threads may hold a lock (logging, the
+    database driver) can leave the child waiting on it forever."""
 
     REFUSED = (AssertionError, BrokenProcessPool, OSError)  # e.g. "daemonic processes are not
     # allowed to have children"; a figure's own error is raised by wait() as it is.
@@ -392,7 +396,11 @@ class Drawing:
         self.pool, self.jobs, self.blas = None, [], None
         cpus = len(os.sched_getaffinity(0))
         workers = min(len(specs), cpus - 1)
-        if workers < 1 or "fork" not in multiprocessing.get_all_start_methods():
+        if (
+            workers < 1
+            or "fork" not in multiprocessing.get_all_start_methods()
+            or threading.current_thread() is not threading.main_thread()
+        ):
             return
         jobs = [[spec.columns()] for spec in specs]  # a missing column fails here, no pool yet
         try:

@@ -118,7 +118,6 @@ def execute(run: AnalysisRun) -> AnalysisRun:
         progress_pct=PROGRESS_STEPS["read"][0],
         progress_step=PROGRESS_STEPS["read"][1],
     )
-    test_pause()
     try:
         cuts = Cuts(**run.parameters.get("cuts", {}))
         snapshot = load_registry(cuts=cuts)
