@@ -28,27 +28,25 @@ from .beyond import DAYS_PER_MONTH  # as analysis.dataset, without Django
 # Steps that leave a treated patient outside the evaluable set: one box beside the main column
 # lists those flow.csv has (a step added later to this group is listed too).
 NOT_EVALUABLE = ["died_before_assessment", "alive_not_assessed", "assessed_not_determinable"]
-# What followed CR/CRi, or its absence, after cycle 1 (one box under each branch).
-AFTER_CR = ["cr_cri_after_cycle1_second_cycle", "cr_cri_after_cycle1_allo_sct"]
-AFTER_NO_CR = ["no_cr_cri_after_cycle1_second_cycle", "no_cr_cri_after_cycle1_later_cr_cri"]
+# The paths through cycle 2 (analysis.tables.cycle2_paths), by the response after cycle 1.
+BRANCHES = ["cr_cri_after_cycle1", "persistent_after_cycle1", "not_assessed_after_cycle1"]
+THEN = ["second_cycle", "cr_cri_after_cycle2", "pd_after_cycle2"]
+AFTER = {branch: [f"{branch}_{then}" for then in THEN] for branch in BRANCHES}
 OUTCOMES = ["responders_overall", "second_cycle", "allo_sct_after", "salvage_chemo_after"]
-# Inside a branch's "what followed" box the branch goes without saying.
+# Inside a branch's "what followed" box the branch goes without saying; the cycle-2 results
+# are of those given a second cycle.
 FOLLOWED = {
-    "cr_cri_after_cycle1_second_cycle": "Second cycle of blinatumomab",
-    "cr_cri_after_cycle1_allo_sct": "Allogeneic SCT",
-    "no_cr_cri_after_cycle1_second_cycle": "Second cycle of blinatumomab",
-    "no_cr_cri_after_cycle1_later_cr_cri": "CR/CRi at a later assessment",
+    "second_cycle": "Second cycle of blinatumomab",
+    "cr_cri_after_cycle2": "of whom CR/CRi after cycle 2",
+    "pd_after_cycle2": "of whom progression after cycle 2",
 }
 PLACED = {
     "treated",
     "evaluable",
     "assessed_after_cycle1",
-    "not_assessed_after_cycle1",
-    "cr_cri_after_cycle1",
-    "no_cr_cri_after_cycle1",
+    *BRANCHES,
     *NOT_EVALUABLE,
-    *AFTER_CR,
-    *AFTER_NO_CR,
+    *(step for steps in AFTER.values() for step in steps),
     *OUTCOMES,
 }
 FLOW_GID = "flow-box"
@@ -78,8 +76,9 @@ def flow_diagram(flow: pd.DataFrame) -> Figure:
     """Figure 1 as boxes and arrows from flow.csv (columns step, n), read by step name.
 
     Treated -> (not evaluable, beside) -> evaluable -> (no assessment after cycle 1, beside)
-    -> assessed after cycle 1 -> CR/CRi or not, and what followed each -> the outcomes of all
-    treated patients (responders, second cycle, allogeneic SCT, salvage chemotherapy). A step
+    -> assessed after cycle 1 -> CR/CRi or persistent disease, and what followed each (a
+    second cycle, and the response after it) -> the outcomes of all treated patients
+    (responders, second cycle, allogeneic SCT, salvage chemotherapy). A step
     flow.csv lacks is left out with its arrows; a step this layout does not know is listed in
     a box of its own at the bottom, so no count is ever dropped.
     """
@@ -164,28 +163,19 @@ def flow_diagram(flow: pd.DataFrame) -> Figure:
         )
         _connect(boxes, arrow, ["evaluable", "treated"], "assessed_after_cycle1")
         if not_assessed is not None and f.has("evaluable"):
-            box(
-                "not_assessed_after_cycle1",
-                7.7,
-                6.75,
-                [fmt.label("not_assessed_after_cycle1"), f"n = {not_assessed}"],
-                width=4.0,
-                colour=SIDE_COLOUR,
-            )
+            lines = [fmt.label("not_assessed_after_cycle1"), f"n = {not_assessed}"]
+            lines += _followed(f, "not_assessed_after_cycle1")
+            box("not_assessed_after_cycle1", 7.7, 6.75, lines, width=4.0, colour=SIDE_COLOUR)
             boxes["_not_assessed_row"] = (main_x, 6.75, 0, 0)
             arrow("_not_assessed_row", "not_assessed_after_cycle1", side=True)
-    branches = [
-        ("cr_cri_after_cycle1", 2.05, AFTER_CR),
-        ("no_cr_cri_after_cycle1", 6.35, AFTER_NO_CR),
-    ]
-    for step, x, after in branches:
+    for step, x in (("cr_cri_after_cycle1", 2.05), ("persistent_after_cycle1", 6.35)):
         if not f.has(step):
             continue
         box(step, x, 4.45, [fmt.label(step), _of(f.get(step), assessed, "assessed")], width=3.9)
         _connect(boxes, arrow, ["assessed_after_cycle1", "evaluable", "treated"], step)
-        followed = [s for s in after if f.has(s)]
+        followed = _followed(f, step)
         if followed:
-            lines = ["What followed"] + [f"{FOLLOWED[s]}: {f.get(s)}" for s in followed]
+            lines = ["What followed", *followed]
             box(f"{step}_then", x, 3.0, lines, width=3.9, colour=SIDE_COLOUR)
             arrow(step, f"{step}_then")
     outcomes = [s for s in OUTCOMES if f.has(s)]
@@ -224,6 +214,12 @@ def flow_diagram(flow: pd.DataFrame) -> Figure:
         box("other", 5, -0.7 - 0.15 * len(unknown), lines, width=6, colour=SIDE_COLOUR)
         ax.set_ylim(-1.3 - 0.3 * len(unknown), 10)
     return fig
+
+
+def _followed(f: _Flow, branch: str) -> list[str]:
+    """The lines of a branch's "what followed" box: the steps flow.csv has."""
+    steps = [(then, f"{branch}_{then}") for then in THEN]
+    return [f"{FOLLOWED[then]}: {f.get(step)}" for then, step in steps if f.has(step)]
 
 
 def _connect(boxes, arrow, parents, child):

@@ -88,6 +88,7 @@ VARIABLES = {
     "best_response": ("Best response (CR, CRi, NR, PD; NE = no determinable response)", None),
     "responder": ("Responder (best response CR or CRi)", YES_NO),
     "response_after_cycle1": ("Response at the first assessment after cycle 1", None),
+    "response_after_cycle2": ("Response at the first assessment after cycle 2", None),
     "allo_sct_after": ("Allogeneic SCT after blinatumomab", YES_NO),
     "sct_days": ("Days from day 1 to the allogeneic SCT after blinatumomab", None),
     "response_days": ("Days from day 1 to the first CR/CRi assessment", None),
@@ -504,13 +505,14 @@ def derive(records: Records, cuts: Cuts) -> pd.DataFrame:
     out["cycles_given"] = ids.map(records.cycles["patient_id"].value_counts()).fillna(0)
     out["cycles_given"] = out["cycles_given"].astype(int)
 
-    best, after_c1, first_pd, first_response = _assessment_facts(ids, records.assessments)
+    best, after_c1, after_c2, first_pd, first_response = _assessment_facts(ids, records.assessments)
     out["response_assessed"] = ids.isin(records.assessments["patient_id"])
     # rules.is_evaluable() on whole columns: the best response is a determinable one.
     out["evaluable"] = best.isin(rules.DETERMINABLE_RESPONSES)
     out["best_response"] = best
     out["responder"] = best.isin(rules.RESPONDER_CATEGORIES)
     out["response_after_cycle1"] = after_c1
+    out["response_after_cycle2"] = after_c2
     sct_dates = records.transplants.set_index("patient_id")["sct_date"]
     out["allo_sct_after"] = ids.isin(sct_dates.index)
     # Dates of the time-dependent events, for landmark and time-varying analyses.
@@ -546,8 +548,8 @@ def derive(records: Records, cuts: Cuts) -> pd.DataFrame:
 
 def _assessment_facts(ids: pd.Series, assessments: pd.DataFrame):
     """Per patient (as Series aligned with `ids`), from the assessments in date order: best
-    response, the response at the first assessment after cycle 1, and the dates of the first PD
-    and of the first CR/CRi (missing when there is none).
+    response, the responses at the first assessments after cycles 1 and 2, and the dates of the
+    first PD and of the first CR/CRi (missing when there is none).
 
     One sort (by the reader) and a few vectorised lookups instead of a loop over patients
     (100,000 patients took minutes that way); equal, patient by patient, to
@@ -566,12 +568,14 @@ def _assessment_facts(ids: pd.Series, assessments: pd.DataFrame):
         found = rows.drop_duplicates("patient_id", keep="first").set_index("patient_id")[column]
         return ids.map(found)
 
-    after_c1 = first(a[a["cycle"] == 1], "response").astype(object)
-    after_c1 = after_c1.where(after_c1.notna(), None)
+    after_c1, after_c2 = (
+        first(a[a["cycle"] == cycle], "response").astype(object) for cycle in (1, 2)
+    )
+    after_c1, after_c2 = (r.where(r.notna(), None) for r in (after_c1, after_c2))
     first_pd = pd.to_datetime(first(a[a["response"] == rules.PROGRESSIVE], "assessment_date"))
     responded = a[a["response"].isin(rules.RESPONDER_CATEGORIES)]
     first_cr = pd.to_datetime(first(responded, "assessment_date"))
-    return best, after_c1, first_pd, first_cr
+    return best, after_c1, after_c2, first_pd, first_cr
 
 
 def _flag(values: pd.Series, condition) -> pd.Series:

@@ -187,15 +187,29 @@ LABELS: dict[str, str] = {
     "assessed_after_cycle1": "Response assessed after cycle 1",
     "not_assessed_after_cycle1": "No response assessment after cycle 1",
     "cr_cri_after_cycle1": "CR/CRi after cycle 1",
-    "no_cr_cri_after_cycle1": "No CR/CRi after cycle 1 (NR or PD)",
-    "cr_cri_after_cycle1_second_cycle": "CR/CRi after cycle 1, then a second cycle",
-    "cr_cri_after_cycle1_allo_sct": "CR/CRi after cycle 1, then allogeneic SCT",
-    "no_cr_cri_after_cycle1_second_cycle": "No CR/CRi after cycle 1, then a second cycle",
-    "no_cr_cri_after_cycle1_later_cr_cri": "No CR/CRi after cycle 1, CR/CRi later",
+    "persistent_after_cycle1": "Persistent disease after cycle 1 (NR or PD)",
     "second_cycle": "Second cycle of blinatumomab",
     "responders_overall": "CR/CRi at any assessment",
     "salvage_chemo_after": "Salvage chemotherapy after blinatumomab",
 }
+# Figure 1's paths through cycle 2 (analysis.tables.cycle2_paths): branch, then what followed.
+_BRANCHES = {
+    "cr_cri_after_cycle1": "CR/CRi after cycle 1",
+    "persistent_after_cycle1": "Persistent disease after cycle 1",
+    "not_assessed_after_cycle1": "No response assessment after cycle 1",
+}
+_THEN = {
+    "second_cycle": "a second cycle",
+    "cr_cri_after_cycle2": "CR/CRi after a second cycle",
+    "pd_after_cycle2": "progression after a second cycle",
+}
+LABELS.update(
+    {
+        f"{branch}_{then}": f"{words}, then {what}"
+        for branch, words in _BRANCHES.items()
+        for then, what in _THEN.items()
+    }
+)
 # The Kaplan-Meier groups (survival_median.csv's group within a grouping), in words.
 GROUP_LABELS = {
     ("overall", "all"): "All patients",

@@ -26,7 +26,7 @@ from threadpoolctl import threadpool_limits
 from exchange.safe import safe_cell, safe_frame
 from registry.ctcae import TABLE3_MAP_CSV
 
-from . import beyond, charts, display, docx_report, figures, survival, tables
+from . import beyond, charts, display, docx_report, figures, reproduction, survival, tables
 from . import formatting as fmt
 from .dataset import DAYS_PER_MONTH, DEFINITIONS, VARIABLES, Cuts, RegistrySnapshot
 
@@ -53,7 +53,10 @@ TABLE_FILES = {
     "cox_time_varying.csv": "Cox model with SCT and response as time-varying covariates",
     "cumulative_incidence.csv": "Cumulative incidence of relapse and non-relapse mortality",
     "response_rate.csv": "Response rate: exact and Wilson 95% CIs, test against a reference rate",
+    # analysis/reproduction.py; shown as its own side-by-side table (REPRODUCTION).
+    "reproduction.csv": "The paper's printed numbers beside the registry's",
 }
+REPRODUCTION = "reproduction.csv"
 # The plain-language note of each "beyond the paper" analysis goes before its first table.
 NOTE_BEFORE = {
     "landmark_median.csv": "landmark",
@@ -123,6 +126,9 @@ def compute_tables(snapshot: RegistrySnapshot, parameters: dict) -> dict[str, pd
         [out["cox_ph_test.csv"], extra.pop("cox_ph_test.csv")], ignore_index=True
     )
     out.update(extra)
+    out[REPRODUCTION] = reproduction.reproduction_table(
+        out, snapshot.dataset, snapshot.adverse_events
+    )
     return out
 
 
@@ -503,7 +509,7 @@ def write_run(snapshot, out_dir, parameters, metadata=None, progress=lambda pct,
     # Every formatted view is built from the files just written, as the dashboard builds it.
     sections = run_sections(out, meta, files, src=lambda name: _data_uri(out / name))
     _step(progress, "report")
-    (out / "report.html").write_text(render_report(sections, meta))
+    (out / "report.html").write_text(render_report(sections, meta, out))
     files.append("report.html")
     _step(progress, "docx")
     docx_report.write(out / "report.docx", sections, meta, out)
@@ -607,8 +613,14 @@ def write_tables_xlsx(results: dict, formatted: list, out: Path) -> str:
     return "tables.xlsx"
 
 
-def render_report(sections, meta) -> str:
-    """One self-contained HTML file: the run as the dashboard shows it, figures embedded."""
+def render_report(sections, meta, out: Path | None = None) -> str:
+    """One self-contained HTML file: the run as the dashboard shows it, figures embedded, with
+    the paper's printed numbers beside the run's (reproduction.csv in `out`)."""
+    side_by_side = None
+    if out is not None and (out / REPRODUCTION).exists():
+        side_by_side = reproduction.report_html(
+            pd.read_csv(out / REPRODUCTION, dtype=str, keep_default_na=False)
+        )
     return render_to_string(
         "analysis/report.html",
         {
@@ -616,6 +628,22 @@ def render_report(sections, meta) -> str:
             "sections": sections,
             "parameters": fmt.parameter_items(meta["parameters"]),
             "definitions": definitions(),
+            "reproduction_title": TABLE_FILES[REPRODUCTION],
+            "reproduction_html": side_by_side,
             "report": True,
         },
     )
+
+
+def reproduction_view(out: Path) -> dict | None:
+    """The printed-vs-recomputed rows of a run and their counts (the run page's side-by-side
+    table, templates/analysis/_reproduction.html)."""
+    if not (out / REPRODUCTION).exists():
+        return None
+    frame = pd.read_csv(out / REPRODUCTION, dtype=str, keep_default_na=False)
+    return {
+        "title": TABLE_FILES[REPRODUCTION],
+        "name": REPRODUCTION,
+        "rows": frame.to_dict("records"),
+        "summary": reproduction.summary(frame),
+    }

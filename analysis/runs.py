@@ -10,6 +10,9 @@ from pathlib import Path
 from django.conf import settings
 from django.utils import timezone
 
+from registry import paper_twin
+from registry.models import Patient
+
 from .dataset import Cuts, load_registry
 from .models import AnalysisRun
 from .outputs import PROGRESS_STEPS, write_run
@@ -137,6 +140,10 @@ def execute(run: AnalysisRun) -> AnalysisRun:
                 "run_id": str(run.pk),
                 "code_version": version,
                 "generated_at": now.isoformat(),
+                # The demo twin is labelled synthetic wherever its results show.
+                "synthetic": paper_twin.LABEL
+                if paper_twin.registry_holds_twin(Patient.objects.all())
+                else "",
             },
             progress=progress,
         )

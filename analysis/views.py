@@ -34,11 +34,15 @@ from . import formatting as fmt
 from .dataset import iter_dataset_csv
 from .forms import RunForm
 from .models import AnalysisRun
-from .outputs import TABLE_FILES, definitions, run_sections
+from .outputs import REPRODUCTION, TABLE_FILES, definitions, reproduction_view, run_sections
 from .runs import progress_view
 from .tasks import run_analysis_task
 
-DASHBOARD_TABLES = [name for name in TABLE_FILES if name not in ("survival_table.csv",)]
+# Every table file of a run shown on its page (reproduction.csv has its own side-by-side
+# table, templates/analysis/_reproduction.html; survival_table.csv is in its CSV only).
+DASHBOARD_TABLES = [
+    name for name in TABLE_FILES if name not in ("survival_table.csv", REPRODUCTION)
+]
 
 
 def _gate(allowed, message):
@@ -85,6 +89,9 @@ def _results(run):
 
     return {
         "meta": meta,
+        "reproduction": reproduction_view(run.output_dir)
+        if REPRODUCTION in meta["files"]
+        else None,
         "files": meta["files"],
         "sections": run_sections(run.output_dir, meta, meta["files"], src),
     }

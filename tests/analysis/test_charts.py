@@ -27,17 +27,32 @@ def _boxes(fig) -> dict[str, FancyBboxPatch]:
 
 
 def test_flow_diagram_draws_each_step_of_flow_csv_with_its_count():
-    flow = treatment_flow(paper_cohort())
+    cohort = paper_cohort()
+    # The paper: of 17 in CR/CRi after cycle 1 who had a second cycle, 14 stayed in remission
+    # and 3 progressed; of 11 with persistent disease given a second cycle, 2 reached CR.
+    after_c2 = pd.Series(None, index=cohort.index, dtype=object)
+    second = pd.to_numeric(cohort["cycles_given"]) >= 2
+    first = cohort["response_after_cycle1"]
+    after_c2[second & first.isin(["CR", "CRi"])] = "CR"
+    after_c2[cohort.index[second & first.isin(["NR", "PD"])][:2]] = "CR"
+    flow = treatment_flow(cohort.assign(response_after_cycle2=after_c2))
+    counts = dict(zip(flow["step"], flow["n"], strict=True))
     fig = charts.flow_diagram(flow)
     texts = _texts(fig)
-    counts = dict(zip(flow["step"], flow["n"], strict=True))
     assert counts["treated"] == 50 and counts["evaluable"] == 49
     assert "Treated with blinatumomab" in texts and "n = 50" in texts
     assert "n = 49 (98.0% of 50 treated)" in texts
     assert "Died before any response assessment: 1" in texts
+    assert "Alive, not yet assessed: 0" in texts  # a step of flow.csv, even at 0
     assert "n = 46 (93.9% of 49 evaluable)" in texts  # assessed after cycle 1
     assert "n = 20 (43.5% of 46 assessed)" in texts  # CR/CRi after cycle 1
-    assert "Allogeneic SCT: 16" in texts and "CR/CRi at a later assessment: 2" in texts
+    assert "n = 26 (56.5% of 46 assessed)" in texts  # persistent disease
+    assert f"Second cycle of blinatumomab: {counts['cr_cri_after_cycle1_second_cycle']}" in texts
+    assert (
+        f"of whom CR/CRi after cycle 2: {counts['cr_cri_after_cycle1_cr_cri_after_cycle2']}"
+        in texts
+    )
+    assert "of whom CR/CRi after cycle 2: 2" in texts  # the persistent branch
     assert {"n = 16", "n = 13", "n = 22"} <= set(texts)  # SCT, salvage, responders
     assert set(_boxes(fig)) >= {
         "treated",
@@ -46,12 +61,14 @@ def test_flow_diagram_draws_each_step_of_flow_csv_with_its_count():
         "assessed_after_cycle1",
         "not_assessed_after_cycle1",
         "cr_cri_after_cycle1",
-        "no_cr_cri_after_cycle1",
+        "persistent_after_cycle1",
         "cr_cri_after_cycle1_then",
+        "persistent_after_cycle1_then",
         "second_cycle",
         "allo_sct_after",
         "salvage_chemo_after",
     }
+    assert "other" not in _boxes(fig)  # every step of flow.csv has its place
     assert not any("_" in text for text in texts)  # words, never step names
 
 
