@@ -83,11 +83,11 @@ def flow_diagram(flow: pd.DataFrame) -> Figure:
     a box of its own at the bottom, so no count is ever dropped.
     """
     f = _Flow(flow)
-    fig = Figure(figsize=(10, 9.2))
+    fig = Figure(figsize=(10, 10.6))
     FigureCanvasAgg(fig)
     ax = fig.add_axes((0, 0, 1, 1))
     ax.set_xlim(0, 10)
-    ax.set_ylim(-0.2, 10)
+    ax.set_ylim(-1.0, 10.1)
     ax.axis("off")
     boxes: dict[str, tuple[float, float, float, float]] = {}
 
@@ -136,20 +136,20 @@ def flow_diagram(flow: pd.DataFrame) -> Figure:
     assessed = f.get("assessed_after_cycle1")
     main_x = 3.4
     if f.has("treated"):
-        box("treated", main_x, 9.35, [fmt.label("treated"), f"n = {treated}"])
+        box("treated", main_x, 9.5, [fmt.label("treated"), f"n = {treated}"])
     excluded = [s for s in NOT_EVALUABLE if f.has(s)]
     if excluded:
         total = sum(f.get(s) for s in excluded)
         lines = ["Not evaluable for response", f"n = {total}"] + [
             f"{fmt.label(s)}: {f.get(s)}" for s in excluded
         ]
-        box("excluded", 7.7, 8.35, lines, width=4.0, colour=SIDE_COLOUR)
+        box("excluded", 7.7, 8.45, lines, width=4.0, colour=SIDE_COLOUR)
     if f.has("evaluable"):
-        box("evaluable", main_x, 7.55, [fmt.label("evaluable"), _of(evaluable, treated, "treated")])
+        box("evaluable", main_x, 7.4, [fmt.label("evaluable"), _of(evaluable, treated, "treated")])
         if f.has("treated"):
             arrow("treated", "evaluable")
             if excluded:
-                boxes["_excluded_row"] = (main_x, 8.35, 0, 0)
+                boxes["_excluded_row"] = (main_x, 8.45, 0, 0)
                 arrow("_excluded_row", "excluded", side=True)
     not_assessed = f.get("not_assessed_after_cycle1")
     if not_assessed is None and evaluable is not None and assessed is not None:
@@ -158,31 +158,31 @@ def flow_diagram(flow: pd.DataFrame) -> Figure:
         box(
             "assessed_after_cycle1",
             main_x,
-            5.95,
+            5.3,
             [fmt.label("assessed_after_cycle1"), _of(assessed, evaluable, "evaluable")],
         )
         _connect(boxes, arrow, ["evaluable", "treated"], "assessed_after_cycle1")
         if not_assessed is not None and f.has("evaluable"):
             lines = [fmt.label("not_assessed_after_cycle1"), f"n = {not_assessed}"]
             lines += _followed(f, "not_assessed_after_cycle1")
-            box("not_assessed_after_cycle1", 7.7, 6.75, lines, width=4.0, colour=SIDE_COLOUR)
-            boxes["_not_assessed_row"] = (main_x, 6.75, 0, 0)
+            box("not_assessed_after_cycle1", 7.7, 6.35, lines, width=4.0, colour=SIDE_COLOUR)
+            boxes["_not_assessed_row"] = (main_x, 6.35, 0, 0)
             arrow("_not_assessed_row", "not_assessed_after_cycle1", side=True)
     for step, x in (("cr_cri_after_cycle1", 2.05), ("persistent_after_cycle1", 6.35)):
         if not f.has(step):
             continue
-        box(step, x, 4.45, [fmt.label(step), _of(f.get(step), assessed, "assessed")], width=3.9)
+        box(step, x, 3.85, [fmt.label(step), _of(f.get(step), assessed, "assessed")], width=3.9)
         _connect(boxes, arrow, ["assessed_after_cycle1", "evaluable", "treated"], step)
         followed = _followed(f, step)
         if followed:
             lines = ["What followed", *followed]
-            box(f"{step}_then", x, 3.0, lines, width=3.9, colour=SIDE_COLOUR)
+            box(f"{step}_then", x, 2.3, lines, width=3.9, colour=SIDE_COLOUR)
             arrow(step, f"{step}_then")
     outcomes = [s for s in OUTCOMES if f.has(s)]
     if outcomes:
         ax.text(
             5,
-            1.95,
+            1.2,
             "Outcomes of all treated patients",
             ha="center",
             fontsize=10.5,
@@ -202,7 +202,7 @@ def flow_diagram(flow: pd.DataFrame) -> Figure:
             box(
                 step,
                 0.2 + width * (i + 0.5),
-                0.8,
+                0.1,
                 lines,
                 width=width - 0.2,
                 colour=OUTCOME_COLOUR,
@@ -211,8 +211,8 @@ def flow_diagram(flow: pd.DataFrame) -> Figure:
     unknown = [s for s in f.order if s not in PLACED]
     if unknown:
         lines = ["Other steps"] + [f"{fmt.label(s)}: {f.get(s)}" for s in unknown]
-        box("other", 5, -0.7 - 0.15 * len(unknown), lines, width=6, colour=SIDE_COLOUR)
-        ax.set_ylim(-1.3 - 0.3 * len(unknown), 10)
+        box("other", 5, -1.5 - 0.15 * len(unknown), lines, width=6, colour=SIDE_COLOUR)
+        ax.set_ylim(-2.1 - 0.3 * len(unknown), 10.1)
     return fig
 
 
