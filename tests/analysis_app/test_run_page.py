@@ -20,7 +20,7 @@ from analysis.dataset import DEFINITIONS
 from analysis.models import AnalysisRun
 from analysis.outputs import default_parameters
 from analysis.tasks import run_analysis_task
-from registry.models import Membership
+from registry.models import Cycle, Membership
 from tests import factories as f
 
 pytestmark = pytest.mark.django_db
@@ -81,6 +81,17 @@ def test_every_run_folder_has_the_three_new_figures_and_the_report_shows_them(de
         assert (out / f"{stem}.png").read_bytes().startswith(b"\x89PNG"), stem
         assert "<svg" in (out / f"{stem}.svg").read_text(), stem
     assert "Treated with blinatumomab" in (out / "flow_diagram.svg").read_text()
+    # The swimmer plot's cycles, in days from day 1 (no calendar dates in the run's files).
+    cycles = pd.read_csv(out / "cycles.csv")
+    assert len(cycles) == Cycle.objects.count()
+    first = Cycle.objects.select_related("patient").order_by("patient__study_id", "number")[0]
+    start = first.patient.blinatumomab_start_date
+    assert cycles.iloc[0].tolist() == [
+        first.patient.study_id,
+        first.number,
+        (first.start_date - start).days,
+        (first.end_date - start).days,
+    ]
     report = (out / "report.html").read_text()
     for title in (
         "Figure 1. Treatment flow and outcomes of all patients (n = 50)",
