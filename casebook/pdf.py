@@ -85,7 +85,8 @@ def _record(s, record):
             shaded.append(len(rows))
             rows.append([s.p(legend, s.head, bold=True), ""])
         for row in fields:
-            label = f"{row.label} (derived)" if row.derived else row.label
+            derived = row.derived and "derived" not in row.label.lower()
+            label = f"{row.label} (derived)" if derived else row.label
             rows.append(_cells(s, [label, row.value]))
     if not rows:
         return []
@@ -126,7 +127,8 @@ def _story(book, s):
     if not book.queries:
         story.append(s.p("No queries on this case.", s.small))
     for q in book.queries:
-        title = f"Query #{q.number} · {q.crf} · {q.target} · {q.status}"
+        where = q.crf if q.target == q.crf else f"{q.crf} · {q.target}"
+        title = f"Query #{q.number} · {where} · {q.status}"
         rows = [_header_row(s, ["When", "Who", "Step", "Message"])]
         rows += [_cells(s, e) for e in q.events]
         widths = [WIDTH * 0.17, WIDTH * 0.13, WIDTH * 0.15, WIDTH * 0.55]
