@@ -16,6 +16,7 @@ from collections import defaultdict
 from django.conf import settings
 from django.core.mail import EmailMessage, get_connection
 from django.urls import reverse
+from django.utils.text import capfirst
 
 from monitoring.models import QueryEvent
 from registry.access import monitored_patients_for
@@ -43,7 +44,7 @@ def about(query) -> str:
     """What the query is on, without patient data: the CRF and the field's label (no record
     label: those carry dates and terms)."""
     text = query.get_crf_display()
-    return f"{text}, field “{query.field_label}”" if query.field_label else text
+    return f"{text}, field “{capfirst(query.field_label)}”" if query.field_label else text
 
 
 def footer(reason, kind_label) -> str:

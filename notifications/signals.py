@@ -28,28 +28,28 @@ def _queue(event_ids):
         send_query_emails.apply(args=[list(event_ids)])
 
 
-def _dispatch(event_id):
-    pending = _batch.get()
-    if pending is not None:
-        pending.append(event_id)
-    else:
-        _queue([event_id])
-
-
 @receiver(post_save, sender=QueryEvent, dispatch_uid="notifications-query-event")
 def _query_event(sender, instance, created, **kwargs):
-    if created and instance.action in NOTIFIED:
-        transaction.on_commit(lambda: _dispatch(instance.pk))
+    if not (created and instance.action in NOTIFIED):
+        return
+    pending = _batch.get()  # the batch this event belongs to, if any, taken now
+    if pending is not None:
+        transaction.on_commit(lambda: pending.append(instance.pk))
+    else:
+        transaction.on_commit(lambda: _queue([instance.pk]))
 
 
 @contextlib.contextmanager
 def batch():
-    """Collect the query e-mails of everything inside; send them together at the end."""
+    """Collect the query e-mails of everything inside; send them together once committed.
+
+    Commit callbacks run in the order they were registered, so the sending registered on leaving
+    comes after every event's own, whether each query committed on its own or all commit with
+    an enclosing transaction."""
     pending = []
     token = _batch.set(pending)
     try:
         yield pending
     finally:
         _batch.reset(token)
-        if pending:
-            _queue(pending)
+        transaction.on_commit(lambda: _queue(pending) if pending else None)
