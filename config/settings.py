@@ -39,6 +39,8 @@ ALLOWED_HOSTS = [
 CSRF_TRUSTED_ORIGINS = [
     o.strip() for o in os.environ.get("DJANGO_CSRF_TRUSTED_ORIGINS", "").split(",") if o.strip()
 ]
+# A refused form post gets the site's styled 403 page that says why (templates/403.html).
+CSRF_FAILURE_VIEW = "registry.views.csrf_failure"
 
 INSTALLED_APPS = [
     "django.contrib.admin",

@@ -32,3 +32,8 @@ urlpatterns = [
     path("", include("casebook.urls")),
     path("", include("registry.urls")),
 ]
+
+# Styled error pages with the site's navigation (templates/400.html, 403.html). A refused action
+# (PermissionDenied) says why; Django calls handler403 with DEBUG on and off alike.
+handler400 = "registry.views.bad_request"
+handler403 = "registry.views.permission_denied"

@@ -24,8 +24,10 @@ from registry.models import (
     AdverseEvent,
     CrfStatus,
     Cycle,
+    FollowUp,
     Patient,
     ResponseAssessment,
+    SubsequentTherapy,
     Transplant,
 )
 
@@ -40,6 +42,7 @@ RULES = {
     "ae_after_death": "Adverse event after death",
     "cycle_without_assessment": "Cycle without a response assessment",
     "sct_before_start": "Allogeneic SCT before blinatumomab start",
+    "records_after_last_contact": "Records dated after the follow-up's last contact",
 }
 GENERIC_RULES = {"missing_value", "record_rule"}
 MISSING_CODES = {"blank", "null", "required"}
@@ -200,11 +203,33 @@ def sct_before_start(patients) -> Iterator[Found]:
         )
 
 
+def records_after_last_contact(patients) -> Iterator[Found]:
+    """A living patient's last contact is their latest date: a record dated later means the
+    follow-up is out of date (the analysis then censors at that record, not at last contact)."""
+    followups = FollowUp.objects.filter(patient__in=patients).exclude(vital_status=FollowUp.DEAD)
+    later = Q()
+    for model in (Cycle, ResponseAssessment, AdverseEvent, Transplant, SubsequentTherapy):
+        related = model._meta.get_field("patient").related_query_name()
+        for field, _label in model.dated_fields:
+            later |= Q(**{f"patient__{related}__{field}__gt": F("last_contact_date")})
+    for fu in followups.filter(later).distinct().select_related("patient__institution"):
+        found = fu.patient_records_after(fu.last_contact_date)
+        yield Found(
+            "records_after_last_contact",
+            fu.patient,
+            CrfStatus.FOLLOW_UP,
+            fu,
+            "last_contact_date",
+            f"Last contact ({fu.last_contact_date}) is before these records: {'; '.join(found)}.",
+        )
+
+
 CHECKS = [
     response_mismatch,
     ae_after_death,
     cycle_without_assessment,
     sct_before_start,
+    records_after_last_contact,
     missing_records,
     model_rules,
 ]

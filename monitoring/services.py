@@ -68,14 +68,12 @@ def case_statuses(patient) -> list[CrfStatus]:
 
 
 def case_is_complete(patient) -> bool:
-    """Every CRF marked complete and no query unresolved: ready for signature."""
-    return all(
-        s.marked_complete_at is not None and not s.open_queries for s in case_statuses(patient)
-    )
+    """Every CRF marked complete and no query unresolved: ready for signature (CaseState)."""
+    return CrfStatus.case_state(case_statuses(patient)).is_complete
 
 
 def case_is_locked(patient) -> bool:
-    return CrfStatus.objects.filter(patient=patient, status=CrfStatus.LOCKED).exists()
+    return CrfStatus.locked_cases(Patient.objects.filter(pk=patient.pk)).exists()
 
 
 # --- Queries ------------------------------------------------------------------------------------

@@ -10,8 +10,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
-from django.db.models import Count, Exists, OuterRef, Q, Subquery
-from django.db.models.functions import Coalesce
+from django.db.models import Count, Exists, OuterRef, Q
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
@@ -94,26 +93,10 @@ def site_progress(sites) -> list[dict]:
     sites = list(sites)
     crf_n = len(CrfStatus.CRF_CHOICES)
     patients = Patient.objects.filter(institution__in=sites)
-    complete = (
-        CrfStatus.objects.filter(patient=OuterRef("pk"), marked_complete_at__isnull=False)
-        .order_by()
-        .values("patient")
-        .annotate(n=Count("pk"))
-        .values("n")
-    )
     registered = _by_site(patients, "institution", n=Count("pk"))
-    cases_complete = _by_site(
-        patients.alias(n_complete=Coalesce(Subquery(complete), 0)).filter(n_complete=crf_n),
-        "institution",
-        n=Count("pk"),
-    )
-    locked = _by_site(
-        patients.filter(
-            Exists(CrfStatus.objects.filter(patient=OuterRef("pk"), status=CrfStatus.LOCKED))
-        ),
-        "institution",
-        n=Count("pk"),
-    )
+    # Complete and locked as the case page and the case list say it (registry.CaseState).
+    cases_complete = _by_site(CrfStatus.complete_cases(patients), "institution", n=Count("pk"))
+    locked = _by_site(CrfStatus.locked_cases(patients), "institution", n=Count("pk"))
     signed = _by_site(
         patients.filter(
             Exists(Signature.objects.filter(patient=OuterRef("pk"), voided_at__isnull=True))
@@ -204,7 +187,7 @@ def site(request, code):
         p.crfs = CrfStatus.for_patient(p)
         p.open_queries = sum(s.open_queries for s in p.crfs)
         p.signature = next((s for s in p.signatures.all() if s.voided_at is None), None)
-        p.is_locked = any(s.status == CrfStatus.LOCKED for s in p.crfs)
+        p.is_locked = CrfStatus.case_state(p.crfs).locked
     context = {
         "site": site,
         "findings": finding_page,

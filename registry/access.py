@@ -4,6 +4,8 @@ Every view that shows case data starts from `patients_for(request.user)`; a case
 queryset is a 404, so a guessed ID reveals nothing.
 """
 
+from dataclasses import dataclass
+
 from .models import Institution, Membership, Patient
 
 
@@ -213,6 +215,63 @@ def may_change_case(user, patient, memberships=None) -> bool:
         return False
     memberships = memberships_of(user) if memberships is None else memberships
     return user.is_superuser or (patient.institution_id, Membership.INVESTIGATOR) in memberships
+
+
+MAY_NOT_CHANGE = "Monitors read cases and raise queries; the site's investigators change them."
+
+
+@dataclass(frozen=True)
+class CaseRights:
+    """What one user may do on one case, decided once per page and handed to its templates, so
+    a page offers only the actions the user may take (the views refuse the rest with the same
+    facts: case_of() for the role, the CRF's lock for the data)."""
+
+    may_change: bool  # the case's data: its site's investigators (and superusers)
+    locked_crfs: frozenset  # CRFs locked (by the case's lock or its site's): nobody changes them
+
+    def may_edit(self, crf) -> bool:
+        """Add, edit, remove records of the CRF and mark it complete."""
+        return self.may_change and crf not in self.locked_crfs
+
+    def why_not(self, crf) -> str:
+        """Why may_edit(crf) is false ("" when it is true)."""
+        if not self.may_change:
+            return MAY_NOT_CHANGE
+        if crf in self.locked_crfs:
+            return "This CRF is locked: nothing in it changes until a monitor unlocks it."
+        return ""
+
+
+def case_rights(user, patient, statuses, memberships=None) -> CaseRights:
+    """`statuses`: the case's CrfStatus rows as loaded for the page (CrfStatus.for_patient())."""
+    return CaseRights(
+        may_change=may_change_case(user, patient, memberships),
+        locked_crfs=frozenset(s.crf for s in statuses if s.is_locked),
+    )
+
+
+# --- Roles as the navigation and the landing page read them --------------------------------------
+
+
+def roles_of(user, memberships) -> frozenset[str]:
+    """The user's roles at any site (`memberships`: request_memberships()); a superuser holds
+    every role."""
+    if not user.is_authenticated:
+        return frozenset()
+    if user.is_superuser:
+        return frozenset(role for role, _label in Membership.ROLE_CHOICES)
+    return frozenset(role for _site, role in memberships)
+
+
+def landing_url(user, memberships) -> str | None:
+    """Where a user without case access works instead (None: the case list is their page).
+    Statisticians open no case: they land on the analyses."""
+    roles = roles_of(user, memberships)
+    if roles & set(CASE_ROLES):
+        return None
+    if Membership.STATISTICIAN in roles:
+        return "analysis:dashboard"
+    return None
 
 
 # --- Per request ---------------------------------------------------------------------------------

@@ -443,6 +443,12 @@ def build_registry(n_patients: int, seed: int, institutions: list[Institution]) 
             birth_date=born if full_date else None,
             diagnosis_date=start - _days(months_from_dx * 30.4375),
             blinatumomab_start_date=start,
+            # The paper's eligibility: every enrolled patient meets it (stated, not defaulted).
+            relapsed_refractory=True,
+            bcp_all=True,
+            ph_negative=True,
+            cd19_positive=True,
+            burkitt=False,
         )
         assumed = rules.assumed_birth_date(patient["birth_date"], born.year)
         if rules.age_in_years(assumed, start) <= rules.MIN_AGE_EXCLUSIVE_YEARS:

@@ -96,6 +96,7 @@ class RegistrationForm(CrfForm):
     """Registration: the eligibility criteria come first; Patient.clean() says which fails."""
 
     eligibility = (
+        "relapsed_refractory",
         "bcp_all",
         "ph_negative",
         "cd19_positive",
@@ -113,6 +114,7 @@ class RegistrationForm(CrfForm):
         model = Patient
         fields = [
             "institution",
+            "relapsed_refractory",
             "bcp_all",
             "ph_negative",
             "cd19_positive",
@@ -129,6 +131,12 @@ class RegistrationForm(CrfForm):
         super().__init__(*args, **kwargs)
         if "institution" in self.fields:
             self.fields["institution"].queryset = institutions
+        if self.instance.pk is None:
+            # The investigator confirms each criterion: no box comes ticked from the model's
+            # default (an unticked inclusion box is refused by Patient.clean()).
+            for name in self.eligibility:
+                if isinstance(self.fields[name], forms.BooleanField):
+                    self.initial[name] = False
 
 
 class PatientForm(RegistrationForm):

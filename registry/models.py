@@ -6,6 +6,7 @@ registry.rules, so forms, imports, the API and the admin all enforce the same ru
 
 from contextlib import contextmanager
 from contextvars import ContextVar
+from dataclasses import dataclass
 from datetime import date
 from functools import cache
 
@@ -14,6 +15,7 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import connection, models, transaction
 from django.db.models import Q
+from django.db.models.functions import Coalesce
 from django.db.models.signals import pre_delete
 from django.utils import timezone
 from simple_history.models import HistoricalRecords
@@ -261,6 +263,11 @@ class Patient(TrackedRecord):
         "blinatumomab start date",
         help_text="Day 1 of cycle 1: the origin of EFS and OS.",
     )
+    relapsed_refractory = models.BooleanField(
+        "relapsed or refractory disease",
+        default=True,
+        help_text="The ALL relapsed after, or was refractory to, prior therapy.",
+    )
     bcp_all = models.BooleanField("B-cell precursor ALL", default=True)
     ph_negative = models.BooleanField("Philadelphia-negative", default=True)
     cd19_positive = models.BooleanField("CD19-positive at diagnosis", default=True)
@@ -279,7 +286,13 @@ class Patient(TrackedRecord):
                 name="diagnosis_not_after_start",
             ),
             models.CheckConstraint(
-                condition=Q(bcp_all=True, ph_negative=True, cd19_positive=True, burkitt=False),
+                condition=Q(
+                    relapsed_refractory=True,
+                    bcp_all=True,
+                    ph_negative=True,
+                    cd19_positive=True,
+                    burkitt=False,
+                ),
                 name="patient_eligible",
             ),
         ]
@@ -296,6 +309,7 @@ class Patient(TrackedRecord):
 
     def eligibility_failures(self):
         return rules.eligibility_failures(
+            relapsed_refractory=self.relapsed_refractory,
             bcp_all=self.bcp_all,
             ph_negative=self.ph_negative,
             cd19_positive=self.cd19_positive,
@@ -304,20 +318,20 @@ class Patient(TrackedRecord):
         )
 
     def clean(self):
-        errors = {}
+        errors = {}  # field -> list of messages: several rules may fail on one field
         if self.birth_date and self.birth_year and self.birth_date.year != self.birth_year:
-            errors["birth_date"] = "Birth date and birth year disagree."
+            errors["birth_date"] = ["Birth date and birth year disagree."]
         if self.birth_year and self.birth_year > timezone.localdate().year:
-            errors["birth_year"] = "Birth year is in the future."
+            errors["birth_year"] = ["Birth year is in the future."]
         if (
             self.diagnosis_date
             and self.blinatumomab_start_date
             and self.diagnosis_date > self.blinatumomab_start_date
         ):
-            errors["blinatumomab_start_date"] = "Blinatumomab start is before the diagnosis date."
+            errors["blinatumomab_start_date"] = ["Blinatumomab start is before the diagnosis date."]
         born = rules.assumed_birth_date(self.birth_date, self.birth_year)
         if born and self.diagnosis_date and self.diagnosis_date < born.replace(month=1, day=1):
-            errors["diagnosis_date"] = "Diagnosis date is before the patient was born."
+            errors["diagnosis_date"] = ["Diagnosis date is before the patient was born."]
         for field, reason in self.eligibility_failures():
             errors.setdefault(field, []).append(f"Not eligible: {reason}")
         if self.pk and self.blinatumomab_start_date:
@@ -1361,6 +1375,74 @@ class CrfStatus(models.Model):
             if field.related_model.objects.filter(patient=patient).exists():
                 return True
         return False
+
+    # --- The whole case -------------------------------------------------------------------------
+    #
+    # One definition of what the CRF statuses say about a case (complete, locked, verified), for
+    # the case page, the case list and the monitoring pages alike: CaseState on loaded statuses,
+    # complete_cases()/locked_cases() on querysets. They must agree (tests/registry/
+    # test_case_state.py compares them).
+
+    @property
+    def is_complete(self) -> bool:
+        """Marked complete by an investigator; it stays complete while it is queried, verified
+        or locked (a lock alone never makes a CRF complete)."""
+        return self.marked_complete_at is not None
+
+    @classmethod
+    def case_state(cls, statuses) -> "CaseState":
+        """The case's state from its CRF statuses (CrfStatus.for_patient(), one per CRF)."""
+        statuses = list(statuses)
+        return CaseState(
+            crfs=len(cls.CRF_CHOICES),
+            complete=sum(s.is_complete for s in statuses),
+            verified=sum(s.verified_at is not None for s in statuses),
+            open_queries=sum(s.open_queries for s in statuses),
+            locked=any(s.is_locked for s in statuses),
+        )
+
+    @classmethod
+    def complete_cases(cls, patients):
+        """`patients` narrowed to complete cases (CaseState.is_complete), in one query."""
+        done = (
+            cls.objects.filter(
+                patient=models.OuterRef("pk"), marked_complete_at__isnull=False, open_queries=0
+            )
+            .order_by()
+            .values("patient")
+            .annotate(n=models.Count("pk"))
+            .values("n")
+        )
+        n_done = Coalesce(models.Subquery(done), 0)
+        return patients.alias(n_crfs_done=n_done).filter(n_crfs_done=len(cls.CRF_CHOICES))
+
+    @classmethod
+    def locked_cases(cls, patients):
+        """`patients` narrowed to locked cases (CaseState.locked): a CRF locked, by the case's
+        lock or its site's."""
+        locked = cls.objects.filter(patient=models.OuterRef("pk"), status=cls.LOCKED)
+        return patients.filter(models.Exists(locked))
+
+
+@dataclass(frozen=True)
+class CaseState:
+    """What a case's CRF statuses say about the whole case (CrfStatus.case_state())."""
+
+    crfs: int  # CRFs per case
+    complete: int  # CRFs marked complete (CrfStatus.is_complete)
+    verified: int  # CRFs source-data verified
+    open_queries: int  # unresolved monitor queries on the case's CRFs
+    locked: bool  # the case (or its site) is locked
+
+    @property
+    def is_complete(self) -> bool:
+        """Every CRF marked complete and no query unresolved: what the site's principal
+        investigator signs. A locked case is complete only if this holds too."""
+        return self.complete == self.crfs and not self.open_queries
+
+    @property
+    def is_verified(self) -> bool:
+        return self.verified == self.crfs
 
 
 # Every model that holds case data, the case (Patient) first.

@@ -4,7 +4,7 @@ Models, forms, imports and the analysis all call these; nothing else restates th
 Definitions follow the Methods of Jung et al., Ann Hematol 2018.
 """
 
-from datetime import date
+from datetime import MAXYEAR, MINYEAR, date
 
 # --- Eligibility -------------------------------------------------------------------------
 
@@ -29,13 +29,14 @@ def assumed_birth_date(birth_date: date | None, birth_year: int | None) -> date 
     """
     if birth_date:
         return birth_date
-    if birth_year:
+    if birth_year and MINYEAR <= birth_year <= MAXYEAR:  # else no date: the field says why
         return date(birth_year, 7, 1)
     return None
 
 
 def eligibility_failures(
     *,
+    relapsed_refractory: bool,
     bcp_all: bool,
     ph_negative: bool,
     cd19_positive: bool,
@@ -44,6 +45,13 @@ def eligibility_failures(
 ) -> list[tuple[str, str]]:
     """(field, reason) for every eligibility criterion the patient fails; empty when eligible."""
     failures = []
+    if not relapsed_refractory:
+        failures.append(
+            (
+                "relapsed_refractory",
+                "The study includes relapsed or refractory ALL only.",
+            )
+        )
     if not bcp_all:
         failures.append(("bcp_all", "The study includes B-cell precursor ALL only."))
     if not ph_negative:

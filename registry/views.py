@@ -7,6 +7,7 @@ method. Saves run in transaction.atomic under select_for_update, refusing a stal
 
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
+from urllib.parse import urlsplit
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
@@ -16,7 +17,6 @@ from django.db import IntegrityError, transaction
 from django.db.models import (
     Case,
     Count,
-    Exists,
     OuterRef,
     ProtectedError,
     Subquery,
@@ -28,10 +28,14 @@ from django.http import Http404, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.http import url_has_allowed_host_and_scheme
 
 from . import ctcae, forms, history, rules
 from .access import (
+    MAY_NOT_CHANGE,
     case_institutions_for,
+    case_rights,
+    landing_url,
     may_change_case,
     patients_for,
     registering_institutions_for,
@@ -41,7 +45,6 @@ from .history import Change, case_history
 from .models import (
     CrfStatus,
     Cycle,
-    Membership,
     Patient,
     ResponseAssessment,
 )
@@ -106,7 +109,16 @@ def case_of(request, pk) -> Patient:
         cases = cases.select_related("followup", "baseline")
     patient = get_object_or_404(cases, pk=pk)
     if changes and not may_change_case(request.user, patient, memberships):
-        raise PermissionDenied("Monitors read cases and raise queries; investigators change them.")
+        raise PermissionDenied(MAY_NOT_CHANGE)
+    return patient
+
+
+def case_for_change(request, pk) -> Patient:
+    """The case, for a page whose only purpose is a change (a new record, a removal): refused
+    with 403 on every method to those who may only read the case."""
+    patient = case_of(request, pk)
+    if not may_change_case(request.user, patient, request_memberships(request)):
+        raise PermissionDenied(MAY_NOT_CHANGE)
     return patient
 
 
@@ -180,10 +192,10 @@ def _cycle_count():
 
 @login_required
 def case_list(request):
-    monitor = Membership.objects.filter(
-        user=request.user, institution=OuterRef("pk"), role=Membership.MONITOR
-    )
-    sites = list(case_institutions_for(request.user).annotate(monitored=Exists(monitor)))
+    elsewhere = landing_url(request.user, request_memberships(request))
+    if elsewhere:  # no case to list: their work is elsewhere (a statistician's analyses)
+        return redirect(elsewhere)
+    sites = list(case_institutions_for(request.user))
     by_code = {s.code: s for s in sites}
     site = by_code.get(request.GET.get("site")) or by_code.get(request.session.get("registry_site"))
     site = site or (sites[0] if sites else None)
@@ -210,8 +222,7 @@ def case_list(request):
     for p in page:
         p.best_response = labels[p.best_rank] if p.started_assessments else ""
         p.crfs = CrfStatus.for_patient(p)
-        p.is_complete = all(s.status in CrfStatus.DONE_STATUSES for s in p.crfs)
-        p.open_queries = sum(s.open_queries for s in p.crfs)
+        p.state = CrfStatus.case_state(p.crfs)
     context = {
         "sites": sites,
         "site": site,
@@ -221,7 +232,6 @@ def case_list(request):
         "columns": columns,
         "crf_choices": CrfStatus.CRF_CHOICES,
         "can_register": registering_institutions_for(request.user).exists(),
-        "can_monitor": request.user.is_superuser or any(s.monitored for s in sites),
     }
     return render(request, "registry/case_list.html", context)
 
@@ -295,11 +305,19 @@ def _timeline(patient):
 def case(request, pk):
     patient = case_of(request, pk)
     crfs = CrfStatus.for_patient(patient)
+    rights = case_rights(request.user, patient, crfs, request_memberships(request))
+    for s in crfs:
+        s.may_edit = rights.may_edit(s.crf)
+    timeline = [
+        (day, slug, label, text, record, rights.may_edit(KINDS[slug].crf))
+        for day, slug, label, text, record in _timeline(patient)
+    ]
     context = {
         "patient": patient,
         "crfs": crfs,
-        "is_complete": all(s.status in CrfStatus.DONE_STATUSES for s in crfs),
-        "timeline": _timeline(patient),
+        "state": CrfStatus.case_state(crfs),
+        "rights": rights,
+        "timeline": timeline,
         "history": case_history(patient),
         "next_cycle": patient.cycles.count() + 1,
     }
@@ -342,14 +360,42 @@ def _conflict_message(changes) -> str:
     )
 
 
+def posted_version_is_bad(request) -> bool:
+    """Every CRF and removal form posts the version its record was read at: a number, or empty
+    when there was no record yet. Missing or anything else: not a form of ours, or an incomplete
+    post (bad_form())."""
+    raw = request.POST.get("version")
+    return raw is None or (raw.strip() != "" and not raw.strip().isdigit())
+
+
+def bad_form(request, patient=None):
+    """400: the post cannot be read as the page's form; nothing was saved."""
+    context = {"patient": patient, "reload": request.get_full_path()}
+    return render(request, "400.html", context, status=400)
+
+
+def _locked(request, patient, kind, rights):
+    messages.error(request, f"{kind.title}: {rights.why_not(kind.crf)}")
+    return redirect(case_url(patient))
+
+
 def _edit(request, patient, kind, record, initial=None):
-    """Show or save one CRF record: stale versions and rule failures save nothing."""
+    """Show or save one CRF record: stale versions and rule failures save nothing. Who may only
+    read the CRF (a monitor; anybody once it is locked) sees it read-only, without Save."""
     status = stored_status(patient, kind.crf)
-    if status and status.is_locked:
-        messages.error(request, f"The {status.get_crf_display()} CRF is locked.")
-        return redirect(case_url(patient))
-    options = {"patient": patient, "needs_reason": bool(status and status.needs_reason)}
+    statuses = [status] if status else []
+    rights = case_rights(request.user, patient, statuses, request_memberships(request))
+    editable = rights.may_edit(kind.crf)  # case_of() already refused a monitor's POST (403)
+    if not editable and (request.method == "POST" or (record.pk is None and kind.many)):
+        return _locked(request, patient, kind, rights)
+    if request.method == "POST" and posted_version_is_bad(request):
+        return bad_form(request, patient)
+    needs_reason = editable and bool(status and status.needs_reason)
+    options = {"patient": patient, "needs_reason": needs_reason}
     form = kind.form(request.POST or None, instance=record, initial=initial, **options)
+    if not editable:
+        for field in form.fields.values():
+            field.disabled = True
     if request.method == "POST":
         changes = None
         try:
@@ -372,8 +418,12 @@ def _edit(request, patient, kind, record, initial=None):
         "patient": patient,
         "kind": kind,
         "form": form,
-        "form_html": forms.render_crf_form(form, blank=record.pk is None and not initial),
+        "form_html": forms.render_crf_form(
+            form, blank=editable and record.pk is None and not initial
+        ),
         "record": record,
+        "editable": editable,
+        "read_only_reason": rights.why_not(kind.crf),
         "history": case_history(patient, record) if record.pk else [],
     }
     if kind.slug == "adverse-events":
@@ -389,7 +439,7 @@ def single_record(request, pk, kind):
 
 @login_required
 def record_new(request, pk, kind):
-    patient = case_of(request, pk)
+    patient = case_for_change(request, pk)
     kind = KINDS[kind]
     record = kind.form._meta.model(patient=patient)
     initial = {}
@@ -410,13 +460,16 @@ def record_edit(request, pk, kind, record_pk):
 
 @login_required
 def record_remove(request, pk, kind, record_pk):
-    patient = case_of(request, pk)
+    patient = case_for_change(request, pk)
     kind = KINDS[kind]
     record = get_object_or_404(kind.records(patient), pk=record_pk)
     status = stored_status(patient, kind.crf)
-    if status and status.is_locked:
-        messages.error(request, f"The {status.get_crf_display()} CRF is locked.")
-        return redirect(case_url(patient))
+    statuses = [status] if status else []
+    rights = case_rights(request.user, patient, statuses, request_memberships(request))
+    if not rights.may_edit(kind.crf):
+        return _locked(request, patient, kind, rights)
+    if request.method == "POST" and posted_version_is_bad(request):
+        return bad_form(request, patient)
     form = forms.RemoveForm(request.POST or None, initial={"version": record.version})
     if request.method == "POST" and form.is_valid():
         try:
@@ -452,3 +505,42 @@ def derive_response(request, pk):
     emd = request.GET.get("emd_status") or rules.EMD_NONE
     code = ResponseAssessment(patient=patient, emd_status=emd, **values).derive()
     return JsonResponse({"response": code, "label": dict(rules.RESPONSE_CHOICES)[code]})
+
+
+# --- Error pages ----------------------------------------------------------------------------------
+
+
+def _back_url(request) -> str:
+    """The page the user came from when it is one of ours (not this one), else the home page."""
+    referer = request.headers.get("Referer", "")
+    if referer and url_has_allowed_host_and_scheme(
+        referer, {request.get_host()}, require_https=request.is_secure()
+    ):
+        if urlsplit(referer).path != request.path:
+            return referer
+    return reverse("registry:case_list")
+
+
+def permission_denied(request, exception=None):
+    """handler403: a styled page that says why (the PermissionDenied message) and leads back.
+    Django uses it with DEBUG on and off alike."""
+    reason = str(exception or "") or "Your role does not allow this."
+    context = {"reason": reason, "back": _back_url(request)}
+    return render(request, "403.html", context, status=403)
+
+
+def csrf_failure(request, reason=""):
+    """CSRF_FAILURE_VIEW: a form post without its valid security token (an old page, or cookies
+    blocked) is refused on the styled 403 page, saying what to do."""
+    reason = (
+        "The form was sent without a valid security token: the page was probably open too long "
+        "or cookies are blocked. Reload the page and enter your change again."
+    )
+    context = {"reason": reason, "back": _back_url(request)}
+    return render(request, "403.html", context, status=403)
+
+
+def bad_request(request, exception=None):
+    """handler400 (with DEBUG off; the views answer their own 400s with bad_form()). Reads
+    nothing of the request: it also answers requests refused for their Host header."""
+    return render(request, "400.html", {"back": "/"}, status=400)

@@ -20,7 +20,9 @@ def test_an_investigator_enters_a_whole_case(new_page):
     page = new_page("inv")
     expect(page.locator("h1")).to_have_text("Cases at KR01")
 
-    page.get_by_role("link", name="Register a patient").click()
+    page.get_by_role("link", name="Register a patient").first.click()
+    for criterion in ("relapsed_refractory", "bcp_all", "ph_negative", "cd19_positive"):
+        page.check(f"#id_{criterion}")  # nothing comes ticked: the investigator confirms each
     page.fill("#id_birth_year", "1972")
     page.fill("#id_birth_date", "1972-04-15")
     page.fill("#id_blinatumomab_start_date", "2017-03-06")

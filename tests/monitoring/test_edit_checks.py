@@ -87,6 +87,35 @@ def test_an_allogeneic_sct_before_blinatumomab_start(case):
     assert found(case) == {("sct_before_start", "Transplant", "sct_date")}
 
 
+@pytest.mark.parametrize("record", ["cycle", "assessment", "adverse_event", "transplant"])
+def test_a_record_after_a_living_patients_last_contact(case, record):
+    last_contact = case.followup.last_contact_date
+    if record == "transplant":
+        f.transplant(case, sct_date=last_contact + timedelta(days=9))
+        later = f"transplant of {last_contact + timedelta(days=9)}"
+    else:
+        model = {"cycle": Cycle, "assessment": ResponseAssessment, "adverse_event": AdverseEvent}
+        field = {"cycle": "end_date", "assessment": "assessment_date"}.get(record, "resolution_date")
+        model[record].objects.filter(patient=case).update(
+            **{field: last_contact + timedelta(days=9)}
+        )
+        later = None
+    assert found(case) >= {("records_after_last_contact", "FollowUp", "last_contact_date")}
+    (finding,) = [
+        x
+        for x in checks.find(Patient.objects.filter(pk=case.pk))
+        if x.rule == "records_after_last_contact"
+    ]
+    assert finding.message.startswith(f"Last contact ({last_contact}) is before these records: ")
+    if later:
+        assert finding.message.endswith(f"{later}.")
+    # The same records before the last contact: nothing to say.
+    FollowUp.objects.filter(patient=case).update(
+        last_contact_date=last_contact + timedelta(days=30)
+    )
+    assert ("records_after_last_contact", "FollowUp", "last_contact_date") not in found(case)
+
+
 def test_a_case_without_its_required_records(kr01):
     bare = f.patient(site=kr01)
     assert found(bare) == {
@@ -144,4 +173,4 @@ def test_rerunning_closes_the_queries_whose_finding_is_gone(case, kr01, monitor)
 
 def test_every_rule_has_a_label_and_a_check():
     assert set(checks.RULES) >= {"missing_value", "record_rule"}
-    assert len(checks.CHECKS) == 6
+    assert len(checks.CHECKS) == 7

@@ -133,6 +133,7 @@ def test_registering_at_another_site_is_refused(client):
         reverse("registry:register"),
         {
             "institution": kr02.pk,
+            "relapsed_refractory": "on",
             "bcp_all": "on",
             "ph_negative": "on",
             "cd19_positive": "on",

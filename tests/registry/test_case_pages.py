@@ -97,9 +97,17 @@ def test_site_switcher_for_an_investigator_of_several_sites(client):
     assert client.get("/", {"site": "KR01"}).context["site"].code == "KR03"  # remembered, not KR01
 
 
-def test_statistician_has_no_case_access(client):
-    f.patient()
+def test_statistician_has_no_case_access_and_lands_on_the_analyses(client):
+    p = f.patient()
     client.force_login(f.user("stat", role=Membership.STATISTICIAN))
+    page = client.get("/")
+    assert (page.status_code, page["Location"]) == (302, reverse("analysis:dashboard"))
+    assert client.get(reverse("registry:case", args=[p.pk])).status_code == 404
+
+
+def test_a_user_without_any_role_is_told_they_have_no_case_access(client):
+    f.patient()
+    client.force_login(f.user("nobody", sites=()))
     page = client.get("/")
     assert page.context["site"] is None
     assert b"KR01-001" not in page.content and b"no case access" in page.content

@@ -52,6 +52,8 @@ def form_data(record, **changes):
     for name, value in changes.items():
         if value is None or value is False:
             data.pop(name, None)
+    # The hidden version field is always posted, empty when the form had no saved record.
+    data.setdefault("version", "")
     return data
 
 
@@ -80,6 +82,7 @@ def errors(response):
 # --- Registration -------------------------------------------------------------------------------
 
 REGISTRATION = {
+    "relapsed_refractory": "on",
     "bcp_all": "on",
     "ph_negative": "on",
     "cd19_positive": "on",
@@ -103,6 +106,7 @@ def test_registering_an_eligible_patient_assigns_the_study_id(client, investigat
 @pytest.mark.parametrize(
     "change, field",
     [
+        ({"relapsed_refractory": None}, "relapsed_refractory"),
         ({"bcp_all": None}, "bcp_all"),
         ({"ph_negative": None}, "ph_negative"),
         ({"cd19_positive": None}, "cd19_positive"),

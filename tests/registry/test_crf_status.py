@@ -73,7 +73,7 @@ def test_the_case_is_complete_when_every_crf_is(client, investigator):
     complete(client, p, crfs[-1])
     assert b'id="case-complete"' in client.get(url("case", p.pk)).content
     row = client.get("/").context["page"][0]
-    assert row.is_complete
+    assert row.state.is_complete
 
 
 def test_after_completion_every_change_needs_a_reason(client, investigator):

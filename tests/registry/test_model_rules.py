@@ -40,7 +40,13 @@ def test_study_ids_are_assigned_per_institution():
 
 @pytest.mark.parametrize(
     "field, value",
-    [("bcp_all", False), ("ph_negative", False), ("cd19_positive", False), ("burkitt", True)],
+    [
+        ("relapsed_refractory", False),
+        ("bcp_all", False),
+        ("ph_negative", False),
+        ("cd19_positive", False),
+        ("burkitt", True),
+    ],
 )
 def test_ineligible_patient_is_refused_with_the_reason(field, value):
     p = Patient(
@@ -55,14 +61,15 @@ def test_ineligible_patient_is_refused_with_the_reason(field, value):
     assert errors[field][0].startswith("Not eligible: ")
 
 
-def test_ineligible_patient_is_refused_by_the_database_too():
+@pytest.mark.parametrize("field", ["ph_negative", "relapsed_refractory"])
+def test_ineligible_patient_is_refused_by_the_database_too(field):
     p = Patient(
         institution=f.institution(),
         sex="male",
         birth_year=1970,
-        ph_negative=False,
         diagnosis_date=date(2016, 1, 1),
         blinatumomab_start_date=f.START,
+        **{field: False},
     )
     with pytest.raises(IntegrityError), transaction.atomic():
         p.save()

@@ -66,15 +66,18 @@ def test_year_only_birth_is_taken_as_first_of_july():
 
 
 def test_eligibility_lists_every_failed_criterion():
-    ok = dict(bcp_all=True, ph_negative=True, cd19_positive=True, burkitt=False, age_at_start=19)
+    ok = dict(
+        relapsed_refractory=True,
+        bcp_all=True,
+        ph_negative=True,
+        cd19_positive=True,
+        burkitt=False,
+        age_at_start=19,
+    )
     assert rules.eligibility_failures(**ok) == []
-    fields = [
-        f
-        for f, _ in rules.eligibility_failures(
-            **{**ok, "ph_negative": False, "burkitt": True, "age_at_start": 18}
-        )
-    ]
-    assert fields == ["ph_negative", "burkitt", "birth_year"]
+    failed = {"relapsed_refractory": False, "ph_negative": False, "burkitt": True}
+    fields = [f for f, _ in rules.eligibility_failures(**{**ok, **failed, "age_at_start": 18})]
+    assert fields == ["relapsed_refractory", "ph_negative", "burkitt", "birth_year"]
 
 
 def test_grade_error_names_the_grades_that_exist():

@@ -138,6 +138,7 @@ def test_a_failed_registration_leaves_no_patient_and_no_study_id_used():
     client.force_login(make_user("inv", sites={"KR01": {"investigator"}}))
     data = {
         "institution": kr01.pk,
+        "relapsed_refractory": "on",
         "bcp_all": "on",
         "ph_negative": "on",
         "cd19_positive": "on",

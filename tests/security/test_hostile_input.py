@@ -225,6 +225,7 @@ def test_registration_refuses_hostile_input_cleanly(case, data):
         _patient, client = case
         valid = {
             "institution": str(f.institution("KR01").pk),
+            "relapsed_refractory": "on",
             "bcp_all": "on",
             "ph_negative": "on",
             "cd19_positive": "on",

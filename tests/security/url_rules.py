@@ -320,9 +320,10 @@ RULES = {
     "registry:derive_response": Rule(case, get=CASE_READ, post=CASE_WRITE),
     "registry:crf_complete": Rule(case_and("crf", "crf"), get=CASE_READ, post=CASE_WRITE),
     "registry:single_record": Rule(case_and("record", "kind"), get=CASE_READ, post=CASE_WRITE),
-    "registry:record_new": Rule(case_and("records", "kind"), get=CASE_READ, post=CASE_WRITE),
+    # a new record and a removal are pages for a change only: a monitor is refused on GET too
+    "registry:record_new": Rule(case_and("records", "kind"), get=CASE_WRITE, post=CASE_WRITE),
     "registry:record_edit": Rule(case_record, get=CASE_READ, post=CASE_WRITE),
-    "registry:record_remove": Rule(case_record, get=CASE_READ, post=CASE_WRITE),
+    "registry:record_remove": Rule(case_record, get=CASE_WRITE, post=CASE_WRITE),
     # analyses: statisticians (every site's data, de-identified), monitors of every site and
     # superusers; a monitor of some sites gets the page and their sites' dataset, no run
     "analysis:dashboard": Rule(get=ANALYST, post=ANALYST),
