@@ -11,6 +11,7 @@ the print time: printing the same data again gives the same hash, and any change
 status, a query or the audit trail gives another.
 """
 
+import functools
 import hashlib
 import json
 from dataclasses import asdict, dataclass, field
@@ -86,7 +87,7 @@ class CaseBook:
     def canonical(self) -> bytes:
         return json.dumps(asdict(self), sort_keys=True, ensure_ascii=False).encode()
 
-    @property
+    @functools.cached_property
     def sha256(self) -> str:
         return hashlib.sha256(self.canonical()).hexdigest()
 

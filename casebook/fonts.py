@@ -25,13 +25,13 @@ FILES = {
     "CB-FallbackBold": ("NanumGothicBold.ttf", "NanumBarunGothicBold.ttf", "NanumGothic.ttf"),
 }
 # What Helvetica (WinAnsi encoding) can set, when DejaVu is missing.
-LATIN1 = frozenset(range(0x20, 0x7F)) | frozenset(range(0xA0, 0x100))
+LATIN1 = frozenset(map(chr, [*range(0x20, 0x7F), *range(0xA0, 0x100)]))
 
 
 @dataclass(frozen=True)
 class Face:
     name: str
-    covers: frozenset
+    covers: frozenset  # the characters (str of length 1) it has a glyph for; never "\n"
 
 
 @dataclass(frozen=True)
@@ -44,7 +44,10 @@ class Fonts:
     def markup(self, text, bold=False) -> str:
         """`text` as Platypus paragraph markup: XML-escaped, each run of characters in the first
         font that has them, code points for characters none has, line breaks kept."""
+        text = str(text)
         main = self.bold if bold else self.regular
+        if main.covers.issuperset(text):  # the common case: one font has every character
+            return escape(text)
         other = self.fallback_bold if bold else self.fallback
         out, run, run_face = [], [], main
 
@@ -56,7 +59,7 @@ class Fonts:
                 )
                 run.clear()
 
-        for ch in str(text):
+        for ch in text:
             code = ord(ch)
             if ch == "\n":
                 flush()
@@ -64,9 +67,9 @@ class Fonts:
                 continue
             if ch in "\t\r":
                 ch, code = " ", 0x20
-            if code in main.covers:
+            if ch in main.covers:
                 face = main
-            elif other is not None and code in other.covers:
+            elif other is not None and ch in other.covers:
                 face = other
             else:
                 face, ch = main, f"[U+{code:04X}]"
@@ -81,7 +84,7 @@ class Fonts:
         """`text` for canvas.drawString in the regular font (headers): unknown characters as
         code points."""
         return "".join(
-            ch if ord(ch) in self.regular.covers else f"[U+{ord(ch):04X}]" for ch in str(text)
+            ch if ch in self.regular.covers else f"[U+{ord(ch):04X}]" for ch in str(text)
         )
 
 
@@ -106,7 +109,8 @@ def _register(name, names) -> Face | None:
         return None
     font = TTFont(name, str(path))
     pdfmetrics.registerFont(font)
-    return Face(name, frozenset(font.face.charToGlyph))
+    # Control characters are handled by markup() (line breaks, tabs), never set as glyphs.
+    return Face(name, frozenset(chr(c) for c in font.face.charToGlyph if c >= 0x20))
 
 
 @functools.cache
