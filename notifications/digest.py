@@ -17,8 +17,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from monitoring.models import Query
-from registry.access import investigated_patients_for, monitored_patients_for
-from registry.models import CrfStatus, FollowUp, Membership
+from registry.models import CrfStatus, FollowUp, Membership, Patient
 
 from .mail import SUBJECT_PREFIX, about, absolute, footer, query_url, send
 from .models import NotificationPreference
@@ -48,6 +47,13 @@ def follow_up_overdue(patients, today=None):
     )
 
 
+def _cases_where(user, role):
+    """The cases of the sites where the user holds `role` (a superuser's digest is about the
+    sites they belong to, not the whole registry)."""
+    sites = Membership.objects.filter(user=user, role=role).values("institution")
+    return Patient.objects.filter(institution__in=sites)
+
+
 def _listed(items, line, more_url, more_text) -> str:
     shown = [line(x) for x in items[:LIST_MAX]]
     rest = len(items) - len(shown)
@@ -62,7 +68,7 @@ def digest_for(user, today=None):
     if not NotificationPreference.wants(user, "daily_digest"):
         return None
     sections, counts = [], []
-    mine = investigated_patients_for(user)
+    mine = _cases_where(user, Membership.INVESTIGATOR)
     cases_url = absolute(reverse("registry:case_list"))
     if mine.exists():
         open_queries = list(
@@ -103,8 +109,8 @@ def digest_for(user, today=None):
                     "on the case list",
                 )
             )
-    monitored = monitored_patients_for(user)
-    if Membership.objects.filter(user=user, role=Membership.MONITOR).exists() or user.is_superuser:
+    monitored = _cases_where(user, Membership.MONITOR)
+    if monitored.exists():
         answered = list(
             Query.objects.filter(patient__in=monitored, status=Query.ANSWERED)
             .select_related("patient", "content_type")
