@@ -64,19 +64,13 @@ class SiteArchive(models.Model):
     @classmethod
     def fail_stale(cls):
         """Archives whose worker went silent (killed: it sends nothing) are failed, so none is
-        shown as building forever. Each case book written beats."""
+        shown as building forever. Each case book written beats. A queued archive waits for a
+        free worker however long that takes (Redis keeps the message)."""
         cutoff = timezone.now() - timezone.timedelta(
             seconds=settings.CASEBOOK_ARCHIVE_STALE_AFTER_SECONDS
         )
-        silent = models.Q(heartbeat_at__lt=cutoff) | models.Q(
-            heartbeat_at__isnull=True, created_at__lt=cutoff
-        )
-        return (
-            cls.objects.filter(status__in=[cls.QUEUED, cls.RUNNING])
-            .filter(silent)
-            .update(
-                status=cls.FAILED,
-                finished_at=timezone.now(),
-                error="The worker stopped responding; build the archive again.",
-            )
+        return cls.objects.filter(status=cls.RUNNING, heartbeat_at__lt=cutoff).update(
+            status=cls.FAILED,
+            finished_at=timezone.now(),
+            error="The worker stopped responding; build the archive again.",
         )
