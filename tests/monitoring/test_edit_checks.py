@@ -95,7 +95,9 @@ def test_a_record_after_a_living_patients_last_contact(case, record):
         later = f"transplant of {last_contact + timedelta(days=9)}"
     else:
         model = {"cycle": Cycle, "assessment": ResponseAssessment, "adverse_event": AdverseEvent}
-        field = {"cycle": "end_date", "assessment": "assessment_date"}.get(record, "resolution_date")
+        field = {"cycle": "end_date", "assessment": "assessment_date"}.get(
+            record, "resolution_date"
+        )
         model[record].objects.filter(patient=case).update(
             **{field: last_contact + timedelta(days=9)}
         )

@@ -1,11 +1,13 @@
 """The daily digest: each investigator's open queries and overdue follow-up CRFs, each monitor's
 answered queries waiting to be closed; scheduled by Celery beat."""
 
+import re
 from datetime import date
 
 import pytest
 from django.conf import settings
 from django.core import mail
+from django.test import Client
 
 from config.celery import app
 from monitoring import services
@@ -15,7 +17,12 @@ from notifications.tasks import send_daily_digests
 from registry.models import FollowUp
 from tests import factories as f
 
-from .conftest import SITE_URL, full_case
+from .conftest import SITE_URL, body, full_case
+
+
+def links_in(text):
+    return re.findall(rf"{re.escape(SITE_URL)}(/\S*)", text)
+
 
 pytestmark = pytest.mark.django_db
 
@@ -50,14 +57,25 @@ def registry(kr01, investigator, monitor, settings):
     }
 
 
-def test_the_digest_lists_each_persons_open_work(registry, investigator, monitor):
+class Received:
+    """A message that arrived at the SMTP server, read like django.core.mail's outbox."""
+
+    def __init__(self, message):
+        self.subject, self.body = message["Subject"], body(message)
+
+
+def test_the_digest_lists_each_persons_open_work(smtp, registry, investigator, monitor):
     r = registry
     assert digest.send_digests(TODAY) == 2
-    by_user = {m.to[0]: m for m in mail.outbox}
+    by_user = {rcpt[0]: Received(m) for rcpt, m in smtp.received}
     inv = by_user["inv@site01.example.org"]
     assert (
         inv.subject == "[Blinatumomab registry] Your open work: 1 open query, 2 follow-ups overdue"
     )
+    client = Client()
+    client.force_login(investigator)
+    for path in links_in(inv.body):  # every link opens its page for the investigator
+        assert client.get(path.split("#")[0]).status_code == 200, path
     assert f"{r['stale'].study_id}: query #{r['open'].pk}" in inv.body
     assert f"{SITE_URL}/cases/{r['stale'].pk}/#query-{r['open'].pk}" in inv.body
     overdue = inv.body.split("Follow-up overdue")[1]
