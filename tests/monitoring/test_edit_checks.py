@@ -95,9 +95,8 @@ def test_a_record_after_a_living_patients_last_contact(case, record):
         later = f"transplant of {last_contact + timedelta(days=9)}"
     else:
         model = {"cycle": Cycle, "assessment": ResponseAssessment, "adverse_event": AdverseEvent}
-        field = {"cycle": "end_date", "assessment": "assessment_date"}.get(
-            record, "resolution_date"
-        )
+        fields = {"cycle": "end_date", "assessment": "assessment_date"}
+        field = fields.get(record, "resolution_date")
         model[record].objects.filter(patient=case).update(
             **{field: last_contact + timedelta(days=9)}
         )
