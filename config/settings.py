@@ -102,6 +102,19 @@ DATABASES = {
         conn_health_checks=True,
     )
 }
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # The embedded database as a web app needs it: WAL lets pages read while someone writes;
+    # a writer waits up to 20 s for the lock instead of failing at once ("database is locked");
+    # IMMEDIATE takes the write lock when a transaction starts, so two saves of one CRF queue
+    # (the second then sees the new version and gets the conflict message) instead of both
+    # reading and one failing when it tries to write.
+    DATABASES["default"].setdefault("OPTIONS", {}).update(
+        {
+            "timeout": int(os.environ.get("SQLITE_BUSY_TIMEOUT_SECONDS", "20")),
+            "transaction_mode": "IMMEDIATE",
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL",
+        }
+    )
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [
@@ -293,6 +306,24 @@ LOGGING = {
         "level": os.environ.get("DJANGO_LOG_LEVEL", "WARNING"),
     },
 }
+
+# --- Bulk import limits (README "Bulk import"; exchange/importer.py) ---------------------------
+# An upload larger than IMPORT_MAX_UPLOAD_BYTES is refused before its body is read; files above
+# FILE_UPLOAD_MAX_MEMORY_SIZE go to a temporary file, not memory. Archives (.zip, .xlsx) are
+# refused before unpacking when their declared size passes IMPORT_MAX_UNZIPPED_BYTES or a member
+# compresses more than IMPORT_MAX_COMPRESSION_RATIO to 1, and their bytes are counted while they
+# are read. Reading stops after IMPORT_MAX_ROWS data rows. The check runs in transactions of
+# whole cases, each closed after IMPORT_CHECK_CHUNK_ROWS rows or IMPORT_CHECK_CHUNK_SECONDS,
+# so it never holds the write lock for long.
+IMPORT_MAX_UPLOAD_BYTES = int(os.environ.get("IMPORT_MAX_UPLOAD_BYTES", "10000000"))
+IMPORT_MAX_UNZIPPED_BYTES = int(os.environ.get("IMPORT_MAX_UNZIPPED_BYTES", "20000000"))
+IMPORT_MAX_ROWS = int(os.environ.get("IMPORT_MAX_ROWS", "2000"))
+IMPORT_MAX_COMPRESSION_RATIO = int(os.environ.get("IMPORT_MAX_COMPRESSION_RATIO", "100"))
+IMPORT_MAX_ARCHIVE_MEMBERS = int(os.environ.get("IMPORT_MAX_ARCHIVE_MEMBERS", "200"))
+IMPORT_CHECK_CHUNK_ROWS = int(os.environ.get("IMPORT_CHECK_CHUNK_ROWS", "500"))
+IMPORT_CHECK_CHUNK_SECONDS = float(os.environ.get("IMPORT_CHECK_CHUNK_SECONDS", "1.0"))
+FILE_UPLOAD_MAX_MEMORY_SIZE = 1024 * 1024
+DATA_UPLOAD_MAX_MEMORY_SIZE = int(2.5 * 1024 * 1024)  # the form fields besides files
 
 # --- Case books and e-mail (casebook/, notifications/; README "Case books and e-mail") ---------
 INSTALLED_APPS += ["casebook", "notifications"]

@@ -3,24 +3,44 @@
 The upload is all or nothing. Every row becomes model instances that go through full_clean(), so
 the import applies exactly the rules of the web forms. Rows are imported in dependency order
 (cases first, then follow-up, cycles in cycle order, assessments, adverse events, transplants and
-subsequent therapies) inside one transaction, so the cross-record rules (cycle order, nothing
-after death, grade 5 needs the death) see the records they depend on. Every problem is collected
-with its file or sheet, row, column and message; if there is any, the transaction is rolled back
-and nothing is saved. A clean upload saves every row, audited as "import <filename>" by the user.
+subsequent therapies), so the cross-record rules (cycle order, nothing after death, grade 5 needs
+the death) see the records they depend on. Every problem is collected with its file or sheet,
+row, column and message; if there is any, nothing is saved. A clean upload saves every row,
+audited as "import <filename>" by the user.
+
+Reading is bounded (README "Bulk import", settings IMPORT_MAX_*): files stream row by row, only
+filled cells are kept, an archive's declared sizes are checked before anything is unpacked and
+its bytes are counted while it is, and reading stops at the first limit passed. A file that
+cannot be read (not CSV, a duplicated column, an Excel formula without a saved value, a limit)
+stops the import before any row is checked.
+
+Checking runs case by case in short transactions that are rolled back (every row of a case in
+the same one, so its cross-record rules hold), so a long check never holds the database's write
+lock for long: other users keep saving. Only an upload that passed the check is imported, in one
+transaction that checks every row again.
 """
 
+import contextlib
 import csv
 import io
+import struct
+import time
 import zipfile
-from dataclasses import dataclass, field
+import zlib
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from decimal import Decimal
-from pathlib import Path
+from pathlib import Path, PurePosixPath
+from typing import BinaryIO
 
+from django.conf import settings
 from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
-from django.db import IntegrityError, models, transaction
+from django.db import IntegrityError, connection, models, transaction
+from openpyxl.utils import get_column_letter
 
-from registry.models import CrfStatus, Cycle, Institution, Patient
+from registry.models import CaseLocked, CrfStatus, Cycle, Institution, Patient
 
 from . import spec
 from .safe import safe_row
@@ -77,7 +97,132 @@ class ImportResult:
         return sum(self.imported.values())
 
 
+# --- Limits -----------------------------------------------------------------------------------
+
+MB = 1000 * 1000  # as limits are told to users
+MIB = 1024 * 1024
+# Members smaller than this are not judged by their compression ratio: a small, very regular
+# file (a sheet of empty formatted cells) may compress far better than data, harmlessly.
+RATIO_CHECK_FROM_BYTES = MIB
+# Archives within a zip upload are refused, not opened: one level of unpacking only.
+ARCHIVE_SUFFIXES = (".zip", ".xlsx", ".xlsm", ".ods", ".gz", ".tgz", ".bz2", ".xz")
+UNREADABLE_ZIP = "Not a readable zip file."
+UNREADABLE_XLSX = "Not a readable Excel workbook (.xlsx)."
+ARCHIVE_MAGIC = (b"PK\x03\x04", b"\x1f\x8b", b"BZh", b"\xfd7zXZ", b"7z\xbc\xaf", b"Rar!")
+
+
+def _size(n: int) -> str:
+    return f"{n / MB:,.1f} MB" if n >= MB else f"{n:,} bytes"
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one upload (or one run of the command) may hold; the numbers are in settings."""
+
+    upload_bytes: int
+    unzipped_bytes: int
+    rows: int
+    ratio: int
+    members: int
+
+    @classmethod
+    def from_settings(cls) -> "Limits":
+        return cls(
+            upload_bytes=settings.IMPORT_MAX_UPLOAD_BYTES,
+            unzipped_bytes=settings.IMPORT_MAX_UNZIPPED_BYTES,
+            rows=settings.IMPORT_MAX_ROWS,
+            ratio=settings.IMPORT_MAX_COMPRESSION_RATIO,
+            members=settings.IMPORT_MAX_ARCHIVE_MEMBERS,
+        )
+
+    def upload_too_large(self, size: int) -> str | None:
+        if size > self.upload_bytes:
+            return (
+                f"The upload is {_size(size)}; the limit is {_size(self.upload_bytes)} per "
+                "upload. Split the files into several uploads (e.g. patients first, then the "
+                "other files naming their cases by study_id)."
+            )
+        return None
+
+
+class LimitExceeded(Exception):
+    pass
+
+
+class Budget:
+    """The rows and unzipped bytes one upload may still read, shared by all its files. Reading
+    stops at the first excess: nothing past a limit is unpacked or held."""
+
+    def __init__(self, limits: Limits | None = None):
+        self.limits = limits or Limits.from_settings()
+        self.rows = 0
+        self.unzipped = 0
+        self.exhausted = False
+
+    def add_row(self):
+        self.rows += 1
+        if self.rows > self.limits.rows:
+            self.exhausted = True
+            raise LimitExceeded(
+                f"More than {self.limits.rows:,} data rows: the limit is {self.limits.rows:,} "
+                "rows per upload. Split the import into several uploads (e.g. patients first, "
+                "then the other files naming their cases by study_id)."
+            )
+
+    def add_unzipped(self, n: int):
+        self.unzipped += n
+        if self.unzipped > self.limits.unzipped_bytes:
+            self.exhausted = True
+            raise LimitExceeded(
+                f"Unzipped, the upload is more than {_size(self.limits.unzipped_bytes)}, the "
+                "limit per upload (its archives declared less): reading stopped there."
+            )
+
+
+class _Counted(io.RawIOBase):
+    """A member of an archive, read through the budget: its declared size may be a lie."""
+
+    def __init__(self, raw, budget: Budget):
+        self.raw, self.budget = raw, budget
+
+    def readable(self):
+        return True
+
+    def readinto(self, buffer):
+        data = self.raw.read(len(buffer))
+        self.budget.add_unzipped(len(data))
+        buffer[: len(data)] = data
+        return len(data)
+
+    def close(self):
+        self.raw.close()
+        super().close()
+
+
 # --- Reading the files ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Source:
+    """One file to read: its name, and how to open it (again) as a binary stream. Uploads larger
+    than FILE_UPLOAD_MAX_MEMORY_SIZE are read from Django's temporary file, never loaded whole."""
+
+    name: str
+    open: Callable[[], BinaryIO]
+
+    @classmethod
+    def from_bytes(cls, name: str, data: bytes) -> "Source":
+        return cls(name, lambda: io.BytesIO(data))
+
+    @classmethod
+    def from_path(cls, path: Path) -> "Source":
+        return cls(Path(path).name, lambda: Path(path).open("rb"))
+
+    @classmethod
+    def from_upload(cls, upload) -> "Source":
+        if hasattr(upload, "temporary_file_path"):
+            return cls(upload.name, lambda: Path(upload.temporary_file_path()).open("rb"))
+        return cls.from_bytes(upload.name, upload.read())  # small: Django holds it in memory
 
 
 def _table(stem, source, filename, header, rows, problems) -> Table | None:
@@ -86,106 +231,398 @@ def _table(stem, source, filename, header, rows, problems) -> Table | None:
         names = ", ".join(rt.name for rt in spec.RECORD_TYPES)
         problems.append(Problem(source, None, "", f"Not a template file or sheet ({names})."))
         return None
-    header = [str(h).strip() if h is not None else "" for h in header]
-    body = []
-    for number, cells in rows:
-        values = {h: c for h, c in zip(header, cells, strict=False) if h}
-        if any(_is_filled(c) for c in values.values()):
-            body.append((number, values))
-    return Table(record_type, source, filename, header, body)
+    return Table(record_type, source, filename, header, rows)
 
 
 def _is_filled(value) -> bool:
     return value is not None and str(value).strip() != ""
 
 
-def read_csv(name: str, data: bytes, problems: list, filename: str | None = None):
+def _header(source, cells, problems) -> list[str] | None:
+    """Column names of a header row; None when a name comes twice (which copy would count?)."""
+    header = [str(h).strip() if h is not None else "" for h in cells]
+    seen, ok = {}, True
+    for index, name in enumerate(header, start=1):
+        if not name:
+            continue
+        if name in seen:
+            first = get_column_letter(seen[name])
+            problems.append(
+                Problem(
+                    source,
+                    1,
+                    name,
+                    f"The column comes twice (columns {first} and {get_column_letter(index)}): "
+                    "keep one.",
+                )
+            )
+            ok = False
+        else:
+            seen[name] = index
+    return header if ok else None
+
+
+def _row_values(source, number, header, cells, problems) -> dict | None:
+    """{column: cell} of a data row's filled cells ({} for an empty row); None, with a problem,
+    for a row with a value past the header (a comma in an unquoted cell shifts later cells)."""
+    values = {}
+    for index, cell in enumerate(cells):
+        if not _is_filled(cell):
+            continue
+        name = header[index] if index < len(header) else ""
+        if not name:
+            problems.append(
+                Problem(
+                    source,
+                    number,
+                    get_column_letter(index + 1),
+                    "A value in a column without a header: is a comma inside an unquoted cell?",
+                )
+            )
+            return None
+        values[name] = cell
+    return values
+
+
+CSV_ERRORS = {
+    "unexpected end of data": "a quoted cell that starts in this row is never closed",
+    "expected after": "a quoted cell in this row is closed and then continues",
+    "field larger than field limit": "a cell that starts in this row is longer than "
+    f"{csv.field_size_limit():,} characters (is a quote not closed?)",
+}
+
+
+def _csv_message(error: csv.Error) -> str:
+    text = str(error)
+    what = next((m for key, m in CSV_ERRORS.items() if key in text), text)
+    return (
+        f"Not valid CSV: {what}. Nothing after it can be read reliably. A cell holding a quote, "
+        'a comma or a line break is enclosed in quotes, and each quote inside it is doubled ("").'
+    )
+
+
+def read_csv(name: str, stream, problems: list, budget: Budget, filename=None) -> Table | None:
+    """One CSV file, read row by row: only its filled cells are kept."""
+    text = io.TextIOWrapper(stream, encoding="utf-8-sig", newline="")
+    reader = csv.reader(text, strict=True)
+    number = 0  # rows read; the row being read is number + 1 (the header is row 1)
+    header, rows = None, []
     try:
-        text = data.decode("utf-8-sig")
+        first = next(reader, None)
+        number = 1
+        if first is None:
+            problems.append(Problem(name, None, "", "The file is empty: keep at least the header."))
+            return None
+        header = _header(name, first, problems)
+        if header is None:
+            return None
+        for cells in reader:
+            number += 1
+            values = _row_values(name, number, header, cells, problems)
+            if values is None:
+                return None
+            if not values:
+                continue
+            try:
+                budget.add_row()
+            except LimitExceeded as e:
+                problems.append(Problem(name, number, "", str(e)))
+                return None
+            rows.append((number, values))
     except UnicodeDecodeError:
-        problems.append(Problem(name, None, "", "Save the file as UTF-8 CSV."))
+        problems.append(Problem(name, None, "", "Not UTF-8 text: save the file as UTF-8 CSV."))
         return None
-    reader = csv.reader(io.StringIO(text, newline=""))
-    lines = list(reader)
-    if not lines:
-        problems.append(Problem(name, None, "", "The file is empty: keep at least the header."))
+    except csv.Error as e:
+        problems.append(Problem(name, number + 1, "", _csv_message(e)))
         return None
-    rows = [(i, line) for i, line in enumerate(lines[1:], start=2)]
-    return _table(Path(name).stem, name, filename or name, lines[0], rows, problems)
+    except LimitExceeded as e:  # unzipped bytes, counted while the row was read
+        problems.append(Problem(name, number + 1, "", str(e)))
+        return None
+    return _table(Path(name).stem, name, filename or name, header, rows, problems)
 
 
-def read_xlsx(name: str, data, problems: list) -> list[Table]:
+def _declared_members(stream) -> int | None:
+    """How many members the zip's end record declares, read before the central directory is
+    parsed (a directory of millions of entries would fill memory). None: not a zip."""
+    stream.seek(0, io.SEEK_END)
+    size = stream.tell()
+    tail_size = min(size, 22 + 65535)  # the end record, and its comment of up to 64 KiB
+    stream.seek(size - tail_size)
+    tail = stream.read(tail_size)
+    stream.seek(0)
+    at = tail.rfind(b"PK\x05\x06")
+    if at < 0 or len(tail) - at < 22:
+        return None
+    (total,) = struct.unpack("<H", tail[at + 10 : at + 12])
+    return total  # 0xFFFF: a zip64 archive, more members than the limit anyway
+
+
+def _open_archive(name, stream, problems, budget, unreadable_message):
+    """The archive, once its declared sizes pass the limits: a zip bomb is refused before
+    anything is unpacked."""
+    limits = budget.limits
+    unreadable = Problem(name, None, "", unreadable_message)
+    members = _declared_members(stream)
+    if members is None:
+        problems.append(unreadable)
+        return None
+    if members > limits.members:
+        problems.append(
+            Problem(
+                name,
+                None,
+                "",
+                f"The archive holds {members:,} files; the limit is {limits.members:,}.",
+            )
+        )
+        return None
+    try:
+        archive = zipfile.ZipFile(stream)
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError, EOFError):
+        problems.append(unreadable)
+        return None
+    infos = archive.infolist()
+    declared = sum(info.file_size for info in infos)
+    if budget.unzipped + declared > limits.unzipped_bytes:
+        problems.append(
+            Problem(
+                name,
+                None,
+                "",
+                f"Unzipped, it would be {_size(declared)}; the limit is "
+                f"{_size(limits.unzipped_bytes)} per upload. Nothing was unpacked.",
+            )
+        )
+        archive.close()
+        return None
+    for info in infos:
+        ratio = info.file_size / max(info.compress_size, 1)
+        if info.file_size >= RATIO_CHECK_FROM_BYTES and ratio > limits.ratio:
+            problems.append(
+                Problem(
+                    name,
+                    None,
+                    "",
+                    f"{info.filename} is compressed {ratio:,.0f} to 1, far more than data "
+                    f"compresses (the limit is {limits.ratio} to 1): refused as a possible zip "
+                    "bomb. Nothing was unpacked.",
+                )
+            )
+            archive.close()
+            return None
+    return archive
+
+
+def read_zip(source: Source, problems: list, budget: Budget) -> list[Table]:
+    tables = []
+    with source.open() as stream:
+        archive = _open_archive(source.name, stream, problems, budget, UNREADABLE_ZIP)
+        if archive is None:
+            return []
+        with archive:
+            for info in archive.infolist():
+                path = PurePosixPath(info.filename)
+                member = path.name
+                if info.is_dir() or member.startswith(".") or "__MACOSX" in path.parts:
+                    continue
+                where = f"{source.name}/{member}"
+                if member.lower().endswith(ARCHIVE_SUFFIXES):
+                    problems.append(
+                        Problem(
+                            where,
+                            None,
+                            "",
+                            "An archive inside the zip: put the CSV files themselves in it.",
+                        )
+                    )
+                    continue
+                if not member.lower().endswith(".csv") or _ignored(member):
+                    continue
+                try:
+                    with io.BufferedReader(_Counted(archive.open(info), budget)) as raw:
+                        if raw.peek(8)[:8].startswith(ARCHIVE_MAGIC):
+                            problems.append(
+                                Problem(where, None, "", "An archive, not a CSV file: unzip it.")
+                            )
+                            continue
+                        table = read_csv(member, raw, problems, budget, filename=where)
+                except LimitExceeded as e:  # while peeking at the first bytes
+                    problems.append(Problem(where, None, "", str(e)))
+                    return tables
+                except (zipfile.BadZipFile, OSError, EOFError, zlib.error):
+                    problems.append(Problem(where, None, "", "Not a readable zip file member."))
+                    continue
+                if table:
+                    tables.append(table)
+                if budget.exhausted:
+                    break
+    return tables
+
+
+def _check_archive_members(name, stream, problems, budget) -> bool:
+    """Unpack every member of an .xlsx through the budget (and its CRC check) before openpyxl
+    reads it: the sizes the archive declares are not taken on trust."""
+    archive = _open_archive(name, stream, problems, budget, UNREADABLE_XLSX)
+    if archive is None:
+        return False
+    with archive:
+        try:
+            for info in archive.infolist():
+                with archive.open(info) as member:
+                    while chunk := member.read(MIB):
+                        budget.add_unzipped(len(chunk))
+        except LimitExceeded as e:
+            problems.append(Problem(name, None, "", str(e)))
+            return False
+        except (zipfile.BadZipFile, OSError, EOFError, zlib.error, NotImplementedError):
+            problems.append(Problem(name, None, "", UNREADABLE_XLSX))
+            return False
+    return True
+
+
+def _sheet_rows(values_sheet, formula_sheet) -> Iterator[tuple[int, list]]:
+    """(row number, cells) of a sheet, each cell read twice: its saved value (what Excel shows)
+    and whether it holds a formula. Dimensions are recomputed from the cells: a sheet declaring
+    A1:XFD1048576 would otherwise pad every row to 16,384 cells."""
+    values_sheet.reset_dimensions()
+    formula_sheet.reset_dimensions()
+    pairs = zip(values_sheet.iter_rows(), formula_sheet.iter_rows(), strict=True)
+    for number, (values, formulas) in enumerate(pairs, start=1):
+        yield number, list(zip(values, formulas, strict=True))
+
+
+def _cell(source, number, column, value_cell, formula_cell, problems):
+    """A cell's saved value; a formula without one, or an Excel error, is a problem."""
+    value = value_cell.value
+    if formula_cell.data_type == "f" and value is None:
+        problems.append(
+            Problem(
+                source,
+                number,
+                column,
+                "A formula without a saved value: open the workbook in Excel and save it, or "
+                "paste the values instead of the formula.",
+            )
+        )
+        return None
+    if value_cell.data_type == "e":
+        problems.append(Problem(source, number, column, f"An Excel error value ({value})."))
+        return None
+    return value
+
+
+def _read_sheet(name, sheet, formulas, problems, budget) -> Table | None:
+    source = f"{name} sheet {sheet.title}"
+    header, rows = None, []
+    before = len(problems)
+    for number, cells in _sheet_rows(sheet, formulas):
+        names = header or []
+        values = [
+            _cell(source, number, _column_name(names, i), value, formula, problems)
+            for i, (value, formula) in enumerate(cells)
+        ]
+        if len(problems) > before:
+            return None
+        if header is None:
+            header = _header(source, values, problems)
+            if header is None:
+                return None
+            continue
+        row = _row_values(source, number, header, values, problems)
+        if row is None:
+            return None
+        if not row:
+            continue
+        try:
+            budget.add_row()
+        except LimitExceeded as e:
+            problems.append(Problem(source, number, "", str(e)))
+            return None
+        rows.append((number, row))
+    if header is None:
+        return None  # an empty sheet
+    return _table(sheet.title, source, name, header, rows, problems)
+
+
+def _column_name(header, index) -> str:
+    """The column's template name, or its letter where the header has none."""
+    if index < len(header) and header[index]:
+        return header[index]
+    return get_column_letter(index + 1)
+
+
+def read_xlsx(source: Source, problems: list, budget: Budget) -> list[Table]:
     from openpyxl import load_workbook
 
-    try:
-        book = load_workbook(data if isinstance(data, Path) else io.BytesIO(data), data_only=True)
-    except Exception:  # noqa: BLE001 - openpyxl raises many kinds for a bad file
-        problems.append(Problem(name, None, "", "Not a readable Excel workbook (.xlsx)."))
-        return []
+    with source.open() as stream:
+        if not _check_archive_members(source.name, stream, problems, budget):
+            return []
     tables = []
-    for sheet in book.worksheets:
-        if _ignored(sheet.title):
-            continue
-        lines = list(sheet.iter_rows(values_only=True))
-        if not lines:
-            continue
-        rows = [(i, list(line)) for i, line in enumerate(lines[1:], start=2)]
-        source = f"{name} sheet {sheet.title}"
-        table = _table(sheet.title, source, name, list(lines[0]), rows, problems)
-        if table:
-            tables.append(table)
+    with contextlib.ExitStack() as stack:
+        try:
+            # Read-only: rows stream from the sheet's XML. Two readings of the same file, one
+            # with the values Excel saved and one with the formulas, so that a formula whose
+            # value was never saved (data_only gives None) is reported instead of read as empty.
+            books = []
+            for data_only in (True, False):
+                stream = stack.enter_context(source.open())
+                book = load_workbook(stream, read_only=True, data_only=data_only)
+                stack.callback(book.close)
+                books.append(book)
+        except Exception:  # noqa: BLE001 - openpyxl raises many kinds for a bad file
+            problems.append(Problem(source.name, None, "", UNREADABLE_XLSX))
+            return []
+        values_book, formula_book = books
+        for sheet in values_book.worksheets:
+            if _ignored(sheet.title):
+                continue
+            try:
+                table = _read_sheet(source.name, sheet, formula_book[sheet.title], problems, budget)
+            except Exception:  # noqa: BLE001 - a malformed sheet's XML
+                problems.append(
+                    Problem(f"{source.name} sheet {sheet.title}", None, "", "Not a readable sheet.")
+                )
+                return tables
+            if table:
+                tables.append(table)
+            if budget.exhausted:
+                break
     return tables
 
 
-def read_zip(name: str, data: bytes, problems: list) -> list[Table]:
-    try:
-        archive = zipfile.ZipFile(io.BytesIO(data))
-    except zipfile.BadZipFile:
-        problems.append(Problem(name, None, "", "Not a readable zip file."))
-        return []
-    tables = []
-    for info in archive.infolist():
-        member = Path(info.filename).name
-        if info.is_dir() or not member.lower().endswith(".csv") or member.startswith("."):
-            continue
-        if _ignored(member):
-            continue
-        table = read_csv(member, archive.read(info), problems, filename=f"{name}/{member}")
-        if table:
-            tables.append(table)
-    return tables
-
-
-def read_upload(name: str, data: bytes, problems: list) -> list[Table]:
+def read_upload(source: Source, problems: list, budget: Budget) -> list[Table]:
     """Tables from one uploaded file: a CSV, a zip of CSVs or an .xlsx workbook."""
-    lower = name.lower()
+    if budget.exhausted:
+        return []
+    lower = source.name.lower()
     if lower.endswith(".xlsx"):
-        return read_xlsx(name, data, problems)
+        return read_xlsx(source, problems, budget)
     if lower.endswith(".zip"):
-        return read_zip(name, data, problems)
+        return read_zip(source, problems, budget)
     if lower.endswith(".csv"):
-        table = read_csv(name, data, problems)
+        with source.open() as stream:
+            table = read_csv(source.name, stream, problems, budget)
         return [table] if table else []
-    problems.append(Problem(name, None, "", "Upload .csv files, a .zip of them or an .xlsx."))
+    message = "Upload .csv files, a .zip of them or an .xlsx."
+    problems.append(Problem(source.name, None, "", message))
     return []
 
 
-def read_path(path: Path, problems: list) -> list[Table]:
+def read_path(path: Path, problems: list, budget: Budget | None = None) -> list[Table]:
     """Tables from a directory of CSV files or one .xlsx workbook (the management command)."""
     path = Path(path)
+    budget = budget or Budget()
     if path.is_dir():
         tables = []
         for csv_path in sorted(path.glob("*.csv")):
             if _ignored(csv_path.name):
                 continue
-            table = read_csv(csv_path.name, csv_path.read_bytes(), problems)
-            if table:
-                tables.append(table)
+            tables += read_upload(Source.from_path(csv_path), problems, budget)
         if not tables and not problems:
             problems.append(Problem(str(path), None, "", "No CSV files in this directory."))
         return tables
     if path.is_file():
-        return read_upload(path.name, path.read_bytes(), problems)
+        return read_upload(Source.from_path(path), problems, budget)
     problems.append(Problem(str(path), None, "", "No such file or directory."))
     return []
 
@@ -242,6 +679,10 @@ class _Failed:
 
 
 FAILED = _Failed()
+# SQLite has one write lock and no queue for it: a waiting writer polls it (at most every
+# 100 ms). Between the check's transactions the import pauses a little longer than that, so that
+# a user's save waiting for the lock gets it rather than the import's next transaction.
+SQLITE_HANDOVER_SECONDS = 0.12
 
 
 class CaseImport:
@@ -252,58 +693,196 @@ class CaseImport:
     """
 
     def __init__(self, tables, *, user=None, institutions=None, institution=None):
-        self.tables = tables
+        order = {rt.name: i for i, rt in enumerate(spec.IMPORT_ORDER)}
+        self.tables = sorted(tables, key=lambda t: order[t.record_type.name])
         self.user = user if user is not None and user.is_authenticated else None
         self.institutions = institutions if institutions is not None else Institution.objects.all()
         self.institution = institution
         self.result = ImportResult()
-        self.cases: dict[tuple[int, str], Patient | _Failed] = {}  # (site pk, case number)
-        self.by_pk: dict[int, Patient] = {}  # one instance per case, so its caches agree
-        self.new_patient_ids: set[int] = set()
-        self.failed_cycles: set[tuple[int, int]] = set()
-        self._sites: dict[str, Institution | None] = {}
+        self.sites: dict[str, Institution | None] = {}  # site code -> site (None: not allowed)
 
     # -- entry point
 
     def run(self, commit=True, problems=()) -> ImportResult:
-        self.result.problems.extend(problems)
+        result = self.result
+        result.problems.extend(problems)
+        if result.problems:  # a file could not be read: its rows are not checked
+            return result
         self._check_tables()
-        by_type = {}
-        for table in self.tables:
-            by_type.setdefault(table.record_type.name, []).append(table)
-        with transaction.atomic():
-            for record_type in spec.IMPORT_ORDER:
-                for table in by_type.get(record_type.name, []):
-                    self._import_table(table)
-            if self.result.problems or not commit:
+        if not any(table.rows for table in self.tables):
+            names = sorted({t.filename.split("/")[0] for t in self.tables}) or ["The upload"]
+            result.problems.append(
+                Problem(
+                    ", ".join(names),
+                    None,
+                    "",
+                    "No data rows: the files hold only their header rows. Fill in the template "
+                    "below its header, one row per record.",
+                )
+            )
+            return result
+        imported = Counter()
+        cases = self._cases()
+        done = 0
+        while done < len(cases):
+            if done and connection.vendor == "sqlite":
+                time.sleep(SQLITE_HANDOVER_SECONDS)
+            # One transaction, rolled back, per part: whole cases until the part has
+            # IMPORT_CHECK_CHUNK_ROWS rows or has run IMPORT_CHECK_CHUNK_SECONDS.
+            started, rows = time.monotonic(), 0
+            with transaction.atomic():
+                check = _Pass(self)
+                while done < len(cases) and rows < settings.IMPORT_CHECK_CHUNK_ROWS:
+                    if time.monotonic() - started >= settings.IMPORT_CHECK_CHUNK_SECONDS:
+                        break
+                    check.run(self._tables_of(cases[done]))
+                    rows += len(cases[done])
+                    done += 1
                 transaction.set_rollback(True)
+            imported.update(check.imported)
+            result.problems.extend(check.problems)
+        self._sort_problems()
+        if result.problems or not commit:
+            result.imported = {t.source: imported[t.source] for t in self.tables}
+            return result
+        # The check passed: import every row in one transaction, checking each again (another
+        # user may have changed a case since).
+        with transaction.atomic():
+            write = _Pass(self, checked=True)
+            write.run(self.tables)
+            if write.problems:
+                transaction.set_rollback(True)
+                result.problems.extend(write.problems)
+                self._sort_problems()
             else:
-                self.result.saved = True
-        if not self.result.saved:
-            self.result.study_ids = []
-        return self.result
+                result.saved = True
+                result.imported = {t.source: write.imported[t.source] for t in self.tables}
+                result.study_ids = write.study_ids
+        return result
 
-    def problem(self, table, row, column, message):
-        self.result.problems.append(Problem(table.source, row, column, message))
+    def _sort_problems(self):
+        """Problems in the order of import, then of rows, however the check was split."""
+        order = {t.source: i for i, t in enumerate(self.tables)}
+        self.result.problems.sort(key=lambda p: (order.get(p.source, -1), p.row or 0))
 
     def _check_tables(self):
         seen = {}
+        problems = self.result.problems
         for table in self.tables:
             rt = table.record_type
             if rt.name in seen:
-                self.problem(table, None, "", f"{rt.name} comes twice (also {seen[rt.name]}).")
+                message = f"{rt.name} comes twice (also {seen[rt.name]})."
+                problems.append(Problem(table.source, None, "", message))
             seen[rt.name] = table.source
             known = set(rt.column_names)
             for name in table.header:
                 if name and name not in known:
-                    self.problem(table, 1, name, "Unknown column: see the template.")
+                    problems.append(
+                        Problem(table.source, 1, name, "Unknown column: see the template.")
+                    )
             missing = [c for c in rt.required_columns() if c not in table.header]
             for name in missing:
-                self.problem(table, 1, name, "Required column is missing.")
+                problems.append(Problem(table.source, 1, name, "Required column is missing."))
             if rt.key == "case" and not {spec.STUDY_ID, spec.SITE_CASE_NUMBER} & set(table.header):
-                self.problem(
-                    table, 1, spec.STUDY_ID, "Give study_id or site_case_number to name the case."
+                problems.append(
+                    Problem(
+                        table.source,
+                        1,
+                        spec.STUDY_ID,
+                        "Give study_id or site_case_number to name the case.",
+                    )
                 )
+
+    # -- splitting the check
+
+    def _cases(self) -> list[list[tuple[int, int, dict]]]:
+        """The rows grouped by the case they belong to, as (table index, row number, row): the
+        check runs a case's rows together, so its cross-record rules see all of them."""
+        registered = self._registered_cases()
+        cases: dict[tuple, list[tuple[int, int, dict]]] = {}
+        for index, table in enumerate(self.tables):
+            for number, row in table.rows:
+                key = self._case_key(table, row, registered) or ("row", index, number)
+                cases.setdefault(key, []).append((index, number, row))
+        return list(cases.values())
+
+    def _tables_of(self, part) -> list[Table]:
+        rows: dict[int, list] = {}
+        for index, number, row in part:
+            rows.setdefault(index, []).append((number, row))
+        return [
+            replace(table, rows=sorted(rows.get(index, []), key=lambda r: r[0]))
+            for index, table in enumerate(self.tables)
+        ]
+
+    def _registered_cases(self) -> dict[str, tuple]:
+        """study ID -> (site code, site case number, pk) of the registered cases rows name."""
+        ids = sorted(
+            {
+                _text(row.get(spec.STUDY_ID))
+                for table in self.tables
+                if table.record_type.key == "case"
+                for _number, row in table.rows
+            }
+            - {""}
+        )
+        found = {}
+        for start in range(0, len(ids), 500):
+            found.update(
+                (study_id, (code, number, pk))
+                for study_id, code, number, pk in Patient.objects.filter(
+                    institution__in=self.institutions, study_id__in=ids[start : start + 500]
+                ).values_list("study_id", "institution__code", "site_case_number", "pk")
+            )
+        return found
+
+    def _case_key(self, table, row, registered) -> tuple | None:
+        study_id = _text(row.get(spec.STUDY_ID)) if table.record_type.key == "case" else ""
+        if study_id:
+            if study_id not in registered:
+                return ("study_id", study_id)
+            code, number, pk = registered[study_id]
+            return (code, number) if number else ("pk", pk)
+        number = _text(row.get(spec.SITE_CASE_NUMBER))
+        if not number:
+            return None
+        code = self.institution.code if self.institution else _text(row.get(spec.INSTITUTION))
+        return (code, number)
+
+
+class _Pass:
+    """Rows imported inside the caller's transaction: each built, full_clean()ed and saved, in
+    dependency order (the tables given to run() are in import order), its problems collected."""
+
+    def __init__(self, run: CaseImport, checked=False):
+        # `checked`: these rows passed the check moments ago. The rows of a case this pass
+        # registers are then not full_clean()ed again: only their own values and the case's other
+        # rows decide their rules, except a lock or a registration under the same site case number,
+        # which save() and _import_case() check again. Rows of registered cases are checked again
+        # (another user may have changed the case). This halves the time the import's transaction
+        # holds the write lock.
+        self.checked = checked
+        self.user = run.user
+        self.institutions = run.institutions
+        self.institution = run.institution
+        self._sites = run.sites
+        self.problems: list[Problem] = []
+        self.imported: Counter = Counter()  # rows saved per source
+        self.study_ids: list[str] = []  # cases registered
+        self.cases: dict[tuple[int, str], Patient | _Failed] = {}  # (site pk, case number)
+        self.by_pk: dict[int, Patient] = {}  # one instance per case, so its caches agree
+        self.by_study_id: dict[str, Patient | None] = {}
+        self.new_patient_ids: set[int] = set()
+        self.cycles: dict[tuple[int, int], Cycle | None] = {}  # (case pk, number)
+        self.failed_cycles: set[tuple[int, int]] = set()
+        self.locked_crfs: dict[tuple[int, str], CrfStatus | None] = {}  # (case pk, CRF)
+
+    def run(self, tables: list[Table]):
+        for table in tables:
+            self._import_table(table)
+
+    def problem(self, table, row, column, message):
+        self.problems.append(Problem(table.source, row, column, message))
 
     # -- sites and cases
 
@@ -338,11 +917,13 @@ class CaseImport:
         study_id = str(row.get(spec.STUDY_ID) or "").strip()
         case_number = _text(row.get(spec.SITE_CASE_NUMBER))
         if study_id:
-            patient = (
-                Patient.objects.filter(institution__in=self.institutions, study_id=study_id)
-                .select_related("institution")
-                .first()
-            )
+            if study_id not in self.by_study_id:
+                self.by_study_id[study_id] = (
+                    Patient.objects.filter(institution__in=self.institutions, study_id=study_id)
+                    .select_related("institution")
+                    .first()
+                )
+            patient = self.by_study_id[study_id]
             if patient is None:
                 self.problem(table, number, spec.STUDY_ID, f"No case {study_id} at your sites.")
                 return None
@@ -397,13 +978,25 @@ class CaseImport:
         if patient.pk in self.new_patient_ids:
             return True
         crf = CrfStatus.crf_of(model)
-        status = patient.crf_statuses.filter(crf=crf).first()
-        if status and status.is_locked:
+        key = (patient.pk, crf)
+        if key not in self.locked_crfs:
+            status = patient.crf_statuses.filter(crf=crf).first()
+            self.locked_crfs[key] = status if status and status.is_locked else None
+        status = self.locked_crfs[key]
+        if status:
             self.problem(
                 table, number, "", f"The {status.get_crf_display()} CRF of {patient} is locked."
             )
             return False
         return True
+
+    def _cycle(self, patient, number) -> Cycle | None:
+        """The case's cycle `number`: imported in this pass, or registered before."""
+        key = (patient.pk, number)
+        if key not in self.cycles:
+            new_case = patient.pk in self.new_patient_ids  # its cycles all come from this pass
+            self.cycles[key] = None if new_case else patient.cycles.filter(number=number).first()
+        return self.cycles[key]
 
     # -- rows
 
@@ -431,8 +1024,17 @@ class CaseImport:
     def _validate(self, table, number, instance, bad, exclude=()) -> bool:
         """full_clean() the instance; report its errors under the template's columns."""
         rt = table.record_type
+        patient_id = getattr(instance, "patient_id", None)
+        new_case = patient_id in self.new_patient_ids or (
+            isinstance(instance, Patient) and instance.pk is None
+        )
+        if self.checked and new_case:
+            return not bad
+        # A case registered by this import cannot be locked yet (its site's lock was checked
+        # when it was registered): one query less per row. save() checks the locks again.
+        check_lock = patient_id is None or patient_id not in self.new_patient_ids
         try:
-            instance.full_clean(exclude=list(exclude) or None)
+            instance.full_clean(exclude=list(exclude) or None, check_lock=check_lock)
         except ValidationError as e:
             for field_name, messages in e.message_dict.items():
                 column = (
@@ -456,23 +1058,21 @@ class CaseImport:
         except IntegrityError as e:
             self.problem(table, number, "", f"Not saved: the database refused it ({e}).")
             return False
+        except CaseLocked as e:  # locked by a monitor while the import ran
+            self.problem(table, number, "", str(e))
+            return False
         return True
 
     def _import_table(self, table):
-        if table.record_type.key == "patient":
-            rows = table.rows
-        elif table.record_type is spec.CYCLES:
-            rows = sorted(table.rows, key=lambda r: _sort_number(r[1].get(spec.CYCLE_NUMBER)))
-        else:
-            rows = table.rows
-        imported = 0
+        rows = table.rows
+        if table.record_type is spec.CYCLES:
+            rows = sorted(rows, key=lambda r: _sort_number(r[1].get(spec.CYCLE_NUMBER)))
         for number, row in rows:
             if table.record_type.key == "patient":
                 ok = self._import_case(table, number, row)
             else:
                 ok = self._import_record(table, number, row)
-            imported += bool(ok)
-        self.result.imported[table.source] = imported
+            self.imported[table.source] += bool(ok)
 
     def _import_case(self, table, number, row) -> bool:
         patient_model, baseline_model = table.record_type.models
@@ -513,7 +1113,7 @@ class CaseImport:
         if ok:
             self.by_pk[patient.pk] = patient
             self.new_patient_ids.add(patient.pk)
-            self.result.study_ids.append(patient.study_id)
+            self.study_ids.append(patient.study_id)
 
         # The baseline shares the row; a row with no baseline cell filled registers the case only.
         baseline_columns = [c.name for c in table.record_type.columns if c.model is baseline_model]
@@ -546,7 +1146,7 @@ class CaseImport:
                     self.problem(table, number, spec.CYCLE_NUMBER, f"“{raw}” is not a number.")
                     bad.add(spec.CYCLE_NUMBER)
                 elif linked:
-                    cycle = patient.cycles.filter(number=n).first()
+                    cycle = self._cycle(patient, n)
                     if cycle is None:
                         if (patient.pk, n) not in self.failed_cycles:
                             self.problem(
@@ -574,6 +1174,8 @@ class CaseImport:
             return False
         ok = self._validate(table, number, instance, bad, exclude) and linked and not bad
         ok = ok and self._save(table, number, instance)
+        if ok and model is Cycle:
+            self.cycles[(patient.pk, instance.number)] = instance
         if not ok and linked:
             _forget(patient, instance)
             if model is Cycle and "number" in values:

@@ -6,6 +6,7 @@ from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.http import HttpResponse, StreamingHttpResponse
 from django.shortcuts import redirect, render
+from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from django.views.decorators.http import require_http_methods
 from rest_framework.authtoken.models import Token
 from rest_framework.authtoken.views import ObtainAuthToken
@@ -14,7 +15,16 @@ from rest_framework.response import Response
 from registry.access import full_access_sites, readable_patients, registering_institutions_for
 
 from . import codebook, odm, spec, template
-from .importer import import_tables, problems_csv, read_upload
+from .importer import (
+    Budget,
+    ImportResult,
+    Limits,
+    Problem,
+    Source,
+    import_tables,
+    problems_csv,
+    read_upload,
+)
 from .tokens import current_token, expires_at, is_expired
 
 
@@ -66,20 +76,37 @@ def index(request):
     return render(request, "exchange/index.html", context)
 
 
+# CSRF is checked inside, after the size: the middleware would read (and spool) the whole body.
+@csrf_exempt
 @login_required
 @require_http_methods(["GET", "POST"])
 def import_cases(request):
     sites = registering_institutions_for(request.user)
     if not sites.exists():
         raise PermissionDenied("Bulk import is for site investigators (their own sites).")
+    limits = Limits.from_settings()
+    too_large = limits.upload_too_large(int(request.META.get("CONTENT_LENGTH") or 0))
+    if request.method == "POST" and too_large:
+        # Read the refused body in small pieces and drop it: the browser then shows this page
+        # rather than a reset connection (and runserver does not read the rest into memory).
+        while request.read(64 * 1024):
+            pass
+        result = ImportResult(problems=[Problem("", None, "", too_large)])
+        context = {"form": ImportForm(institutions=sites), "result": result}
+        return render(request, "exchange/import.html", context, status=413)
+    return _import_upload(request, sites, limits)
+
+
+@csrf_protect
+def _import_upload(request, sites, limits):
     form = ImportForm(request.POST or None, request.FILES or None, institutions=sites)
     result = None
     if request.method == "POST" and form.is_valid():
         # "Download the problems": a check only, answered with the problem report as CSV.
         report = "problems_csv" in request.POST
-        problems, tables = [], []
+        problems, tables, budget = [], [], Budget(limits)
         for upload in form.cleaned_data["files"]:
-            tables += read_upload(upload.name, upload.read(), problems)
+            tables += read_upload(Source.from_upload(upload), problems, budget)
         result = import_tables(
             tables,
             problems=problems,

@@ -4,6 +4,8 @@ Every rule sits in a model's clean() (or a database constraint), calling the pur
 registry.rules, so forms, imports, the API and the admin all enforce the same rules.
 """
 
+import re
+import unicodedata
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -26,6 +28,26 @@ from . import ctcae, rules
 def not_in_future(value: date):
     if value and value > timezone.localdate():
         raise ValidationError("This date is in the future.")
+
+
+# Characters that hide or disguise what a text holds: NUL and the other control characters (tab
+# and line breaks aside), and the Unicode bidirectional controls, which reorder how the text
+# around them displays ("Trojan Source"). Every case record refuses them in clean_fields(), so
+# forms, the API and the import alike.
+HIDDEN_CHARACTERS = re.compile(
+    "[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]"
+)
+
+
+def hidden_character_error(value) -> str | None:
+    found = HIDDEN_CHARACTERS.search(value) if isinstance(value, str) else None
+    if found is None:
+        return None
+    char = found.group()
+    if char == "\x00":
+        return "Null characters are not allowed."  # as Django's form fields say it
+    name = unicodedata.name(char, "control character").lower()
+    return f"Remove the invisible character U+{ord(char):04X} ({name})."
 
 
 def DateField(verbose_name, **kwargs):  # noqa: N802 - reads like a field class
@@ -197,6 +219,22 @@ class TrackedRecord(models.Model):
             (model, [c for c in constraints if not isinstance(c, models.CheckConstraint)])
             for model, constraints in super().get_constraints()
         ]
+
+    def clean_fields(self, exclude=None):
+        errors = {}
+        try:
+            super().clean_fields(exclude=exclude)
+        except ValidationError as e:
+            errors = e.update_error_dict(errors)
+        for f in self._meta.concrete_fields:
+            if f.name in errors or (exclude and f.name in exclude):
+                continue
+            if isinstance(f, models.CharField | models.TextField):
+                message = hidden_character_error(getattr(self, f.attname))
+                if message:
+                    errors[f.name] = [message]
+        if errors:
+            raise ValidationError(errors)
 
     def full_clean(self, *args, check_lock=True, **kwargs):
         """Model validation; a locked case is an error too (forms and imports report it)."""

@@ -381,7 +381,7 @@ def test_the_template_downloads_hold_every_file_and_column(client, kr01):
     assert "anc_10e9_per_l" in page and "×10^9/L" in page
 
 
-def test_the_empty_template_uploads_cleanly(client, kr01):
+def test_the_empty_template_is_refused_as_no_data_rows(client, kr01):
     from django.core.files.uploadedfile import SimpleUploadedFile
 
     client.force_login(f.user("inv", sites=("KR01",)))
@@ -390,8 +390,11 @@ def test_the_empty_template_uploads_cleanly(client, kr01):
         ("import_template.xlsx", template.template_xlsx()),
     ]:
         response = upload(client, [SimpleUploadedFile(name, content)], institution=kr01.pk)
-        assert response.status_code == 200, response.content.decode()
-        assert "Imported 0 rows" in response.content.decode()
+        assert response.status_code == 400, response.content.decode()
+        page = response.content.decode()
+        assert f"<td>{name}</td><td></td><td></td><td>No data rows: the files hold only" in page
+        assert "Imported 0 rows" not in page
+    assert nothing_saved()
 
 
 def test_the_readme_documents_every_template_column():
