@@ -62,7 +62,7 @@ def _index_row(patient, name, book, data) -> list:
     return [
         patient.study_id,
         name,
-        "yes" if book.summary[2][1] == "complete" else "no",
+        "yes" if book.case_complete else "no",
         f"{valid[-1][0]} {valid[-1][1]}" if valid else "",
         "; ".join(f"{crf}: {statuses[crf]}" for crf, _label in CrfStatus.CRF_CHOICES),
         sum(1 for q in book.queries if q.status != "Closed"),

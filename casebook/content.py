@@ -83,6 +83,7 @@ class CaseBook:
     locks: list = field(default_factory=list)  # [(when, who, action, scope, reason)]
     audit: list = field(default_factory=list)  # [(when, who, record, field, old, new, reason)]
     time_zone: str = ""
+    case_complete: bool = False  # every CRF complete, verified or locked
 
     def canonical(self) -> bytes:
         return json.dumps(asdict(self), sort_keys=True, ensure_ascii=False).encode()
@@ -189,9 +190,9 @@ def _crf_facts(status) -> list[tuple[str, str]]:
     return facts
 
 
-def crfs_of(patient) -> list[Crf]:
+def crfs_of(patient, statuses=None) -> list[Crf]:
     forms = _forms()
-    statuses = {s.crf: s for s in CrfStatus.for_patient(patient)}
+    statuses = {s.crf: s for s in (statuses or CrfStatus.for_patient(patient))}
     result = []
     for crf, records in monitoring_records.records_of(patient):
         status = statuses[crf]
@@ -274,7 +275,8 @@ def build(patient) -> CaseBook:
     site = patient.institution
     statuses = CrfStatus.for_patient(patient)
     done = all(s.status in CrfStatus.DONE_STATUSES for s in statuses)
-    valid = [s for s in signatures_of(patient) if not s[3]]
+    signatures = signatures_of(patient)
+    valid = [s for s in signatures if not s[3]]
     summary = [
         ("Study ID", patient.study_id),
         ("Site", f"{site.code} {site.name}"),
@@ -286,10 +288,11 @@ def build(patient) -> CaseBook:
         site_code=site.code,
         site_name=site.name,
         summary=summary,
-        crfs=crfs_of(patient),
+        crfs=crfs_of(patient, statuses),
         queries=queries_of(patient),
-        signatures=signatures_of(patient),
+        signatures=signatures,
         locks=locks_of(patient),
         audit=audit_of(patient),
         time_zone=timezone.get_current_timezone_name(),
+        case_complete=done,
     )
