@@ -4,14 +4,14 @@
 statistic downstream is a function of those frames. Nothing here writes to the database.
 """
 
+from __future__ import annotations
+
 import hashlib
 import io
 from dataclasses import dataclass
 from types import SimpleNamespace
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
-import numpy as np
-import pandas as pd
 from django.apps import apps
 from django.db import connection
 from django.db.models import (
@@ -37,6 +37,12 @@ from registry.models import (
     TrackedRecord,
     Transplant,
 )
+
+# pandas and numpy are imported inside the functions that use them: this module's constants
+# (VARIABLES, DEFINITIONS, Cuts) are read by forms, the codebook and URL modules, which every web
+# and Celery process loads at start-up and which must not pay for the numerical stack.
+if TYPE_CHECKING:
+    import pandas as pd
 
 # Months = days / 30.4375 (the mean Gregorian month, 365.25 / 12), stated in every output.
 DAYS_PER_MONTH = 30.4375
@@ -88,6 +94,7 @@ VARIABLES = {
     "best_response": ("Best response (CR, CRi, NR, PD; NE = no determinable response)", None),
     "responder": ("Responder (best response CR or CRi)", YES_NO),
     "response_after_cycle1": ("Response at the first assessment after cycle 1", None),
+    "response_after_cycle2": ("Response at the first assessment after cycle 2", None),
     "allo_sct_after": ("Allogeneic SCT after blinatumomab", YES_NO),
     "sct_days": ("Days from day 1 to the allogeneic SCT after blinatumomab", None),
     "response_days": ("Days from day 1 to the first CR/CRi assessment", None),
@@ -150,6 +157,8 @@ def _frame(queryset, columns, *, copy=None) -> pd.DataFrame:
     On PostgreSQL the rows come through COPY and pandas' CSV reader: at 100,000 patients that is
     a third faster than a Python tuple per row (~1.3 million of them). `copy`: force either way
     (the tests compare the two)."""
+    import pandas as pd
+
     copy = connection.vendor == "postgresql" if copy is None else copy
     if copy:
         frame = _copied_frame(queryset, columns)
@@ -167,6 +176,8 @@ def _frame(queryset, columns, *, copy=None) -> pd.DataFrame:
 
 
 def _copied_frame(queryset, columns) -> pd.DataFrame:
+    import pandas as pd
+
     sql, params = queryset.values_list(*columns).query.sql_with_params()
     text = {c for c in columns if isinstance(_output_field(queryset, c), TEXT_FIELDS)}
     buffer = io.BytesIO()
@@ -224,12 +235,14 @@ def load_registry(patients=None, cuts: Cuts = Cuts()) -> RegistrySnapshot:
     return RegistrySnapshot(dataset=dataset, adverse_events=_adverse_event_frame(aes, records))
 
 
-def _adverse_event_frame(aes: pd.DataFrame, records: "Records") -> pd.DataFrame:
+def _adverse_event_frame(aes: pd.DataFrame, records: Records) -> pd.DataFrame:
     """The snapshot's events: study ID order (as the dataset), then entry order; the cycle's
     number and the term's system organ class instead of their keys.
 
     Sorted here by the patient's position in the study-ID-ordered dataset rather than by the
     database: ORDER BY the joined study ID was the slowest query of the build."""
+    import pandas as pd
+
     columns = ["study_id", "ctcae_term", "soc", "grade", "cycle", "onset_date"]
     if aes.empty:
         return pd.DataFrame(columns=columns)
@@ -324,6 +337,8 @@ def _latest_record_dates(read: dict, scope) -> pd.Series:
     case record model (CENSORING_DEFINITION). `read`: frames already read in full, by model, with
     every date field (_with_dates); any other model (one the dataset needs nothing else from, or
     a new one) is one query grouped by patient: the latest value of each of its date fields."""
+    import pandas as pd
+
     parts = []
     for model in case_record_models():
         fields = date_fields(model)
@@ -418,6 +433,8 @@ def _date_parts(dates: pd.Series) -> SimpleNamespace:
 
 def _assumed_birth_dates(df: pd.DataFrame) -> pd.Series:
     """rules.assumed_birth_date() of every patient, called once per distinct birth year."""
+    import pandas as pd
+
     missing = df["birth_date"].isna()
     mid_year = {
         year: rules.assumed_birth_date(None, int(year))
@@ -427,12 +444,17 @@ def _assumed_birth_dates(df: pd.DataFrame) -> pd.Series:
 
 
 def _days_between(later: pd.Series, earlier: pd.Series) -> pd.Series:
+    import pandas as pd
+
     return (pd.to_datetime(later) - pd.to_datetime(earlier)).dt.days
 
 
 def derive(records: Records, cuts: Cuts) -> pd.DataFrame:
     """Derived variables of the paper, one row per patient (in study ID order); the rules that
     are not plain readings are stated in DEFINITIONS."""
+    import numpy as np
+    import pandas as pd
+
     # Each CRF joined on the patient's own ID: a case without a baseline keeps its follow-up.
     df = records.patients
     for crf in (records.baseline, records.followup):
@@ -473,13 +495,14 @@ def derive(records: Records, cuts: Cuts) -> pd.DataFrame:
     out["cycles_given"] = ids.map(records.cycles["patient_id"].value_counts()).fillna(0)
     out["cycles_given"] = out["cycles_given"].astype(int)
 
-    best, after_c1, first_pd, first_response = _assessment_facts(ids, records.assessments)
+    best, after_c1, after_c2, first_pd, first_response = _assessment_facts(ids, records.assessments)
     out["response_assessed"] = ids.isin(records.assessments["patient_id"])
     # rules.is_evaluable() on whole columns: the best response is a determinable one.
     out["evaluable"] = best.isin(rules.DETERMINABLE_RESPONSES)
     out["best_response"] = best
     out["responder"] = best.isin(rules.RESPONDER_CATEGORIES)
     out["response_after_cycle1"] = after_c1
+    out["response_after_cycle2"] = after_c2
     sct_dates = records.transplants.set_index("patient_id")["sct_date"]
     out["allo_sct_after"] = ids.isin(sct_dates.index)
     # Dates of the time-dependent events, for landmark and time-varying analyses.
@@ -515,14 +538,17 @@ def derive(records: Records, cuts: Cuts) -> pd.DataFrame:
 
 def _assessment_facts(ids: pd.Series, assessments: pd.DataFrame):
     """Per patient (as Series aligned with `ids`), from the assessments in date order: best
-    response, the response at the first assessment after cycle 1, and the dates of the first PD
-    and of the first CR/CRi (missing when there is none).
+    response, the responses at the first assessments after cycles 1 and 2, and the dates of the
+    first PD and of the first CR/CRi (missing when there is none).
 
     One sort (by the reader) and a few vectorised lookups instead of a loop over patients
     (100,000 patients took minutes that way); equal, patient by patient, to
     rules.best_response() over the patient's assessments and to taking the first matching row
     in date order.
     """
+    import numpy as np
+    import pandas as pd
+
     order = rules.BEST_RESPONSE_ORDER
     labels = np.array([*order, rules.NOT_EVALUABLE], dtype=object)
     a = assessments
@@ -535,16 +561,21 @@ def _assessment_facts(ids: pd.Series, assessments: pd.DataFrame):
         found = rows.drop_duplicates("patient_id", keep="first").set_index("patient_id")[column]
         return ids.map(found)
 
-    after_c1 = first(a[a["cycle"] == 1], "response").astype(object)
-    after_c1 = after_c1.where(after_c1.notna(), None)
+    after_c1, after_c2 = (
+        first(a[a["cycle"] == cycle], "response").astype(object) for cycle in (1, 2)
+    )
+    after_c1, after_c2 = (r.where(r.notna(), None) for r in (after_c1, after_c2))
     first_pd = pd.to_datetime(first(a[a["response"] == rules.PROGRESSIVE], "assessment_date"))
     responded = a[a["response"].isin(rules.RESPONDER_CATEGORIES)]
     first_cr = pd.to_datetime(first(responded, "assessment_date"))
-    return best, after_c1, first_pd, first_cr
+    return best, after_c1, after_c2, first_pd, first_cr
 
 
 def _flag(values: pd.Series, condition) -> pd.Series:
     """A 0/1 flag that stays missing where the value is missing."""
+    import numpy as np
+    import pandas as pd
+
     numeric = pd.to_numeric(values, errors="coerce").astype(float)
     flag = pd.Series(np.where(condition(numeric), 1, 0), index=values.index).astype("Int64")
     return flag.mask(numeric.isna())

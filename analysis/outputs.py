@@ -24,7 +24,7 @@ from threadpoolctl import threadpool_limits
 from exchange.safe import safe_frame
 from registry.ctcae import TABLE3_MAP_CSV
 
-from . import beyond, figures, survival, tables
+from . import beyond, figures, reproduction, survival, tables
 from .dataset import DAYS_PER_MONTH, DEFINITIONS, VARIABLES, Cuts, RegistrySnapshot
 
 logger = logging.getLogger(__name__)
@@ -49,7 +49,10 @@ TABLE_FILES = {
     "cox_time_varying.csv": "Cox model with SCT and response as time-varying covariates",
     "cumulative_incidence.csv": "Cumulative incidence of relapse and non-relapse mortality",
     "response_rate.csv": "Response rate: exact and Wilson 95% CIs, test against a reference rate",
+    # analysis/reproduction.py; shown as its own side-by-side table (REPRODUCTION).
+    "reproduction.csv": "The paper's printed numbers beside the registry's",
 }
+REPRODUCTION = "reproduction.csv"
 # The plain-language note of each "beyond the paper" analysis goes before its first table.
 NOTE_BEFORE = {
     "landmark_median.csv": "landmark",
@@ -94,6 +97,9 @@ def compute_tables(snapshot: RegistrySnapshot, parameters: dict) -> dict[str, pd
     """Every table of the run, by file name."""
     out = paper_tables(snapshot, parameters)
     out.update(beyond_tables(snapshot, parameters))
+    out[REPRODUCTION] = reproduction.reproduction_table(
+        out, snapshot.dataset, snapshot.adverse_events
+    )
     return out
 
 
@@ -478,6 +484,11 @@ def render_report(results, out: Path, figure_files, meta) -> str:
         "td,th{border-bottom:1px solid #ccc;padding:2px 8px;text-align:right}"
         "td:first-child,th:first-child{text-align:left}img{max-width:100%}</style></head><body>",
         "<h1>Blinatumomab in R/R Ph-negative B-ALL: registry analysis</h1>",
+        (
+            f"<p class='synthetic'><strong>{html.escape(meta['synthetic'])}</strong></p>"
+            if meta.get("synthetic")
+            else ""
+        ),
         "<p>Snapshot SHA-256 <code>{}</code>; {} patients; code version <code>{}</code>; "
         "generated {}. Months = days / {}. Parameters: <code>{}</code>.</p>".format(
             html.escape(meta["snapshot_hash"]),
@@ -503,7 +514,9 @@ def render_report(results, out: Path, figure_files, meta) -> str:
         parts.append(f"<h2>{html.escape(title)}</h2>")
         if name in NOTE_BEFORE:
             parts.append(f"<p class='note'>{html.escape(beyond.NOTES[NOTE_BEFORE[name]])}</p>")
-        if name in COLLAPSED_TABLES:
+        if name == REPRODUCTION:
+            parts.append(reproduction.report_html(results[name]))
+        elif name in COLLAPSED_TABLES:
             parts.append(
                 f"<details><summary>{len(results[name])} rows ({html.escape(name)})</summary>"
                 f"{_table_html(results[name])}</details>"

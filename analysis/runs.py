@@ -10,9 +10,11 @@ from pathlib import Path
 from django.conf import settings
 from django.utils import timezone
 
+from registry import paper_twin
+from registry.models import Patient
+
 from .dataset import Cuts, load_registry
 from .models import AnalysisRun
-from .outputs import write_run
 
 
 def code_version() -> str:
@@ -41,6 +43,15 @@ def test_pause():
     delay = os.environ.get("ANALYSIS_TEST_DELAY_S")
     if delay:
         time.sleep(float(delay))
+
+
+def write_run(*args, **kwargs):
+    """outputs.write_run, imported on the first run: the web and Celery processes import this
+    module (via tasks and URLs) at start-up, and outputs brings pandas, scipy, lifelines and
+    matplotlib."""
+    from .outputs import write_run as write
+
+    return write(*args, **kwargs)
 
 
 def execute(run: AnalysisRun) -> AnalysisRun:
@@ -78,6 +89,10 @@ def execute(run: AnalysisRun) -> AnalysisRun:
                 "run_id": str(run.pk),
                 "code_version": version,
                 "generated_at": now.isoformat(),
+                # The demo twin is labelled synthetic wherever its results show.
+                "synthetic": paper_twin.LABEL
+                if paper_twin.registry_holds_twin(Patient.objects.all())
+                else "",
             },
             progress=progress,
         )

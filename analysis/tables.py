@@ -603,4 +603,29 @@ def treatment_flow(df: pd.DataFrame) -> pd.DataFrame:
         "allo_sct_after": is_true(df["allo_sct_after"]).sum(),
         "salvage_chemo_after": is_true(df["salvage_chemo_after"]).sum(),
     }
+    steps.update(cycle2_paths(df))
     return pd.DataFrame({"step": list(steps), "n": [int(n) for n in steps.values()]})
+
+
+def cycle2_paths(df: pd.DataFrame) -> dict[str, int]:
+    """The paths through cycle 2 that the Results text follows, by the response at the first
+    assessment after cycle 1: CR/CRi, persistent disease (NR or PD), or none (no determinable
+    response after cycle 1, though evaluable later); of each, who got a second cycle, and of
+    those the response at the first assessment after cycle 2."""
+    evaluable = is_true(df["evaluable"])
+    after_c1 = df["response_after_cycle1"]
+    # A dataset written before the column existed has no response after cycle 2.
+    after_c2 = df.get("response_after_cycle2", pd.Series(None, index=df.index, dtype=object))
+    second = pd.to_numeric(df["cycles_given"]) >= 2
+    remission_c2, pd_c2 = after_c2.isin(RESPONSE_CODES), after_c2 == "PD"
+    paths = {
+        "cr_cri_after_cycle1": evaluable & after_c1.isin(RESPONSE_CODES),
+        "persistent_after_cycle1": evaluable & after_c1.isin(("NR", "PD")),
+        "not_assessed_after_cycle1": evaluable & ~after_c1.isin((*RESPONSE_CODES, "NR", "PD")),
+    }
+    steps = {"persistent_after_cycle1": int(paths["persistent_after_cycle1"].sum())}
+    for name, group in paths.items():
+        steps[f"{name}_second_cycle"] = int((group & second).sum())
+        steps[f"{name}_cr_cri_after_cycle2"] = int((group & second & remission_c2).sum())
+        steps[f"{name}_pd_after_cycle2"] = int((group & second & pd_c2).sum())
+    return steps

@@ -2,7 +2,6 @@
 
 import json
 
-import pandas as pd
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
@@ -21,11 +20,25 @@ from registry.access import (
 from .dataset import iter_dataset_csv
 from .forms import RunForm
 from .models import AnalysisRun
-from .outputs import TABLE_FILES
 from .tasks import run_analysis_task
 
-DASHBOARD_TABLES = [name for name in TABLE_FILES if name not in ("survival_table.csv",)]
 COLLAPSED_ROWS_SHOWN = 100
+
+
+def dashboard_tables() -> list[str]:
+    """The tables the run page shows. outputs (pandas, scipy, lifelines, matplotlib) is imported
+    on the first call, not when the URLs are loaded: every web and Celery process imports this
+    module at start-up. reproduction.csv has its own side-by-side table
+    (templates/analysis/_reproduction.html)."""
+    from .outputs import REPRODUCTION, TABLE_FILES
+
+    return [name for name in TABLE_FILES if name not in ("survival_table.csv", REPRODUCTION)]
+
+
+def __getattr__(name):  # analysis.views.DASHBOARD_TABLES, computed on first use (see above)
+    if name == "DASHBOARD_TABLES":
+        return dashboard_tables()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _gate(allowed, message):
@@ -55,6 +68,10 @@ runs_required = _gate(
 
 
 def _results(run):
+    import pandas as pd  # on the first results page, not at start-up (see dashboard_tables)
+
+    from .outputs import REPRODUCTION, TABLE_FILES
+
     if run is None or run.status != AnalysisRun.SUCCEEDED:
         return None
     out = run.output_dir
@@ -63,7 +80,7 @@ def _results(run):
     meta = json.loads((out / "run.json").read_text())
     tables = []
     collapsed = meta.get("collapsed_tables", [])
-    for name in DASHBOARD_TABLES:
+    for name in dashboard_tables():
         frame = pd.read_csv(out / name, keep_default_na=False)
         if name in collapsed and len(frame) > COLLAPSED_ROWS_SHOWN:
             # Step-function tables reach thousands of rows at national scale (~1 s to render on
@@ -84,10 +101,27 @@ def _results(run):
     figures = [f for f in meta["files"] if f.endswith(".svg")]
     return {
         "meta": meta,
+        "reproduction": _reproduction(out) if REPRODUCTION in meta["files"] else None,
         "tables": tables,
         "figures": figures,
         "files": meta["files"],
         "collapsed_rows": COLLAPSED_ROWS_SHOWN,
+    }
+
+
+def _reproduction(out) -> dict:
+    """The printed-vs-recomputed rows of a run and their counts."""
+    import pandas as pd  # not at start-up (see dashboard_tables)
+
+    from .outputs import REPRODUCTION, TABLE_FILES
+    from .reproduction import summary
+
+    frame = pd.read_csv(out / REPRODUCTION, dtype=str, keep_default_na=False)
+    return {
+        "title": TABLE_FILES[REPRODUCTION],
+        "name": REPRODUCTION,
+        "rows": frame.to_dict("records"),
+        "summary": summary(frame),
     }
 
 

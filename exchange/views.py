@@ -40,7 +40,8 @@ class MultipleFileField(forms.FileField):
     def clean(self, data, initial=None):
         single = super().clean
         if isinstance(data, list | tuple):
-            return [single(d, initial) for d in data]
+            # No file chosen posts an empty list: "required", not an import of nothing.
+            return [single(d, initial) for d in data] if data else [single(None, initial)]
         return [single(data, initial)]
 
 

@@ -11,7 +11,7 @@ from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html
 
-from registry.admin import SiteScopedAdmin, site_filter
+from registry.admin import SiteScopedAdmin, site_filter, user_filter
 
 from . import audit
 from .models import AuditEntry, EditCheckRun, Finding, LockEvent, Query, QueryEvent, Signature
@@ -114,7 +114,7 @@ class AuditEntryAdmin(ReadOnlyAdmin):
         "history_change_reason",
     ]
     list_filter = [
-        site_filter("history_user"),
+        user_filter("history_user"),
         site_filter("institution"),
         "model",
         "history_type",

@@ -8,7 +8,7 @@ fields are read-only; a case's records are inlines of the case, each linking to 
 
 from django.contrib import admin, messages
 from django.db import transaction
-from django.db.models import Count, Exists, OuterRef
+from django.db.models import Count, Exists, OuterRef, Q
 from django.http import HttpResponseRedirect
 from django.urls import reverse
 from django.utils.html import format_html
@@ -211,6 +211,22 @@ class SiteListFilter(admin.RelatedFieldListFilter):
 
 def site_filter(path):
     return (path, SiteListFilter)
+
+
+class SiteUserListFilter(admin.RelatedFieldListFilter):
+    """People who may have changed the sites' data: members of the sites the user administers,
+    and superusers (listed by user name; a site list here filtered users by site IDs)."""
+
+    def field_choices(self, field, request, model_admin):
+        sites = scope_to_sites(models.Institution.objects.all(), request.user, "pk")
+        people = field.related_model._default_manager.filter(
+            Q(memberships__institution__in=sites) | Q(is_superuser=True)
+        )
+        return [(u.pk, u.get_username()) for u in people.distinct().order_by("username")]
+
+
+def user_filter(path):
+    return (path, SiteUserListFilter)
 
 
 # --- Sites and people ---------------------------------------------------------------------------

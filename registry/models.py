@@ -621,8 +621,17 @@ class Baseline(TrackedRecord):
                     "Marrow blasts of 5% or more mean marrow relapse: choose 'marrow + "
                     "extramedullary'."
                 )
-        if self.relapse_site in (self.MARROW_ONLY, self.BOTH) and self.marrow_blasts_pct is None:
-            errors["marrow_blasts_pct"] = "Marrow relapse needs the marrow blast percentage."
+        # A marrow relapse is shown by the marrow blast count, or, where no marrow was examined,
+        # by blasts in the blood: the paper has a count for 43 of its 45 marrow relapses.
+        if (
+            self.relapse_site in (self.MARROW_ONLY, self.BOTH)
+            and self.marrow_blasts_pct is None
+            and self.pb_blasts_per_ul is None
+        ):
+            errors["marrow_blasts_pct"] = (
+                "Marrow relapse needs the marrow blast percentage (or, when no marrow was "
+                "examined, the peripheral blood blast count)."
+            )
         if self.emd_other and not self.emd_other_specify.strip():
             errors["emd_other_specify"] = "Name the other extramedullary site."
         if self.prephase_regimen == "other" and not self.prephase_other.strip():

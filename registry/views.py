@@ -5,13 +5,13 @@ through the case's related managers, so another site's case or record is a 404 o
 method. Saves run in transaction.atomic under select_for_update, refusing a stale `version`.
 """
 
+import json
 from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
 from urllib.parse import urlsplit
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
 from django.db import IntegrityError, transaction
 from django.db.models import (
@@ -24,13 +24,14 @@ from django.db.models import (
     When,
 )
 from django.db.models.functions import Coalesce
-from django.http import Http404, JsonResponse
+from django.http import Http404, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
+from django.utils.text import capfirst
 
-from . import ctcae, forms, history, rules
+from . import ctcae, forms, history, paper_twin, rules
 from .access import (
     MAY_NOT_CHANGE,
     case_institutions_for,
@@ -232,8 +233,14 @@ def case_list(request):
         "columns": columns,
         "crf_choices": CrfStatus.CRF_CHOICES,
         "can_register": registering_institutions_for(request.user).exists(),
+        "synthetic": _synthetic_label(*page),
     }
     return render(request, "registry/case_list.html", context)
+
+
+def _synthetic_label(*patients) -> str:
+    """The demo twin's label when any of these cases is one of its invented patients."""
+    return paper_twin.LABEL if any(paper_twin.is_twin(p.site_case_number) for p in patients) else ""
 
 
 # --- Registration -------------------------------------------------------------------------------
@@ -320,6 +327,7 @@ def case(request, pk):
         "timeline": timeline,
         "history": case_history(patient),
         "next_cycle": patient.cycles.count() + 1,
+        "synthetic": _synthetic_label(patient),
     }
     return render(request, "registry/case.html", context)
 
@@ -489,22 +497,44 @@ def record_remove(request, pk, kind, record_pk):
     return render(request, "registry/record_remove.html", context)
 
 
+# The values the live response box sends: ResponseAssessment.derive() reads no other field.
+LIVE_RESPONSE_FIELDS = ("marrow_blasts_pct", "anc_10e9_per_l", "platelets_10e9_per_l", "emd_status")
+
+
 @login_required
 def derive_response(request, pk):
-    """The response the server will store for these values: ResponseAssessment.derive()."""
+    """The response the server will store for these values: ResponseAssessment.derive().
+
+    Each value is checked by its model field's own clean() (type, digits, range, choices): while
+    one is invalid the form would refuse to save, so there is no category to show, only why."""
     patient = case_of(request, pk)
-    values = {}
-    for name in ("marrow_blasts_pct", "anc_10e9_per_l", "platelets_10e9_per_l"):
+    assessment = ResponseAssessment(patient=patient)
+    errors = {}
+    for name in LIVE_RESPONSE_FIELDS:
+        field = ResponseAssessment._meta.get_field(name)
         raw = request.GET.get(name, "").strip()
         try:
-            values[name] = Decimal(raw) if raw else None
-        except InvalidOperation:
-            values[name] = Decimal("NaN")
-        if values[name] is not None and not values[name].is_finite():
-            return JsonResponse({"response": "", "label": f"Check {name}."})
-    emd = request.GET.get("emd_status") or rules.EMD_NONE
-    code = ResponseAssessment(patient=patient, emd_status=emd, **values).derive()
-    return JsonResponse({"response": code, "label": dict(rules.RESPONSE_CHOICES)[code]})
+            value = field.clean(raw, assessment) if raw else field.get_default()
+        except ValidationError as e:
+            errors[name] = e.messages
+        else:
+            setattr(assessment, field.attname, value)
+    if errors:
+        message = "No response while a value is invalid. " + " ".join(
+            f"{capfirst(ResponseAssessment._meta.get_field(name).verbose_name)}: {' '.join(texts)}"
+            for name, texts in errors.items()
+        )
+        return _inert_json({"response": "", "label": "", "errors": errors, "message": message})
+    code = assessment.derive()
+    label = dict(rules.RESPONSE_CHOICES)[code]
+    return _inert_json({"response": code, "label": label, "errors": {}, "message": ""})
+
+
+def _inert_json(data) -> HttpResponse:
+    """JSON whose strings carry <, > and & as \\u escapes (as json_script does): the messages
+    quote what was typed, and the answer must stay inert even if something reads it as HTML."""
+    text = json.dumps(data).replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+    return HttpResponse(text, content_type="application/json")
 
 
 # --- Error pages ----------------------------------------------------------------------------------

@@ -6,7 +6,8 @@
 #   bash scripts/test.sh -k audit -x     # extra args go straight to pytest
 #
 # Env knobs: SKIP_LINT=1 (skip ruff), SKIP_APT=1 (don't check Debian packages),
-#            TEST_PG_PORT / TEST_REDIS_PORT (first port to try; 55432 / 56379).
+#            TEST_PG_PORT / TEST_REDIS_PORT (first port to try; 55432 / 56379),
+#            BROWSER_FULL_WALK=1 (the browser journeys also walk every remaining page).
 set -euo pipefail
 
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -30,6 +31,28 @@ fi
 
 # 2. virtualenv + requirements
 ensure_venv
+
+# 2b. test-only JavaScript (axe-core for the browser tests' accessibility checks), pinned in
+#     package-lock.json, into node_modules/ (git-ignored). npm ci runs only when node_modules does
+#     not match the lock, so a second run needs no network.
+ensure_node_modules() {
+    local lock="$REPO_ROOT/package-lock.json" stamp="$REPO_ROOT/node_modules/.package-lock.sha256"
+    local want
+    want="$(_sha256 "$lock")"
+    if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] &&
+        [ -f "$REPO_ROOT/node_modules/axe-core/axe.min.js" ]; then
+        log "node_modules matches package-lock.json; skipping npm ci"
+        return 0
+    fi
+    if ! command -v npm >/dev/null 2>&1; then
+        [ "${SKIP_APT:-0}" != 1 ] || die "npm is missing (Debian package npm) and SKIP_APT=1"
+        ensure_apt_packages npm
+    fi
+    log "npm ci (axe-core for the browser tests)"
+    (cd "$REPO_ROOT" && npm ci --prefer-offline --no-audit --no-fund --loglevel=error) >&2 || die "npm ci failed"
+    printf '%s\n' "$want" >"$stamp"
+}
+ensure_node_modules
 
 # 3. lint first: it is fast
 if [ "${SKIP_LINT:-0}" != 1 ]; then

@@ -13,6 +13,8 @@ import shutil
 import numpy as np
 import pandas as pd
 
+from analysis.reproduction import printed_numbers
+
 DAYS_PER_MONTH = 30.4375
 N_INSTITUTIONS = 16
 
@@ -182,19 +184,33 @@ def make_dataset(n: int = 50, seed: int = 0) -> pd.DataFrame:
 # The paper's cohort, reconstructed from its printed counts
 # ---------------------------------------------------------------------------
 
-# Table 2 counts among the 49 evaluable patients, as (level 1, level 2, missing) for the 22
-# responders and the 27 non-responders; "dead" is the level of the one non-evaluable patient,
-# chosen so that Table 1 (n = 50) also matches.
+# Table 2's two levels per subgroup, as analysis.tables names them (the printed values are in
+# analysis/data/paper_printed.csv), and the level of the one non-evaluable patient, chosen so
+# that Table 1 (n = 50) also matches.
+TABLE2_LEVELS = {
+    "age": (("<55", ">=55"), 2),
+    "sex": (("male", "female"), 2),
+    "salvage_phase": (("1", ">=2"), 2),
+    "time_from_diagnosis": (("<12 months", ">=12 months"), 1),
+    "ecog": (("0-1", ">=2"), 1),
+    "cyto_risk_diagnosis": (("standard", "high"), None),
+    "cyto_risk_start": (("standard", "high"), None),
+    "prior_allo_sct": (("no", "yes"), 2),
+    "dexamethasone": (("<=80 mg", ">80 mg"), 1),
+}
+
+
+def _table2_counts(variable: str, levels) -> tuple[tuple, tuple]:
+    """(level 1, level 2, missing) for the 22 responders and the 27 non-responders, from the
+    printed Table 2 row."""
+    (_, k1, n1), (_, k2, n2) = (printed_numbers(f"table2:{variable}|{level}") for level in levels)
+    responders, others = 22, 27
+    k1, n1, k2, n2 = int(k1), int(n1), int(k2), int(n2)
+    return (k1, k2, responders - k1 - k2), (n1 - k1, n2 - k2, others - (n1 - k1) - (n2 - k2))
+
+
 PAPER_TABLE2 = {
-    "age": ((15, 7, 0), (17, 10, 0), 2),
-    "sex": ((6, 16, 0), (14, 13, 0), 2),
-    "salvage_phase": ((15, 7, 0), (14, 13, 0), 2),
-    "time_from_diagnosis": ((7, 15, 0), (16, 11, 0), 1),
-    "ecog": ((18, 4, 0), (16, 11, 0), 1),
-    "cyto_risk_diagnosis": ((19, 3, 0), (19, 5, 3), None),
-    "cyto_risk_start": ((12, 8, 2), (14, 8, 5), None),
-    "prior_allo_sct": ((11, 11, 0), (12, 15, 0), 2),
-    "dexamethasone": ((17, 5, 0), (20, 7, 0), 1),
+    key: (*_table2_counts(key, levels), dead) for key, (levels, dead) in TABLE2_LEVELS.items()
 }
 
 # Age pools: median 45 (range 19-71) over 50 patients with five older than 65 (Table 1).
@@ -319,45 +335,44 @@ def _fill(rng, levels: np.ndarray, pool1, pool2) -> np.ndarray:
 # Adverse events
 # ---------------------------------------------------------------------------
 
-# Paper's Table 3 (n = 50): patients by worst grade, as (grade 1-2, 3, 4, 5) per row, with
-# the CTCAE v4.03 term (and SOC) used to record it.
-PAPER_TABLE3 = {
-    "Febrile neutropenia": (
-        (5, 15, 2, 0),
-        "Febrile neutropenia",
-        "Blood and lymphatic system disorders",
-    ),
-    "Neutropenia": ((6, 10, 23, 0), "Neutrophil count decreased", "Investigations"),
-    "Anemia": ((23, 14, 0, 0), "Anemia", "Blood and lymphatic system disorders"),
-    "Thrombocytopenia": ((6, 7, 24, 0), "Platelet count decreased", "Investigations"),
-    "Infection": ((17, 6, 1, 1), "Lung infection", "Infections and infestations"),
-    "Cytokine release syndrome": (
-        (8, 2, 0, 0),
-        "Cytokine release syndrome",
-        "Immune system disorders",
-    ),
-    "Rash": ((2, 0, 0, 0), "Rash maculo-papular", "Skin and subcutaneous tissue disorders"),
-    "Nausea": ((0, 1, 0, 0), "Nausea", "Gastrointestinal disorders"),
-    "Jaundice": ((0, 1, 0, 0), "Blood bilirubin increased", "Investigations"),
-    "Tumor lysis syndrome": (
-        (0, 0, 1, 0),
-        "Tumor lysis syndrome",
-        "Metabolism and nutrition disorders",
-    ),
-    "Encephalopathy": ((0, 1, 0, 0), "Encephalopathy", "Nervous system disorders"),
-    "Dizziness": ((10, 0, 0, 0), "Dizziness", "Nervous system disorders"),
-    "Somnolence": ((7, 1, 0, 0), "Somnolence", "Nervous system disorders"),
-    "Cardiovascular events": ((7, 0, 0, 0), "Sinus tachycardia", "Cardiac disorders"),
-    "Tremor": ((6, 0, 0, 0), "Tremor", "Nervous system disorders"),
+# Paper's Table 3 rows with the CTCAE v4.03 term (and SOC) used to record them here; the printed
+# patients by worst grade come from analysis/data/paper_printed.csv.
+_TABLE3_TERMS = {
+    "Febrile neutropenia": ("Febrile neutropenia", "Blood and lymphatic system disorders"),
+    "Neutropenia": ("Neutrophil count decreased", "Investigations"),
+    "Anemia": ("Anemia", "Blood and lymphatic system disorders"),
+    "Thrombocytopenia": ("Platelet count decreased", "Investigations"),
+    "Infection": ("Lung infection", "Infections and infestations"),
+    "Cytokine release syndrome": ("Cytokine release syndrome", "Immune system disorders"),
+    "Rash": ("Rash maculo-papular", "Skin and subcutaneous tissue disorders"),
+    "Nausea": ("Nausea", "Gastrointestinal disorders"),
+    "Jaundice": ("Blood bilirubin increased", "Investigations"),
+    "Tumor lysis syndrome": ("Tumor lysis syndrome", "Metabolism and nutrition disorders"),
+    "Encephalopathy": ("Encephalopathy", "Nervous system disorders"),
+    "Dizziness": ("Dizziness", "Nervous system disorders"),
+    "Somnolence": ("Somnolence", "Nervous system disorders"),
+    "Cardiovascular events": ("Sinus tachycardia", "Cardiac disorders"),
+    "Tremor": ("Tremor", "Nervous system disorders"),
     "Altered state of consciousness": (
-        (2, 1, 1, 0),
         "Depressed level of consciousness",
         "Nervous system disorders",
     ),
-    "Confusion": ((2, 1, 0, 0), "Confusion", "Psychiatric disorders"),
-    "Ataxia": ((1, 0, 0, 0), "Ataxia", "Nervous system disorders"),
-    "Aphasia": ((0, 1, 0, 0), "Dysphasia", "Nervous system disorders"),
-    "Hiccups": ((1, 0, 0, 0), "Hiccups", "Respiratory, thoracic and mediastinal disorders"),
+    "Confusion": ("Confusion", "Psychiatric disorders"),
+    "Ataxia": ("Ataxia", "Nervous system disorders"),
+    "Aphasia": ("Dysphasia", "Nervous system disorders"),
+    "Hiccups": ("Hiccups", "Respiratory, thoracic and mediastinal disorders"),
+}
+# Patients by worst grade as (grade 1-2, 3, 4, 5) per row, with the term and SOC.
+PAPER_TABLE3 = {
+    row: (
+        tuple(
+            int(printed_numbers(f"table3:{row}|{band}")[0])
+            for band in ("grade_1_2", "grade_3", "grade_4", "grade_5")
+        ),
+        term,
+        soc,
+    )
+    for row, (term, soc) in _TABLE3_TERMS.items()
 }
 
 

@@ -11,12 +11,14 @@ import pandas as pd
 import pytest
 from scipy import stats
 
+from analysis.reproduction import printed_numbers, reproduction_table
 from analysis.survival import survival_outputs
 from analysis.tables import (
     DEFAULT_SUBGROUPS,
     TABLE2_COLUMNS,
     ae_by_term,
     clopper_pearson,
+    cycle2_paths,
     fisher_exact_two_sided,
     odds_ratio_woolf,
     parse_table3_map,
@@ -29,6 +31,7 @@ from analysis.tables import (
 
 from .datagen import (
     PAPER_TABLE3,
+    TABLE2_LEVELS,
     as_registry_dtypes,
     make_adverse_events,
     make_dataset,
@@ -43,21 +46,25 @@ TABLE3_MAP = CTCAE_DATA / "ctcae_table3_map.csv"
 R_TABLES = Path(__file__).parent / "r" / "tables_reference.R"
 
 
-# Paper Table 2 as printed: (subgroup, level-1 responders/n, level-2 responders/n,
-# RR (95% CI), P). The diagnosis-time ratio is printed as >=12 vs <12 months.
-PAPER_TABLE2 = [
-    ("age", (15, 32), (7, 17), (1.261, 0.384, 4.141), 0.769),
-    ("sex", (6, 20), (16, 29), (0.348, 0.104, 1.161), 0.143),
-    ("salvage_phase", (15, 29), (7, 20), (1.990, 0.616, 6.427), 0.381),
-    ("time_from_diagnosis", (7, 23), (15, 26), (3.117, 0.957, 10.151), 0.085),
-    ("ecog", (18, 34), (4, 15), (3.094, 0.820, 11.672), 0.123),
-    ("cyto_risk_diagnosis", (19, 38), (3, 8), (1.667, 0.348, 7.981), 0.702),
-    ("cyto_risk_start", (12, 26), (8, 16), (0.857, 0.246, 2.983), 1.000),
-    ("emd", (19, 39), (3, 10), (2.217, 0.499, 9.847), 0.478),
-    ("marrow_blasts", (6, 9), (14, 34), (2.857, 0.609, 13.395), 0.263),
-    ("prior_allo_sct", (11, 23), (11, 26), (1.250, 0.404, 3.866), 0.778),
-    ("dexamethasone", (17, 37), (5, 12), (1.190, 0.319, 4.442), 1.000),
-]
+# Paper Table 2 as printed (analysis/data/paper_printed.csv): (subgroup, level-1 responders/n,
+# level-2 responders/n, RR (95% CI), P). The diagnosis-time ratio is printed as >=12 vs <12 months.
+def _paper_table2() -> list[tuple]:
+    rows = []
+    for key, (levels, _dead) in TABLE2_LEVELS.items():
+        first, second = (printed_numbers(f"table2:{key}|{level}")[1:] for level in levels)
+        rows.append(
+            (
+                key,
+                tuple(map(int, first)),
+                tuple(map(int, second)),
+                tuple(printed_numbers(f"table2_or:{key}")),
+                printed_numbers(f"table2_p:{key}")[0],
+            )
+        )
+    return rows
+
+
+PAPER_TABLE2 = _paper_table2()
 
 
 def _cells(first, second) -> tuple[int, int, int, int]:
@@ -84,9 +91,10 @@ def test_printed_table2_row_from_counts(key, first, second, ratio, p_value):
 
 def test_printed_p_values_are_fisher_not_chi_square():
     # The methods name the chi-square test, but the printed P values are Fisher's exact.
-    age = _cells((15, 32), (7, 17))
-    assert _printed(fisher_exact_two_sided(*age), 0.769)
-    assert not _printed(pearson_chi2(*age)[1], 0.769)
+    _key, first, second, _ratio, p_value = PAPER_TABLE2[0]
+    age = _cells(first, second)
+    assert _printed(fisher_exact_two_sided(*age), p_value)
+    assert not _printed(pearson_chi2(*age)[1], p_value)
 
 
 def test_table2_end_to_end_on_paper_cohort():
@@ -125,9 +133,10 @@ def test_table2_uses_evaluable_patients_only():
 
 def test_table2_rate_ci_is_clopper_pearson():
     row = table2_subgroups(paper_cohort()).iloc[0]
-    assert (row["responders"], row["n"]) == (15, 32)
-    assert row["rate"] == pytest.approx(15 / 32)
-    assert (row["rate_ci_lower"], row["rate_ci_upper"]) == pytest.approx(clopper_pearson(15, 32))
+    k, n = PAPER_TABLE2[0][1]  # the printed first row, age < 55
+    assert (row["responders"], row["n"]) == (k, n)
+    assert row["rate"] == pytest.approx(k / n)
+    assert (row["rate_ci_lower"], row["rate_ci_upper"]) == pytest.approx(clopper_pearson(k, n))
 
 
 def test_table2_cut_points_are_parameters():
@@ -216,38 +225,20 @@ def test_two_by_two_statistics_match_r(tmp_path):
         assert second == pytest.approx((row.binom2_lower, row.binom2_upper), abs=1e-9), cells
 
 
-# Paper Table 1 (n = 50) as (characteristic, level) -> value. The paper prints the >=50%
-# BM blast share as 81.3; 35/43 is 81.4%.
-PAPER_TABLE1 = {
-    ("Median age, years (range)", ""): "45 (19-71)",
-    ("Age > 65", ">65"): "5 (10.0%)",
-    ("Sex", "Male"): "20 (40.0%)",
-    ("Sex", "Female"): "30 (60.0%)",
-    ("ECOG performance status", "0-1"): "35 (70.0%)",
-    ("ECOG performance status", ">=2"): "15 (30.0%)",
-    ("Salvage treatment phase", "First"): "29 (58.0%)",
-    ("Salvage treatment phase", "Second"): "12 (24.0%)",
-    ("Salvage treatment phase", "Third or later"): "9 (18.0%)",
-    ("Previous allogeneic stem cell transplant", "Yes"): "27 (54.0%)",
-    ("Relapse site", "Bone marrow only"): "39 (78.0%)",
-    ("Relapse site", "Extramedullary only"): "5 (10.0%)",
-    ("Relapse site", "Bone marrow + extramedullary"): "6 (12.0%)",
-    ("Extramedullary disease at start", "Yes"): "11 (22.0%)",
-    ("Median BM blasts, % (range)", ""): "81 (4-99)",
-    ("BM blasts", "<50%"): "8 (18.6%)",
-    ("BM blasts", ">=50%"): "35 (81.4%)",
-    ("Cytogenetic risk at start", "Standard risk"): "26 (61.9%)",
-    ("Cytogenetic risk at start", "High risk"): "16 (38.1%)",
-    ("Median time from diagnosis to blinatumomab, months (range)", ""): "13.5 (0.9-160.8)",
-}
-
-
 def test_table1_reproduces_paper_on_paper_cohort():
-    table = table1(paper_cohort())
+    """Every Table 1 value printed in the paper (analysis/data/paper_printed.csv), recomputed
+    from the paper cohort; only the paper's truncated 81.3% (35/43 = 81.4%) differs."""
+    df = paper_cohort()
+    table = table1(df)
     assert list(table.columns) == ["characteristic", "level", "value", "n", "denominator"]
-    values = table.set_index(["characteristic", "level"])["value"].to_dict()
-    for key, expected in PAPER_TABLE1.items():
-        assert values[key] == expected, key
+    rows = reproduction_table({"table1.csv": table}, df, pd.DataFrame())
+    rows = rows[rows["source"] == "Table 1"].set_index("item")
+    assert len(rows) == 18  # every n (%) and median (range) of the printed Table 1
+    differ = rows[rows["agrees"] != "yes"]
+    assert list(differ.index) == ["BM blast ≥ 50%, n (%)"]
+    assert differ["recomputed"].iloc[0] == "35 (81.4)"
+    values = table.set_index(["characteristic", "level"])["value"]
+    assert values[("BM blasts", ">=50%")] == "35 (81.4%)"
 
 
 def test_table1_denominators_are_patients_with_data():
@@ -353,7 +344,8 @@ def test_ae_by_term_worst_grade_per_patient_and_term():
 def test_treatment_flow_on_paper_cohort():
     flow = treatment_flow(paper_cohort())
     assert list(flow.columns) == ["step", "n"]
-    assert dict(zip(flow["step"], flow["n"], strict=True)) == {
+    steps = dict(zip(flow["step"], flow["n"], strict=True))
+    assert {step: steps[step] for step in list(steps)[:11]} == {
         "treated": 50,
         "died_before_assessment": 1,
         "alive_not_assessed": 0,
@@ -365,6 +357,31 @@ def test_treatment_flow_on_paper_cohort():
         "responders_overall": 22,
         "allo_sct_after": 16,
         "salvage_chemo_after": 13,
+    }
+
+
+def test_cycle2_paths_follow_the_response_after_each_cycle():
+    """The Results text's paths: by the response after cycle 1 (CR/CRi, persistent disease,
+    none), who got cycle 2 and how they responded after it."""
+    df = pd.DataFrame(
+        {
+            "evaluable": [1, 1, 1, 1, 1, 1, 1, 0],
+            "response_after_cycle1": ["CR", "CRi", "CR", "NR", "PD", "NR", None, None],
+            "response_after_cycle2": ["CR", "PD", None, "CR", None, "NR", "PD", None],
+            "cycles_given": [2, 2, 1, 2, 1, 2, 2, 1],
+        }
+    )
+    assert cycle2_paths(df) == {
+        "persistent_after_cycle1": 3,
+        "cr_cri_after_cycle1_second_cycle": 2,
+        "cr_cri_after_cycle1_cr_cri_after_cycle2": 1,
+        "cr_cri_after_cycle1_pd_after_cycle2": 1,
+        "persistent_after_cycle1_second_cycle": 2,
+        "persistent_after_cycle1_cr_cri_after_cycle2": 1,
+        "persistent_after_cycle1_pd_after_cycle2": 0,
+        "not_assessed_after_cycle1_second_cycle": 1,
+        "not_assessed_after_cycle1_cr_cri_after_cycle2": 0,
+        "not_assessed_after_cycle1_pd_after_cycle2": 1,
     }
 
 

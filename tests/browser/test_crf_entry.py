@@ -116,13 +116,14 @@ def test_a_rule_violation_shows_its_message_and_saves_nothing(new_page, live_ser
     page.goto(f"/cases/{p.pk}/adverse-events/new/")
     page.fill("#id_ctcae_term", "Febrile neutropenia")
     expect(page.locator("#ctcae-grades")).to_contain_text("grades 3, 4, 5 exist")
-    page.select_option("#id_grade", "2")
+    page.select_option("#id_grade", "3")
     page.fill("#id_onset_date", "2017-03-10")
+    page.fill("#id_resolution_date", "2017-03-01")  # before the onset
     page.select_option("#id_attribution", "possible")
     page.select_option("#id_outcome", "recovered")
     save(page)
-    expect(page.locator("#error_1_id_grade")).to_contain_text(
-        "CTCAE v4.03 defines Febrile neutropenia only at grade(s) 3, 4, 5; grade 2 does not exist."
+    expect(page.locator("#id_resolution_date_error")).to_contain_text(
+        "The event resolves before its onset."
     )
     assert AdverseEvent.objects.count() == 0
 

@@ -397,6 +397,15 @@ def test_the_empty_template_is_refused_as_no_data_rows(client, kr01):
     assert nothing_saved()
 
 
+def test_an_upload_without_a_file_is_a_field_error_not_an_empty_import(client, kr01):
+    client.force_login(f.user("inv", sites=("KR01",)))
+    response = client.post(reverse("exchange:import"), {"institution": kr01.pk})
+    assert response.status_code in (200, 400)
+    assert response.context["form"].errors["files"] == ["This field is required."]
+    assert "Imported 0 rows" not in response.content.decode()
+    assert nothing_saved()
+
+
 def test_the_readme_documents_every_template_column():
     from pathlib import Path
 

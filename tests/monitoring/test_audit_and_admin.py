@@ -127,6 +127,17 @@ def test_a_monitor_sees_the_audit_trail_of_their_sites_only(client, monitor, his
     assert client.get(f"{CHANGELIST}{quote(other.pk)}/change/").status_code == 302  # not found
 
 
+def test_the_audit_trail_filters_by_user_names_of_the_monitors_sites(client, monitor, history):
+    client.force_login(monitor)
+    page = client.get(CHANGELIST)
+    (by_user,) = [s for s in page.context["cl"].filter_specs if s.title == "user"]
+    names = [name for _pk, name in by_user.lookup_choices]
+    assert names == ["alice", "mon"]  # KR01's people; bob works at KR02 only
+    alice = history["alice"].pk
+    exported = rows(client.get(f"{EXPORT}?history_user__id__exact={alice}"))
+    assert {r["user"] for r in exported} == {"alice"} and len(exported) == 1
+
+
 # --- Admin scoping and lists --------------------------------------------------------------------
 
 

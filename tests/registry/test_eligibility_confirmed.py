@@ -69,7 +69,10 @@ def test_an_unticked_relapsed_refractory_box_alone_refuses_registration(client, 
     }
     response = client.post(reverse("registry:register"), data)
     assert [field for field, _ in response.context["failures"]] == ["relapsed_refractory"]
-    assert b"relapsed or refractory ALL only" in response.content
+    page = response.content.decode()
+    # Said in the summary (linking the box) and under the box: not a third time in another alert.
+    assert page.count("relapsed or refractory ALL only") == 2
+    assert "Not registered: this patient is not eligible for the study" in page
     data["relapsed_refractory"] = "on"
     assert client.post(reverse("registry:register"), data).status_code == 302
     assert Patient.objects.get().relapsed_refractory is True

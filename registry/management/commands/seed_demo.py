@@ -12,7 +12,7 @@ from django.db import connection, transaction
 from django.db.models import Max
 from django.utils import timezone
 
-from registry import demo
+from registry import demo, paper_twin
 from registry.models import (
     AdverseEvent,
     Baseline,
@@ -36,6 +36,7 @@ DEMO_USERS = [
     ("statistician", Membership.STATISTICIAN, ["KR01"], False, False),
     ("monitor", Membership.MONITOR, [code for code, _ in demo.INSTITUTIONS], False, False),
 ]
+DEFAULT_SEED = 325  # the generator's default: 22/49 responders, as the paper
 CASE_MODELS = [
     CrfStatus,
     AdverseEvent,
@@ -174,25 +175,46 @@ class Command(BaseCommand):
     help = "Replace the demo sites' cases with a deterministic synthetic registry."
 
     def add_arguments(self, parser):
-        parser.add_argument("--patients", type=int, default=50)
-        parser.add_argument("--seed", type=int, default=325)  # 22/49 responders, as the paper
+        parser.add_argument(
+            "--patients",
+            type=int,
+            default=50,
+            help="50 (the default) loads the paper's twin, the synthetic reconstruction of the "
+            "paper's cohort; any other number generates a registry of that size.",
+        )
+        parser.add_argument(
+            "--seed",
+            type=int,
+            default=None,
+            help=f"Seed of the generator (default {DEFAULT_SEED}); giving one means --generated.",
+        )
+        parser.add_argument(
+            "--generated",
+            action="store_true",
+            help="Generate the registry at random even for 50 patients, instead of the twin.",
+        )
         parser.add_argument(
             "--allow-production",
             action="store_true",
             help="Run even with DEBUG off (it deletes the demo sites' cases).",
         )
 
-    def handle(self, *args, patients, seed, allow_production, **options):
+    def handle(self, *args, patients, seed, generated, allow_production, **options):
         if not settings.DEBUG and not allow_production:
             raise CommandError("seed_demo replaces data; with DEBUG off pass --allow-production.")
         if not 1 <= patients <= 1_000_000:
             raise CommandError("--patients must be between 1 and 1,000,000.")
+        twin = patients == 50 and seed is None and not generated
+        seed = DEFAULT_SEED if seed is None else seed
         t0 = time.perf_counter()
         with transaction.atomic():
-            sites = self.ensure_institutions()
+            sites = self.ensure_institutions(twin)
             self.delete_cases(sites)
             t1 = time.perf_counter()
-            cases = demo.build_registry(patients, seed, sites)
+            if twin:
+                cases = paper_twin.build_twin(sites)
+            else:
+                cases = demo.build_registry(patients, seed, sites)
             t2 = time.perf_counter()
             with foreign_keys_checked_once([m._meta.db_table for m in [Patient, *CASE_MODELS]]):
                 self.save(cases)
@@ -208,12 +230,15 @@ class Command(BaseCommand):
                 for table in [m._meta.db_table for m in [Patient, *CASE_MODELS]]:
                     cursor.execute(f"ANALYZE {connection.ops.quote_name(table)}")
         elapsed = time.perf_counter() - t0
+        what = "the paper's twin, synthetic" if twin else f"generated, seed {seed}"
         self.stdout.write(
             f"Demo registry: {patients} patients at {len(sites)} sites "
-            f"(seed {seed}) in {elapsed:.1f} s: clear {t1 - t0:.1f} s, generate {t2 - t1:.1f} s, "
+            f"({what}) in {elapsed:.1f} s: clear {t1 - t0:.1f} s, generate {t2 - t1:.1f} s, "
             f"write {t3 - t2:.1f} s, users {t4 - t3:.1f} s, commit {t5 - t4:.1f} s, "
             f"analyze {elapsed - (t5 - t0):.1f} s."
         )
+        if twin:
+            self.stdout.write(paper_twin.LABEL)
         self.stdout.write(f"Demo logins (password for all: {DEMO_PASSWORD}):")
         for username, role, codes, pi, superuser in DEMO_USERS:
             what = "superuser (admin site)" if superuser else f"{role} at {', '.join(codes)}"
@@ -238,9 +263,11 @@ class Command(BaseCommand):
         for username, secret, uri in rows:
             self.stdout.write(f"  {username:<14} secret {secret}  ({uri})")
 
-    def ensure_institutions(self):
+    def ensure_institutions(self, twin=False):
+        """The 16 demo sites; holding the twin, each name says it is a synthetic demo site."""
         sites = []
         for code, name in demo.INSTITUTIONS:
+            name = name + paper_twin.SITE_SUFFIX if twin else name
             site, _ = Institution.objects.update_or_create(
                 code=code, defaults={"name": name, "locked_at": None, "locked_by": None}
             )
