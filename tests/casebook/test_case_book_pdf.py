@@ -214,3 +214,24 @@ def test_the_case_book_is_for_whoever_may_read_the_case(
     assert response.status_code == expected
     if expected == 302:
         assert "/accounts/login/" in response["Location"]
+
+
+def test_without_any_installed_font_the_book_is_still_drawn_with_code_points(
+    client, case, investigator, monitor, settings, tmp_path
+):
+    from casebook.fonts import fonts
+    from monitoring import services
+
+    services.open_query(case, "baseline", f"{KOREAN_QUESTION} ≥ 5%", monitor)
+    settings.CASEBOOK_FONT_DIRS = [str(tmp_path / "no-fonts-here")]
+    fonts.cache_clear()
+    try:
+        client.force_login(investigator)
+        response = client.get(url("casebook:case_pdf", case.pk))
+    finally:
+        fonts.cache_clear()
+    assert response.status_code == 200
+    text = squash("".join(pdf_pages(response.content)))
+    # Helvetica sets Latin-1; the rest is kept as code points
+    assert squash("[U+ACE8][U+C218]") in text and "[U+2265]5%" in text
+    assert case.study_id in text
