@@ -31,12 +31,11 @@ from lifelines.exceptions import ConvergenceError
 from scipy import stats
 
 from . import survival, tables
+from .defaults import DEFAULT_LANDMARK_DAYS, DEFAULT_REFERENCE_RATE
 
 DAYS_PER_MONTH = 30.4375  # as analysis.dataset; repeated so this module needs no Django
 Z_95 = stats.norm.ppf(0.975)
 
-DEFAULT_LANDMARK_DAYS = 90
-DEFAULT_REFERENCE_RATE = 0.25
 DEFAULT_AT_RISK_MONTHS = (0, 3, 6, 9, 12, 15, 18)
 DEFAULT_CUTS = tables.SubgroupCuts()
 

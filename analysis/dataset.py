@@ -4,14 +4,14 @@
 statistic downstream is a function of those frames. Nothing here writes to the database.
 """
 
+from __future__ import annotations
+
 import hashlib
 import io
 from dataclasses import dataclass, field
 from types import SimpleNamespace
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
-import numpy as np
-import pandas as pd
 from django.apps import apps
 from django.db import connection
 from django.db.models import (
@@ -37,6 +37,12 @@ from registry.models import (
     TrackedRecord,
     Transplant,
 )
+
+# pandas and numpy are imported inside the functions that use them: this module's constants
+# (VARIABLES, DEFINITIONS, Cuts) are read by forms, the codebook and URL modules, which every web
+# and Celery process loads at start-up and which must not pay for the numerical stack.
+if TYPE_CHECKING:
+    import pandas as pd
 
 # Months = days / 30.4375 (the mean Gregorian month, 365.25 / 12), stated in every output.
 DAYS_PER_MONTH = 30.4375
@@ -137,7 +143,7 @@ class RegistrySnapshot:
     dataset: pd.DataFrame  # one row per patient, the columns of VARIABLES
     adverse_events: pd.DataFrame  # one row per event: study_id, ctcae_term, soc, grade, cycle
     # One row per blinatumomab cycle: CYCLE_COLUMNS (the swimmer plot's bars).
-    cycles: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=CYCLE_COLUMNS))
+    cycles: pd.DataFrame = field(default_factory=lambda: _empty_frame(CYCLE_COLUMNS))
 
     def content_hash(self) -> str:
         digest = hashlib.sha256()
@@ -149,10 +155,18 @@ class RegistrySnapshot:
 CYCLE_COLUMNS = ["study_id", "cycle", "start_day", "end_day"]
 
 
-def cycle_days(records: "Records") -> pd.DataFrame:
+def _empty_frame(columns) -> pd.DataFrame:
+    import pandas as pd
+
+    return pd.DataFrame(columns=columns)
+
+
+def cycle_days(records: Records) -> pd.DataFrame:
     """Each cycle's first and last day counted from day 1 (the blinatumomab start, day 0 here
     as in efs_days), by study ID then cycle number; end_day is empty while a cycle has no end
     date. Days, not dates: the run's files stay free of calendar dates."""
+    import pandas as pd
+
     cycles = records.cycles.merge(
         records.patients[["id", "study_id", "blinatumomab_start_date"]],
         left_on="patient_id",
@@ -178,6 +192,8 @@ def _frame(queryset, columns, *, copy=None) -> pd.DataFrame:
     On PostgreSQL the rows come through COPY and pandas' CSV reader: at 100,000 patients that is
     a third faster than a Python tuple per row (~1.3 million of them). `copy`: force either way
     (the tests compare the two)."""
+    import pandas as pd
+
     copy = connection.vendor == "postgresql" if copy is None else copy
     if copy:
         frame = _copied_frame(queryset, columns)
@@ -195,6 +211,8 @@ def _frame(queryset, columns, *, copy=None) -> pd.DataFrame:
 
 
 def _copied_frame(queryset, columns) -> pd.DataFrame:
+    import pandas as pd
+
     sql, params = queryset.values_list(*columns).query.sql_with_params()
     text = {c for c in columns if isinstance(_output_field(queryset, c), TEXT_FIELDS)}
     buffer = io.BytesIO()
@@ -256,12 +274,14 @@ def load_registry(patients=None, cuts: Cuts = Cuts()) -> RegistrySnapshot:
     )
 
 
-def _adverse_event_frame(aes: pd.DataFrame, records: "Records") -> pd.DataFrame:
+def _adverse_event_frame(aes: pd.DataFrame, records: Records) -> pd.DataFrame:
     """The snapshot's events: study ID order (as the dataset), then entry order; the cycle's
     number and the term's system organ class instead of their keys.
 
     Sorted here by the patient's position in the study-ID-ordered dataset rather than by the
     database: ORDER BY the joined study ID was the slowest query of the build."""
+    import pandas as pd
+
     columns = ["study_id", "ctcae_term", "soc", "grade", "cycle", "onset_date"]
     if aes.empty:
         return pd.DataFrame(columns=columns)
@@ -356,6 +376,8 @@ def _latest_record_dates(read: dict, scope) -> pd.Series:
     case record model (CENSORING_DEFINITION). `read`: frames already read in full, by model, with
     every date field (_with_dates); any other model (one the dataset needs nothing else from, or
     a new one) is one query grouped by patient: the latest value of each of its date fields."""
+    import pandas as pd
+
     parts = []
     for model in case_record_models():
         fields = date_fields(model)
@@ -450,6 +472,8 @@ def _date_parts(dates: pd.Series) -> SimpleNamespace:
 
 def _assumed_birth_dates(df: pd.DataFrame) -> pd.Series:
     """rules.assumed_birth_date() of every patient, called once per distinct birth year."""
+    import pandas as pd
+
     missing = df["birth_date"].isna()
     mid_year = {
         year: rules.assumed_birth_date(None, int(year))
@@ -459,12 +483,17 @@ def _assumed_birth_dates(df: pd.DataFrame) -> pd.Series:
 
 
 def _days_between(later: pd.Series, earlier: pd.Series) -> pd.Series:
+    import pandas as pd
+
     return (pd.to_datetime(later) - pd.to_datetime(earlier)).dt.days
 
 
 def derive(records: Records, cuts: Cuts) -> pd.DataFrame:
     """Derived variables of the paper, one row per patient (in study ID order); the rules that
     are not plain readings are stated in DEFINITIONS."""
+    import numpy as np
+    import pandas as pd
+
     # Each CRF joined on the patient's own ID: a case without a baseline keeps its follow-up.
     df = records.patients
     for crf in (records.baseline, records.followup):
@@ -556,6 +585,9 @@ def _assessment_facts(ids: pd.Series, assessments: pd.DataFrame):
     rules.best_response() over the patient's assessments and to taking the first matching row
     in date order.
     """
+    import numpy as np
+    import pandas as pd
+
     order = rules.BEST_RESPONSE_ORDER
     labels = np.array([*order, rules.NOT_EVALUABLE], dtype=object)
     a = assessments
@@ -580,6 +612,9 @@ def _assessment_facts(ids: pd.Series, assessments: pd.DataFrame):
 
 def _flag(values: pd.Series, condition) -> pd.Series:
     """A 0/1 flag that stays missing where the value is missing."""
+    import numpy as np
+    import pandas as pd
+
     numeric = pd.to_numeric(values, errors="coerce").astype(float)
     flag = pd.Series(np.where(condition(numeric), 1, 0), index=values.index).astype("Int64")
     return flag.mask(numeric.isna())

@@ -1,7 +1,7 @@
 from django import forms
 
-from .beyond import DEFAULT_LANDMARK_DAYS, DEFAULT_REFERENCE_RATE
 from .dataset import Cuts
+from .defaults import DEFAULT_LANDMARK_DAYS, DEFAULT_REFERENCE_RATE
 
 DEFAULT_CUTS = Cuts()
 

@@ -29,6 +29,7 @@ from registry.ctcae import TABLE3_MAP_CSV
 from . import beyond, charts, display, docx_report, figures, reproduction, survival, tables
 from . import formatting as fmt
 from .dataset import DAYS_PER_MONTH, DEFINITIONS, VARIABLES, Cuts, RegistrySnapshot
+from .progress import PROGRESS_STEPS
 
 logger = logging.getLogger(__name__)
 
@@ -76,17 +77,6 @@ GROUPINGS = {
     },
 }
 AT_RISK_MONTHS = [0, 3, 6, 9, 12, 15, 18]
-# The steps of a run as its page shows them while it runs: (percentage reached, what it does).
-PROGRESS_STEPS = {
-    "read": (0, "Reading the registry"),
-    "dataset": (10, "Writing the analysis dataset"),
-    "tables": (30, "Computing tables and survival models"),
-    "charts": (55, "Drawing Figure 1, the forest plot and the swimmer plot"),
-    "km": (65, "Drawing the Kaplan-Meier figures"),
-    "report": (80, "Writing the report"),
-    "docx": (90, "Writing the Word document"),
-    "done": (100, "Done"),
-}
 # The figures drawn from the run's tables (stem: what it is), beside the Kaplan-Meier ones.
 CHART_FILES = {
     "flow_diagram": "Figure 1. Treatment flow (flow.csv)",

@@ -15,7 +15,7 @@ from registry.models import Patient
 
 from .dataset import Cuts, load_registry
 from .models import AnalysisRun
-from .outputs import PROGRESS_STEPS, write_run
+from .progress import PROGRESS_STEPS
 
 
 class NothingToAnalyse(Exception):
@@ -98,6 +98,15 @@ def test_pause():
     delay = os.environ.get("ANALYSIS_TEST_DELAY_S")
     if delay:
         time.sleep(float(delay))
+
+
+def write_run(*args, **kwargs):
+    """outputs.write_run, imported on the first run: the web and Celery processes import this
+    module (via tasks and URLs) at start-up, and outputs brings pandas, scipy, lifelines and
+    matplotlib."""
+    from .outputs import write_run as write
+
+    return write(*args, **kwargs)
 
 
 def execute(run: AnalysisRun) -> AnalysisRun:

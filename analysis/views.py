@@ -29,20 +29,28 @@ from registry.access import (
     monitored_institutions_for,
 )
 
-from . import background, display
-from . import formatting as fmt
+from . import background
 from .dataset import iter_dataset_csv
 from .forms import RunForm
 from .models import AnalysisRun
-from .outputs import REPRODUCTION, TABLE_FILES, definitions, reproduction_view, run_sections
 from .runs import progress_view
 from .tasks import run_analysis_task
 
-# Every table file of a run shown on its page (reproduction.csv has its own side-by-side
-# table, templates/analysis/_reproduction.html; survival_table.csv is in its CSV only).
-DASHBOARD_TABLES = [
-    name for name in TABLE_FILES if name not in ("survival_table.csv", REPRODUCTION)
-]
+
+def dashboard_tables() -> list[str]:
+    """The tables the run page shows. outputs (pandas, scipy, lifelines, matplotlib) is imported
+    on the first call, not when the URLs are loaded: every web and Celery process imports this
+    module at start-up. reproduction.csv has its own side-by-side table
+    (templates/analysis/_reproduction.html); survival_table.csv is in its CSV only."""
+    from .outputs import REPRODUCTION, TABLE_FILES
+
+    return [name for name in TABLE_FILES if name not in ("survival_table.csv", REPRODUCTION)]
+
+
+def __getattr__(name):  # analysis.views.DASHBOARD_TABLES, computed on first use (see above)
+    if name == "DASHBOARD_TABLES":
+        return dashboard_tables()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _gate(allowed, message):
@@ -83,6 +91,8 @@ def _results(run):
     meta = _run_meta(run)
     if meta is None:
         return None
+    # The numerical stack on the first results page, not at start-up (see dashboard_tables).
+    from .outputs import REPRODUCTION, reproduction_view, run_sections
 
     def src(name):
         return reverse("analysis:download", args=[run.pk, name]) + "?inline=1"
@@ -98,6 +108,9 @@ def _results(run):
 
 
 def _context(run, **extra):
+    from . import formatting as fmt  # not at start-up (see dashboard_tables)
+    from .outputs import definitions
+
     parameters = run.parameters if run is not None else {}
     return {
         "run": run,
@@ -222,6 +235,9 @@ def run_status(request, run_id):
 @runs_required
 def table_csv(request, run_id, key):
     """One table of the run as the page shows it (formatted text), as CSV."""
+    from . import display  # not at start-up (see dashboard_tables)
+    from .outputs import run_sections
+
     run = get_object_or_404(AnalysisRun, pk=run_id, status=AnalysisRun.SUCCEEDED)
     meta = _run_meta(run)
     if meta is None:

@@ -38,7 +38,6 @@ from typing import BinaryIO
 from django.conf import settings
 from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
 from django.db import IntegrityError, connection, models, transaction
-from openpyxl.utils import get_column_letter
 
 from registry.models import CaseLocked, CrfStatus, Cycle, Institution, Patient
 
@@ -542,6 +541,14 @@ def _read_sheet(name, sheet, formulas, problems, budget) -> Table | None:
     if header is None:
         return None  # an empty sheet
     return _table(sheet.title, source, name, header, rows, problems)
+
+
+def get_column_letter(index: int) -> str:
+    """openpyxl's column letter (1 -> A); openpyxl is imported on the first call, not when the
+    URLs load this module."""
+    from openpyxl.utils import get_column_letter as letter
+
+    return letter(index)
 
 
 def _column_name(header, index) -> str:

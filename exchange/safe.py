@@ -10,9 +10,13 @@ and a numeric cell in the XLSX), and so does text that is just a number ("-0.5")
 spreadsheet evaluates. So R and pandas read the statistical files back unchanged.
 """
 
-import re
+from __future__ import annotations
 
-import pandas as pd
+import re
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # pandas is imported by safe_frame: the audit trail and codebook need only text
+    import pandas as pd
 
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 _PREFIX = re.compile(r"[=+\-@\t\r]")
@@ -39,6 +43,8 @@ def safe_row(values) -> list:
 def safe_frame(frame: pd.DataFrame) -> pd.DataFrame:
     """The frame with formula-like text cells quoted. Numeric columns are left alone, and the
     frame itself is returned (no copy) when no cell needs quoting, the usual case."""
+    import pandas as pd
+
     out = frame
     for position in range(frame.shape[1]):
         values = frame.iloc[:, position]

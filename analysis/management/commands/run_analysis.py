@@ -5,7 +5,7 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
-from analysis.beyond import DEFAULT_LANDMARK_DAYS, DEFAULT_REFERENCE_RATE
+from analysis.defaults import DEFAULT_LANDMARK_DAYS, DEFAULT_REFERENCE_RATE
 from analysis.models import AnalysisRun
 from analysis.outputs import default_parameters
 from analysis.runs import execute
