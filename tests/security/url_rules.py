@@ -231,6 +231,14 @@ def run_file(w):
     ]
 
 
+def run_table(w):
+    return [
+        Target({"run_id": w.run.pk, "key": "table1"}),
+        Target({"run_id": w.run.pk, "key": "settings"}, MISSING),
+        Target({"run_id": uuid.uuid4(), "key": "table1"}, MISSING),
+    ]
+
+
 def site_code(w):
     return [Target({"code": "KR01"}, "KR01"), Target({"code": "ZZ99"}, MISSING)]
 
@@ -334,6 +342,7 @@ RULES = {
     "analysis:run_detail": Rule(run, get=RUNS, post=RUNS),
     "analysis:run_status": Rule(run, get=RUNS, post=RUNS),
     "analysis:download": Rule(run_file, get=RUNS, post=RUNS),
+    "analysis:table_csv": Rule(run_table, get=RUNS, post=RUNS),
     # monitoring: a site's monitors; answering queries and signing are the investigators'
     "monitoring:progress": Rule(
         get=role_gate("monitor", staff=True), post=role_gate("monitor", staff=True)
