@@ -360,7 +360,9 @@ def _count_rows(characteristic: str, levels: pd.Series, labels: Mapping) -> list
 
 def _banded(values: pd.Series, cut: float, low: str, high: str) -> pd.Series:
     """'low' below the cut, 'high' at or above it; NaN stays missing."""
-    values = pd.to_numeric(values, errors="coerce")
+    # float: a nullable integer column (the ECOG of a case without a baseline yet) holds pd.NA,
+    # whose comparison np.where cannot take; NaN compares False and is masked below.
+    values = pd.to_numeric(values, errors="coerce").astype("float64")
     return pd.Series(np.where(values >= cut, high, low), index=values.index).where(values.notna())
 
 

@@ -13,7 +13,7 @@ from datetime import date
 from functools import cache
 
 from django.conf import settings
-from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.exceptions import NON_FIELD_ERRORS, PermissionDenied, ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import connection, models, transaction
 from django.db.models import Q
@@ -241,7 +241,9 @@ class TrackedRecord(models.Model):
         if check_lock:
             message = self.case_lock_message()
             if message:
-                raise ValidationError(message, code="locked")
+                # Keyed like every error of Model.full_clean() (a dict): the import and the admin
+                # read it through message_dict, which a plain list error lacks.
+                raise ValidationError({NON_FIELD_ERRORS: ValidationError(message, code="locked")})
         super().full_clean(*args, **kwargs)
 
     def save(self, *args, **kwargs):
