@@ -166,7 +166,10 @@ def table1(frame: pd.DataFrame, n_patients: int) -> DisplayTable:
                 heading += f" ({with_data} with data)"
             rows.append(section(heading))
         rows.append(
-            Row([text(fmt.fmt_level(level)), text(fmt.fmt_n_pct(record.n, record.denominator))])
+            Row(
+                [text(fmt.fmt_level(level)), text(fmt.fmt_n_pct(record.n, record.denominator))],
+                indent=True,  # a level under its heading; medians (range) stand at the margin
+            )
         )
     return DisplayTable(
         key="table1",
