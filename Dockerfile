@@ -11,8 +11,9 @@ WORKDIR /app
 
 # pg_dump/pg_restore for manage.py backup_registry / restore_registry: Debian's client, at least
 # as new as the postgres:15 service of docker-compose.yml (the commands check).
+# fonts-dejavu-core and fonts-nanum: the case books' embedded fonts (Latin and Korean text).
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends postgresql-client \
+    && apt-get install -y --no-install-recommends postgresql-client fonts-dejavu-core fonts-nanum \
     && rm -rf /var/lib/apt/lists/*
 
 # Dependencies first so code changes don't invalidate this layer.

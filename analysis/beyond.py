@@ -27,6 +27,7 @@ from typing import NamedTuple
 import numpy as np
 import pandas as pd
 from lifelines import CoxTimeVaryingFitter
+from lifelines.exceptions import ConvergenceError
 from scipy import stats
 
 from . import survival, tables
@@ -358,26 +359,60 @@ def cox_time_varying(data: pd.DataFrame, terms: Sequence[str]) -> list[dict]:
     Unless every term varies and there is an event, the rows are NaN (nothing to estimate);
     so are they when a coefficient diverges (standard error above MAX_COX_SE).
     """
+    return cox_time_varying_fit(data, terms).table.to_dict("records")
+
+
+def cox_time_varying_fit(
+    data: pd.DataFrame, terms: Sequence[str], counting: bool = True
+) -> survival.CoxFit:
+    """cox_time_varying() as a survival.CoxFit: the rows (with every warning the fit raised in
+    `note`) and the proportional-hazards test (R cox.zph) of the fit. `counting`: the model is
+    on (start, stop] intervals; the naive day-1 model is not (R Surv(stop, event))."""
     terms = list(terms)
     if data["event"].sum() == 0:
-        return _cox_rows({}, {}, terms, "not estimable: no events")
+        return _not_estimable(terms, "not estimable: no events")
     if any(data[t].nunique() < 2 for t in terms):
-        return _cox_rows({}, {}, terms, "not estimable: a covariate does not vary")
-    fitter = CoxTimeVaryingFitter().fit(
-        data[["id", "start", "stop", "event", *terms]].astype(float),
-        event_col="event",
-        start_col="start",
-        stop_col="stop",
-        id_col="id",
-        fit_options=survival.COX_FIT_OPTIONS,
-    )
+        return _not_estimable(terms, "not estimable: a covariate does not vary")
+    try:
+        with survival.recorded_warnings() as notes:
+            fitter = CoxTimeVaryingFitter().fit(
+                data[["id", "start", "stop", "event", *terms]].astype(float),
+                event_col="event",
+                start_col="start",
+                stop_col="stop",
+                id_col="id",
+                fit_options=survival.COX_FIT_OPTIONS,
+            )
+    except ConvergenceError as error:  # a note on the model, not a failed run
+        return _not_estimable(terms, survival.not_converged(error))
     se = fitter.standard_errors_
     diverging = [t for t in terms if not (np.isfinite(se[t]) and se[t] <= MAX_COX_SE)]
     if diverging:
         limits = [f"{t} to {'infinity' if fitter.params_[t] > 0 else 'zero'}" for t in diverging]
         note = f"not estimable: the HR of {', '.join(limits)} diverges (monotone likelihood)"
-        return _cox_rows({}, {}, terms, note)
-    return _cox_rows(fitter.params_.to_dict(), se.to_dict(), terms)
+        return _not_estimable(terms, survival.join_notes(note, *notes))
+    rows = _cox_rows(fitter.params_.to_dict(), se.to_dict(), terms, survival.join_notes(*notes))
+    ph_test = survival.cox_zph(
+        data["stop"].to_numpy(),
+        data["event"].to_numpy(),
+        data[terms].to_numpy(),
+        fitter.params_[terms].to_numpy(),
+        terms=terms,
+        start=data["start"].to_numpy() if counting else None,
+    )
+    return survival.CoxFit(pd.DataFrame(rows), ph_test)
+
+
+def _not_estimable(terms, note) -> survival.CoxFit:
+    ph_test = pd.DataFrame({"term": [*terms, survival.GLOBAL_TERM]})
+    ph_test = ph_test.reindex(columns=survival.PH_TEST_COLUMNS)
+    ph_test["df"] = [1] * len(terms) + [len(terms)]
+    return survival.CoxFit(pd.DataFrame(_cox_rows({}, {}, terms, note)), ph_test)
+
+
+class TimeVaryingCox(NamedTuple):
+    table: pd.DataFrame  # COX_TV_COLUMNS
+    ph_test: pd.DataFrame  # survival.PH_TEST_TABLE_COLUMNS
 
 
 def cox_time_varying_outputs(df: pd.DataFrame) -> pd.DataFrame:
@@ -387,7 +422,12 @@ def cox_time_varying_outputs(df: pd.DataFrame) -> pd.DataFrame:
     Terms are 'sct' and 'response' in every model (naive: the day-1 flags allo_sct_after
     and responder). HRs are per the flag (1 vs 0); p_value is the Wald test.
     """
-    rows = []
+    return cox_time_varying_models(df).table
+
+
+def cox_time_varying_models(df: pd.DataFrame) -> TimeVaryingCox:
+    """cox_time_varying_outputs() with the proportional-hazards test of each model."""
+    rows, ph_tests = [], []
     for endpoint, duration_col, event_col in LANDMARK_ENDPOINTS:
         data = start_stop(df, duration_col, event_col)
         base = {
@@ -405,9 +445,13 @@ def cox_time_varying_outputs(df: pd.DataFrame) -> pd.DataFrame:
         models += [("time_varying_univariate", data, [name]) for name in TIME_VARYING]
         models.append(("time_varying_both", data, list(TIME_VARYING)))
         for model, frame, terms in models:
-            for row in cox_time_varying(frame, terms):
+            fit = cox_time_varying_fit(frame, terms, counting=not model.startswith("naive"))
+            for row in fit.table.to_dict("records"):
                 rows.append({**base, "model": model, "n_intervals": len(frame), **row})
-    return pd.DataFrame(rows, columns=COX_TV_COLUMNS)
+            ph_tests.append(survival.ph_test_rows(fit, "cox_time_varying", endpoint, model, terms))
+    return TimeVaryingCox(
+        pd.DataFrame(rows, columns=COX_TV_COLUMNS), pd.concat(ph_tests, ignore_index=True)
+    )
 
 
 # ---------------------------------------------------------------------------
@@ -646,6 +690,7 @@ def response_rates(
 class BeyondOutputs(NamedTuple):
     tables: dict  # file name -> frame
     landmark: LandmarkOutputs
+    ph_test: pd.DataFrame  # the time-varying models' rows of cox_ph_test.csv
 
 
 def beyond_outputs(
@@ -656,14 +701,15 @@ def beyond_outputs(
     at_risk_months: Iterable[float] = DEFAULT_AT_RISK_MONTHS,
 ) -> BeyondOutputs:
     landmark = landmark_analysis(df, landmark_days, at_risk_months)
+    time_varying = cox_time_varying_models(df)
     frames = {
         "landmark_median.csv": landmark.medians,
         "landmark_logrank.csv": landmark.logrank,
         "landmark_excluded.csv": landmark.excluded,
         "landmark_numbers_at_risk.csv": landmark.numbers_at_risk,
         "landmark_survival_table.csv": landmark.km,
-        "cox_time_varying.csv": cox_time_varying_outputs(df),
+        "cox_time_varying.csv": time_varying.table,
         "cumulative_incidence.csv": cumulative_incidence_outputs(df),
         "response_rate.csv": response_rates(df, reference_rate, cuts),
     }
-    return BeyondOutputs(frames, landmark)
+    return BeyondOutputs(frames, landmark, time_varying.ph_test)

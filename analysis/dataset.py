@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import io
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, NamedTuple
 
@@ -142,12 +142,47 @@ class RegistrySnapshot:
 
     dataset: pd.DataFrame  # one row per patient, the columns of VARIABLES
     adverse_events: pd.DataFrame  # one row per event: study_id, ctcae_term, soc, grade, cycle
+    # One row per blinatumomab cycle: CYCLE_COLUMNS (the swimmer plot's bars).
+    cycles: pd.DataFrame = field(default_factory=lambda: _empty_frame(CYCLE_COLUMNS))
 
     def content_hash(self) -> str:
         digest = hashlib.sha256()
-        for frame in (self.dataset, self.adverse_events):
+        for frame in (self.dataset, self.adverse_events, self.cycles):
             digest.update(frame.to_csv(index=False, lineterminator="\n").encode())
         return digest.hexdigest()
+
+
+CYCLE_COLUMNS = ["study_id", "cycle", "start_day", "end_day"]
+
+
+def _empty_frame(columns) -> pd.DataFrame:
+    import pandas as pd
+
+    return pd.DataFrame(columns=columns)
+
+
+def cycle_days(records: Records) -> pd.DataFrame:
+    """Each cycle's first and last day counted from day 1 (the blinatumomab start, day 0 here
+    as in efs_days), by study ID then cycle number; end_day is empty while a cycle has no end
+    date. Days, not dates: the run's files stay free of calendar dates."""
+    import pandas as pd
+
+    cycles = records.cycles.merge(
+        records.patients[["id", "study_id", "blinatumomab_start_date"]],
+        left_on="patient_id",
+        right_on="id",
+        suffixes=("", "_patient"),
+    )
+    start = cycles["blinatumomab_start_date"]
+    out = pd.DataFrame(
+        {
+            "study_id": cycles["study_id"],
+            "cycle": cycles["number"].astype(int),
+            "start_day": (cycles["start_date"] - start).dt.days,
+            "end_day": (cycles["end_date"] - start).dt.days.astype("Int64"),
+        }
+    )
+    return out.sort_values(["study_id", "cycle"], ignore_index=True)[CYCLE_COLUMNS]
 
 
 def _frame(queryset, columns, *, copy=None) -> pd.DataFrame:
@@ -232,7 +267,11 @@ def load_registry(patients=None, cuts: Cuts = Cuts()) -> RegistrySnapshot:
     )
     records = _read_records(patients, adverse_events=aes)
     dataset = derive(records, cuts)
-    return RegistrySnapshot(dataset=dataset, adverse_events=_adverse_event_frame(aes, records))
+    return RegistrySnapshot(
+        dataset=dataset,
+        adverse_events=_adverse_event_frame(aes, records),
+        cycles=cycle_days(records),
+    )
 
 
 def _adverse_event_frame(aes: pd.DataFrame, records: Records) -> pd.DataFrame:

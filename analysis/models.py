@@ -58,6 +58,17 @@ class AnalysisRun(models.Model):
     def is_finished(self):
         return self.status in (self.SUCCEEDED, self.FAILED)
 
+    @property
+    def error_summary(self) -> str:
+        """Why the run failed, in words (the error's first paragraph)."""
+        return self.error.split("\n\n", 1)[0]
+
+    @property
+    def error_details(self) -> str:
+        """The technical part of the error (exception and traceback), for the administrator."""
+        parts = self.error.split("\n\n", 1)
+        return parts[1] if len(parts) > 1 else ""
+
     @classmethod
     def fail_stale_runs(cls, stale_after_seconds=None):
         """Mark runs whose worker went silent as failed (a killed worker sends no signal).

@@ -5,11 +5,11 @@ Pure with respect to the database: it takes a RegistrySnapshot and writes files.
 """
 
 import base64
-import html
 import json
 import logging
 import multiprocessing
 import os
+import threading
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
@@ -18,14 +18,18 @@ from pathlib import Path
 
 import pandas as pd
 import pyreadstat
+from django.template.loader import render_to_string
 from openpyxl import Workbook
+from openpyxl.styles import Alignment, Font
 from threadpoolctl import threadpool_limits
 
-from exchange.safe import safe_frame
+from exchange.safe import safe_cell, safe_frame
 from registry.ctcae import TABLE3_MAP_CSV
 
-from . import beyond, figures, reproduction, survival, tables
+from . import beyond, charts, display, docx_report, figures, reproduction, survival, tables
+from . import formatting as fmt
 from .dataset import DAYS_PER_MONTH, DEFINITIONS, VARIABLES, Cuts, RegistrySnapshot
+from .progress import PROGRESS_STEPS
 
 logger = logging.getLogger(__name__)
 
@@ -40,6 +44,7 @@ TABLE_FILES = {
     "survival_table.csv": "Kaplan-Meier survival tables",
     "numbers_at_risk.csv": "Numbers at risk",
     "cox.csv": "Cox proportional hazards models (Efron ties)",
+    "cox_ph_test.csv": "Proportional-hazards tests of the Cox models (Schoenfeld residuals)",
     # Beyond the paper (analysis/beyond.py; README "Beyond the paper").
     "landmark_median.csv": "Landmark analysis: median EFS and OS from the landmark",
     "landmark_logrank.csv": "Landmark analysis: log-rank tests",
@@ -63,12 +68,21 @@ NOTE_BEFORE = {
 # Long step-function tables: collapsed on the dashboard and in the report (full in the CSV).
 COLLAPSED_TABLES = ["landmark_survival_table.csv", "cumulative_incidence.csv"]
 ENDPOINTS = {"efs": "Event-free survival", "os": "Overall survival"}
+# Kaplan-Meier groupings: the dataset's flag and its groups in words (analysis.formatting).
 GROUPINGS = {
     "overall": (None, None),
-    "responder": ("responder", {0: "Non-responders", 1: "Responders (CR/CRi)"}),
-    "allo_sct_after": ("allo_sct_after", {0: "No subsequent allo-SCT", 1: "Subsequent allo-SCT"}),
+    **{
+        flag: (flag, {0: fmt.group_label(flag, "no"), 1: fmt.group_label(flag, "yes")})
+        for flag in ("responder", "allo_sct_after")
+    },
 }
 AT_RISK_MONTHS = [0, 3, 6, 9, 12, 15, 18]
+# The figures drawn from the run's tables (stem: what it is), beside the Kaplan-Meier ones.
+CHART_FILES = {
+    "flow_diagram": "Figure 1. Treatment flow (flow.csv)",
+    "forest_table2": "Forest plot of Table 2 (table2_subgroups.csv)",
+    "swimmer": "Swimmer plot (analysis_dataset.csv, cycles.csv)",
+}
 
 
 def default_parameters() -> dict:
@@ -96,7 +110,12 @@ def _cuts(parameters) -> Cuts:
 def compute_tables(snapshot: RegistrySnapshot, parameters: dict) -> dict[str, pd.DataFrame]:
     """Every table of the run, by file name."""
     out = paper_tables(snapshot, parameters)
-    out.update(beyond_tables(snapshot, parameters))
+    extra = beyond_tables(snapshot, parameters)
+    # One file for the proportional-hazards tests of every Cox model of the run.
+    out["cox_ph_test.csv"] = pd.concat(
+        [out["cox_ph_test.csv"], extra.pop("cox_ph_test.csv")], ignore_index=True
+    )
+    out.update(extra)
     out[REPRODUCTION] = reproduction.reproduction_table(
         out, snapshot.dataset, snapshot.adverse_events
     )
@@ -128,6 +147,7 @@ def paper_tables(snapshot: RegistrySnapshot, parameters: dict) -> dict[str, pd.D
     out["survival_median.csv"] = surv.medians
     out["survival_logrank.csv"] = surv.logrank
     out["cox.csv"] = surv.cox
+    out["cox_ph_test.csv"] = surv.ph_test
     km_rows, risk_rows = [], []
     for endpoint, _label in ENDPOINTS.items():
         duration, event = f"{endpoint}_months", f"{endpoint}_event"
@@ -169,7 +189,7 @@ def beyond_tables(snapshot: RegistrySnapshot, parameters: dict) -> dict[str, pd.
         cuts=tables.SubgroupCuts(**asdict(cuts)),
         at_risk_months=AT_RISK_MONTHS,
     )
-    return dict(extra.tables)
+    return {**extra.tables, "cox_ph_test.csv": extra.ph_test}
 
 
 DATASET_FORMATS = ["csv", "xlsx", "sav", "dta"]
@@ -214,14 +234,13 @@ def write_dataset_as(df: pd.DataFrame, out: Path, fmt: str) -> str:
     return name
 
 
-def write_tables(results: dict[str, pd.DataFrame], out: Path) -> list[str]:
-    """Each table as its CSV and as a sheet of tables.xlsx; text cells that a spreadsheet would
-    run as a formula are quoted, numbers stay numbers."""
-    with pd.ExcelWriter(out / "tables.xlsx") as book:
-        for name, frame in results.items():
-            frame = safe_frame(frame)
-            frame.to_csv(out / name, index=False)
-            frame.to_excel(book, sheet_name=name.removesuffix(".csv")[:31], index=False)
+def write_tables(results: dict[str, pd.DataFrame], out: Path, formatted=lambda: []) -> list[str]:
+    """Each table as its CSV, then tables.xlsx: the formatted tables (`formatted()`, built from
+    the CSVs just written) and every table as a sheet. Text cells that a spreadsheet would run
+    as a formula are quoted, numbers stay numbers."""
+    for name, frame in results.items():
+        safe_frame(frame).to_csv(out / name, index=False)
+    write_tables_xlsx(results, formatted(), out)
     return [*results, "tables.xlsx"]
 
 
@@ -265,7 +284,7 @@ def paper_figure_specs(df: pd.DataFrame) -> list["FigureSpec"]:
     specs = []
     for endpoint, label in ENDPOINTS.items():
         for grouping, (column, labels) in GROUPINGS.items():
-            title = label if column is None else f"{label} by {grouping.replace('_', ' ')}"
+            title = fmt.figure_title(endpoint, grouping)
             specs.append(
                 FigureSpec(
                     f"km_{endpoint}_{grouping}",
@@ -360,7 +379,10 @@ class Drawing:
     them itself. A worker per CPU instead made the tables compete with the figures for the CPUs
     (at 100,000 patients the tables took 5.4 s instead of 4.3 s on two CPUs), while the
     50-patient run, mostly figure drawing, still has both CPUs drawing once its tables are done.
-    Where a process may not fork (a daemonic worker) or has one CPU, `wait()` draws them all."""
+    Where a process may not fork (a daemonic worker) or has one CPU, `wait()` draws them all;
+    so it does in a thread other than the main one (a run in the web process without a broker,
+    analysis.background): forking a process whose other threads may hold a lock (logging, the
+    database driver) can leave the child waiting on it forever."""
 
     REFUSED = (AssertionError, BrokenProcessPool, OSError)  # e.g. "daemonic processes are not
     # allowed to have children"; a figure's own error is raised by wait() as it is.
@@ -370,7 +392,11 @@ class Drawing:
         self.pool, self.jobs, self.blas = None, [], None
         cpus = len(os.sched_getaffinity(0))
         workers = min(len(specs), cpus - 1)
-        if workers < 1 or "fork" not in multiprocessing.get_all_start_methods():
+        if (
+            workers < 1
+            or "fork" not in multiprocessing.get_all_start_methods()
+            or threading.current_thread() is not threading.main_thread()
+        ):
             return
         jobs = [[spec.columns()] for spec in specs]  # a missing column fails here, no pool yet
         try:
@@ -423,6 +449,10 @@ class Drawing:
         return [f"{spec.stem}.{ext}" for spec in self.specs for ext in ("png", "svg")]
 
 
+def _step(progress, key):
+    progress(*PROGRESS_STEPS[key])
+
+
 def write_run(snapshot, out_dir, parameters, metadata=None, progress=lambda pct, step: None):
     """Write the whole run into out_dir; returns the metadata written to run.json."""
     out = Path(out_dir)
@@ -434,14 +464,24 @@ def write_run(snapshot, out_dir, parameters, metadata=None, progress=lambda pct,
         out,
     )
     try:
-        progress(10, "Writing the analysis dataset")
+        _step(progress, "dataset")
         files = write_dataset(snapshot.dataset, out)
         safe_frame(snapshot.adverse_events).to_csv(out / "adverse_events.csv", index=False)
-        files.append("adverse_events.csv")
-        progress(30, "Computing tables and survival models")
+        safe_frame(snapshot.cycles).to_csv(out / "cycles.csv", index=False)
+        files += ["adverse_events.csv", "cycles.csv"]
+        _step(progress, "tables")
         results = compute_tables(snapshot, parameters)
-        files += write_tables(results, out)
-        progress(60, "Drawing Kaplan-Meier figures")
+        n_patients = len(snapshot.dataset)
+        files += write_tables(
+            results,
+            out,
+            formatted=lambda: display.all_tables(
+                run_sections(out, {"n_patients": n_patients}, [], src=str)
+            ),
+        )
+        _step(progress, "charts")
+        files += draw_charts(snapshot, results, out)
+        _step(progress, "km")
         figure_files = drawing.wait()
     finally:
         drawing.close()  # after a failure too: a Celery worker process goes on to other runs
@@ -456,90 +496,144 @@ def write_run(snapshot, out_dir, parameters, metadata=None, progress=lambda pct,
         "days_per_month": DAYS_PER_MONTH,
         "months": f"days / {DAYS_PER_MONTH}",
     }
-    progress(85, "Writing the report")
-    (out / "report.html").write_text(render_report(results, out, figure_files, meta))
+    # Every formatted view is built from the files just written, as the dashboard builds it.
+    sections = run_sections(out, meta, files, src=lambda name: _data_uri(out / name))
+    _step(progress, "report")
+    (out / "report.html").write_text(render_report(sections, meta, out))
     files.append("report.html")
+    _step(progress, "docx")
+    docx_report.write(out / "report.docx", sections, meta, out)
+    files.append("report.docx")
     meta["files"] = sorted([*files, "run.json"])
     (out / "run.json").write_text(json.dumps(meta, indent=2, default=str))
     return meta
 
 
-def _table_html(frame: pd.DataFrame) -> str:
-    return frame.to_html(
-        index=False,
-        na_rep="",
-        float_format=lambda x: f"{x:.3f}",
-        classes="table table-sm",
-        border=0,
+def draw_charts(snapshot: RegistrySnapshot, results: dict, out: Path) -> list[str]:
+    """Figure 1, the forest plot of Table 2 and the swimmer plot (PNG and SVG each)."""
+    drawn = {
+        "flow_diagram": charts.flow_diagram(results["flow.csv"]),
+        "forest_table2": charts.forest_plot(results["table2_subgroups.csv"]),
+        "swimmer": charts.swimmer_plot(snapshot.dataset, snapshot.cycles),
+    }
+    for stem, figure in drawn.items():
+        figures.save_figure(figure, out / stem)
+    return [f"{stem}.{ext}" for stem in drawn for ext in ("png", "svg")]
+
+
+def run_sections(out: Path, meta: dict, files, src) -> list[display.Section]:
+    """The run laid out as the paper (analysis.display), from the CSVs in `out`; footnotes
+    state the dataset's definitions (analysis.dataset.DEFINITIONS)."""
+    frames = display.load_frames(out, display.SOURCES)
+    return display.sections(frames, meta, files, src, definitions=DEFINITIONS)
+
+
+# The dataset's rules stated with every view of a run (evaluable, best response, EFS and OS
+# with their censoring), as the codebook and the README state them.
+DEFINED = ("evaluable", "best_response", "efs_days", "os_days")
+
+
+def definitions() -> list[tuple[str, str, str]]:
+    """(column, label, definition) of each DEFINED column."""
+    return [(c, VARIABLES[c][0], DEFINITIONS[c]) for c in DEFINED]
+
+
+def _data_uri(path: Path) -> str:
+    """A figure embedded in the self-contained report (its PNG)."""
+    png = path.with_suffix(".png")
+    return "data:image/png;base64," + base64.b64encode(png.read_bytes()).decode()
+
+
+# A sheet per formatted table, named as the paper names it, before the machine-readable sheets.
+SHEET_TITLES = {
+    "table1": "Table 1",
+    "table2": "Table 2",
+    "table3": "Table 3",
+    "adverse_events_by_term": "AEs by term (formatted)",
+    "survival_median": "Survival (formatted)",
+    "cox": "Cox models (formatted)",
+    "cox_ph_test": "PH tests (formatted)",
+    "landmark_median": "Landmark (formatted)",
+    "landmark_excluded": "Landmark excluded (formatted)",
+    "cox_time_varying": "Time-varying Cox (formatted)",
+    "response_rate": "Response rate (formatted)",
+}
+
+
+def write_tables_xlsx(results: dict, formatted: list, out: Path) -> str:
+    """tables.xlsx: the formatted tables as the page shows them (the paper's labels; numbers
+    behind numeric cells stay numbers, with a format showing them the same), then every table
+    as its CSV (machine-readable, numbers as numbers)."""
+    book = Workbook()
+    book.remove(book.active)
+    by_key = {table.key: table for table in formatted}
+    for key, title in SHEET_TITLES.items():  # the paper's tables first
+        if key not in by_key:
+            continue
+        table = by_key[key]
+        sheet = book.create_sheet(title)
+        sheet.append([table.title])
+        sheet["A1"].font = Font(bold=True)
+        sheet.append(list(table.columns))
+        for cell in sheet[2]:
+            cell.font = Font(bold=True)
+        for row in table.rows:
+            sheet.append([c.value if c.value is not None else safe_cell(c.text) for c in row.cells])
+            for cell, source in zip(sheet[sheet.max_row], row.cells, strict=False):
+                if source.number_format:
+                    cell.number_format = source.number_format
+                    cell.alignment = Alignment(horizontal="right")
+                if row.section:
+                    cell.font = Font(bold=True)
+                elif row.indent and cell.column == 1:
+                    cell.alignment = Alignment(indent=1)
+        if table.footnote:
+            sheet.append([])
+            sheet.append([table.footnote])
+        sheet.column_dimensions["A"].width = 48
+        for letter in "BCDEFGH":
+            sheet.column_dimensions[letter].width = 22
+    for name, frame in results.items():
+        sheet = book.create_sheet(name.removesuffix(".csv")[:31])
+        sheet.append([str(c) for c in frame.columns])
+        values = safe_frame(frame).astype(object).where(frame.notna(), None)
+        for row in values.itertuples(index=False, name=None):
+            sheet.append(list(row))
+    book.save(out / "tables.xlsx")
+    return "tables.xlsx"
+
+
+def render_report(sections, meta, out: Path | None = None) -> str:
+    """One self-contained HTML file: the run as the dashboard shows it, figures embedded, with
+    the paper's printed numbers beside the run's (reproduction.csv in `out`)."""
+    side_by_side = None
+    if out is not None and (out / REPRODUCTION).exists():
+        side_by_side = reproduction.report_html(
+            pd.read_csv(out / REPRODUCTION, dtype=str, keep_default_na=False)
+        )
+    return render_to_string(
+        "analysis/report.html",
+        {
+            "meta": meta,
+            "sections": sections,
+            "parameters": fmt.parameter_items(meta["parameters"]),
+            "definitions": definitions(),
+            "reproduction_title": TABLE_FILES[REPRODUCTION],
+            "reproduction_html": side_by_side,
+            "report": True,
+        },
     )
 
 
-def render_report(results, out: Path, figure_files, meta) -> str:
-    """One self-contained HTML file: tables inline, figures embedded as base64 PNG."""
-    parts = [
-        "<!doctype html><html><head><meta charset='utf-8'>",
-        "<title>Blinatumomab registry analysis</title>",
-        "<style>body{font-family:sans-serif;margin:2em;max-width:1100px}"
-        "table{border-collapse:collapse;font-size:0.85em;margin-bottom:1.5em}"
-        "td,th{border-bottom:1px solid #ccc;padding:2px 8px;text-align:right}"
-        "td:first-child,th:first-child{text-align:left}img{max-width:100%}</style></head><body>",
-        "<h1>Blinatumomab in R/R Ph-negative B-ALL: registry analysis</h1>",
-        (
-            f"<p class='synthetic'><strong>{html.escape(meta['synthetic'])}</strong></p>"
-            if meta.get("synthetic")
-            else ""
-        ),
-        "<p>Snapshot SHA-256 <code>{}</code>; {} patients; code version <code>{}</code>; "
-        "generated {}. Months = days / {}. Parameters: <code>{}</code>.</p>".format(
-            html.escape(meta["snapshot_hash"]),
-            meta["n_patients"],
-            html.escape(str(meta.get("code_version", ""))),
-            html.escape(str(meta.get("generated_at", ""))),
-            DAYS_PER_MONTH,
-            html.escape(json.dumps(meta["parameters"])),
-        ),
-    ]
-    # The dataset's rules (evaluable, best response, EFS, OS and their censoring), as the
-    # codebook and the README state them.
-    parts.append("<h2>Definitions</h2><dl>")
-    for column in ("evaluable", "best_response", "efs_days", "os_days"):
-        parts.append(
-            f"<dt><code>{column}</code>: {html.escape(VARIABLES[column][0])}</dt>"
-            f"<dd>{html.escape(DEFINITIONS[column])}</dd>"
-        )
-    parts.append("</dl>")
-    for name, title in TABLE_FILES.items():
-        if name in ("survival_table.csv",):
-            continue  # long; in the CSV
-        parts.append(f"<h2>{html.escape(title)}</h2>")
-        if name in NOTE_BEFORE:
-            parts.append(f"<p class='note'>{html.escape(beyond.NOTES[NOTE_BEFORE[name]])}</p>")
-        if name == REPRODUCTION:
-            parts.append(reproduction.report_html(results[name]))
-        elif name in COLLAPSED_TABLES:
-            parts.append(
-                f"<details><summary>{len(results[name])} rows ({html.escape(name)})</summary>"
-                f"{_table_html(results[name])}</details>"
-            )
-        else:
-            parts.append(_table_html(results[name]))
-    for heading, landmark in (
-        ("Figure 2. Kaplan-Meier curves", False),
-        ("Landmark analysis: Kaplan-Meier curves from the landmark", True),
-    ):
-        parts.append(f"<h2>{heading}</h2>")
-        _figures_html(
-            parts, out, [f for f in figure_files if f.startswith("landmark_") == landmark]
-        )
-    parts.append("</body></html>")
-    return "\n".join(parts)
-
-
-def _figures_html(parts: list, out: Path, figure_files) -> None:
-    for name in figure_files:
-        if name.endswith(".png"):
-            encoded = base64.b64encode((out / name).read_bytes()).decode()
-            parts.append(
-                f"<figure><img alt='{name}' src='data:image/png;base64,{encoded}'>"
-                f"<figcaption>{html.escape(name)}</figcaption></figure>"
-            )
+def reproduction_view(out: Path) -> dict | None:
+    """The printed-vs-recomputed rows of a run and their counts (the run page's side-by-side
+    table, templates/analysis/_reproduction.html)."""
+    if not (out / REPRODUCTION).exists():
+        return None
+    frame = pd.read_csv(out / REPRODUCTION, dtype=str, keep_default_na=False)
+    return {
+        "title": TABLE_FILES[REPRODUCTION],
+        "name": REPRODUCTION,
+        "rows": frame.to_dict("records"),
+        "summary": reproduction.summary(frame),
+    }

@@ -15,6 +15,61 @@ from registry.models import Patient
 
 from .dataset import Cuts, load_registry
 from .models import AnalysisRun
+from .progress import PROGRESS_STEPS
+
+
+class NothingToAnalyse(Exception):
+    """The registry has no patients: a run would only fail further on, less clearly."""
+
+
+def failure_message(step: str, exc: BaseException) -> str:
+    """Why a run failed, in words a statistician can act on (the traceback follows it, for the
+    administrator, in AnalysisRun.error)."""
+    doing = step[:1].lower() + step[1:] if step else "starting"
+    if isinstance(exc, NothingToAnalyse):
+        return (
+            "The registry has no patients yet, so there is nothing to analyse. Register "
+            "patients, then start the run again."
+        )
+    if isinstance(exc, MemoryError):
+        return (
+            f"The server ran out of memory while {doing}. Start the run again when fewer runs "
+            "are going on, or ask the administrator for more memory."
+        )
+    if isinstance(exc, OSError):
+        reason = exc.strerror or str(exc)
+        return (
+            f"The run's files could not be written while {doing} ({reason}). Ask the "
+            "administrator to check the disk space and permissions of the media folder."
+        )
+    detail = str(exc).strip().rstrip(".") or type(exc).__name__
+    return (
+        f"The run stopped while {doing}: {detail} ({type(exc).__name__}). Nothing in the "
+        "registry was changed; start the run again, and if it fails the same way, send this "
+        "message to the administrator."
+    )
+
+
+def progress_view(run: AnalysisRun) -> dict:
+    """The run's steps for its page: each done, current, failed or pending."""
+    steps = []
+    for pct, label in PROGRESS_STEPS.values():
+        if run.status == AnalysisRun.SUCCEEDED or pct < run.progress_pct:
+            state = "done"
+        elif label == run.progress_step and run.status == AnalysisRun.RUNNING:
+            state = "current"
+        elif label == run.progress_step and run.status == AnalysisRun.FAILED:
+            state = "failed"
+        else:
+            state = "pending"
+        steps.append({"pct": pct, "label": label, "state": state})
+    if run.status == AnalysisRun.QUEUED:
+        step = "Waiting to start"
+    elif run.status == AnalysisRun.FAILED:
+        step = f"Stopped at: {run.progress_step}" if run.progress_step else "Stopped"
+    else:
+        step = run.progress_step
+    return {"step": step, "steps": steps}
 
 
 def code_version() -> str:
@@ -57,7 +112,10 @@ def write_run(*args, **kwargs):
 def execute(run: AnalysisRun) -> AnalysisRun:
     """Run the analysis; whatever happens, the run ends as succeeded or failed."""
 
+    current = {"step": PROGRESS_STEPS["read"][1]}
+
     def progress(pct, step):
+        current["step"] = step
         AnalysisRun.objects.filter(pk=run.pk).update(
             progress_pct=pct, progress_step=step, heartbeat_at=timezone.now()
         )
@@ -69,12 +127,14 @@ def execute(run: AnalysisRun) -> AnalysisRun:
         started_at=now,
         heartbeat_at=now,
         error="",
-        progress_pct=0,
-        progress_step="Reading the registry",
+        progress_pct=PROGRESS_STEPS["read"][0],
+        progress_step=PROGRESS_STEPS["read"][1],
     )
     try:
         cuts = Cuts(**run.parameters.get("cuts", {}))
         snapshot = load_registry(cuts=cuts)
+        if snapshot.dataset.empty:
+            raise NothingToAnalyse()
         version = code_version()
         AnalysisRun.objects.filter(pk=run.pk).update(
             snapshot_hash=snapshot.content_hash(),
@@ -100,14 +160,15 @@ def execute(run: AnalysisRun) -> AnalysisRun:
         AnalysisRun.objects.filter(pk=run.pk).update(
             status=AnalysisRun.FAILED,
             finished_at=timezone.now(),
-            error=f"{type(exc).__name__}: {exc}\n\n{traceback.format_exc(limit=5)}",
+            error=f"{failure_message(current['step'], exc)}\n\n"
+            f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=5)}",
         )
         raise
     AnalysisRun.objects.filter(pk=run.pk).update(
         status=AnalysisRun.SUCCEEDED,
         finished_at=timezone.now(),
-        progress_pct=100,
-        progress_step="Done",
+        progress_pct=PROGRESS_STEPS["done"][0],
+        progress_step=PROGRESS_STEPS["done"][1],
     )
     run.refresh_from_db()
     return run

@@ -7,12 +7,16 @@ Durations are in months; the conversion from days happens where the dataset is b
 
 from __future__ import annotations
 
+import re
+import warnings
 from collections.abc import Iterable, Sequence
+from contextlib import contextmanager
 from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
 from lifelines import CoxPHFitter
+from lifelines.exceptions import ConvergenceError
 from lifelines.statistics import multivariate_logrank_test
 from scipy import stats
 
@@ -142,28 +146,126 @@ def logrank(df: pd.DataFrame, duration_col: str, event_col: str, group_col: str)
 # leave coefficients ~1e-6 from the maximum (and from R); iterate until the change is nil.
 COX_FIT_OPTIONS = {"precision": 1e-14, "r_precision": 1e-16, "max_steps": 500}
 
-COX_COLUMNS = ["term", "coef", "se", "hazard_ratio", "ci_lower", "ci_upper", "p_value"]
+COX_COLUMNS = ["term", "coef", "se", "hazard_ratio", "ci_lower", "ci_upper", "p_value", "note"]
+PH_TEST_COLUMNS = ["term", "chisq", "df", "p_value"]
+# cox_ph_test.csv: the test of every Cox model of the run (cox.csv and cox_time_varying.csv).
+PH_TEST_TABLE_COLUMNS = [
+    "source",
+    "endpoint",
+    "model",
+    "terms",
+    *PH_TEST_COLUMNS,
+    "note",
+]
+GLOBAL_TERM = "GLOBAL"
 
 
-def cox(
+def describe_warning(message: str) -> str:
+    """A fit's warning in a sentence a statistician reads beside the model, not lifelines'
+    paragraph of advice (with code samples and links)."""
+    text = " ".join(str(message).split())
+    separation = re.search(r"Column (\S+) have very low variance", text)
+    if separation:
+        column = separation.group(1)
+        return (
+            f"near or complete separation on {column}: it (almost) does not vary among the "
+            "patients with the event or among those without, so its hazard ratio and CI are "
+            "unreliable"
+        )
+    if "converge" in text.lower():
+        return "the fit did not converge: the estimates are unreliable"
+    return text.split(". ")[0].rstrip(".")
+
+
+@contextmanager
+def recorded_warnings():
+    """Collect the warnings raised inside the block (each described once, in order) instead
+    of letting them reach only the worker's log."""
+    notes: list[str] = []
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        yield notes
+    for warning in caught:
+        if issubclass(warning.category, DeprecationWarning):
+            continue
+        described = describe_warning(warning.message)
+        if described not in notes:
+            notes.append(described)
+
+
+def not_converged(error: Exception) -> str:
+    """Why a fit that lifelines gave up on is not estimable, in a sentence."""
+    text = " ".join(str(error).split())
+    reason = (
+        "a singular information matrix (collinear covariates?)"
+        if "singular" in text.lower()
+        else "no convergence"
+    )
+    return f"not estimable: the fit failed ({reason})"
+
+
+def join_notes(*notes) -> str:
+    return "; ".join(n for n in notes if n)
+
+
+class CoxFit(NamedTuple):
+    table: pd.DataFrame  # COX_COLUMNS, one row per covariate
+    ph_test: pd.DataFrame  # PH_TEST_COLUMNS, one row per covariate and GLOBAL
+
+
+def _not_estimable(covariates, note) -> CoxFit:
+    table = pd.DataFrame({"term": list(covariates)}).reindex(columns=COX_COLUMNS)
+    table["note"] = note
+    ph_test = pd.DataFrame({"term": [*covariates, GLOBAL_TERM]}).reindex(columns=PH_TEST_COLUMNS)
+    ph_test["df"] = [1] * len(covariates) + [len(covariates)]
+    return CoxFit(table, ph_test)
+
+
+def cox_fit(
     df: pd.DataFrame, duration_col: str, event_col: str, covariates: Sequence[str]
-) -> pd.DataFrame:
-    """Cox proportional hazards fit with Efron ties (R coxph(ties = "efron")).
+) -> CoxFit:
+    """Cox proportional hazards fit with Efron ties (R coxph(ties = "efron")), with the
+    proportional-hazards test of the fit (R cox.zph) and every warning the fit raised.
 
     Covariates must be numeric or boolean (booleans enter as 0/1). Rows with a missing
     value in any column used are dropped, as R's default na.omit. p_value is the Wald test.
+    A model without events, or with a covariate that does not vary (an empty group), is not
+    estimable: its rows are NaN and `note` says why.
     """
     columns = [duration_col, event_col, *covariates]
     data = df[columns].dropna().astype(float)
-    fitter = CoxPHFitter().fit(
-        data,
-        duration_col=duration_col,
-        event_col=event_col,
-        fit_options=COX_FIT_OPTIONS,
-    )
+    if data[event_col].sum() == 0:
+        return _not_estimable(covariates, "not estimable: no events")
+    constant = [c for c in covariates if data[c].nunique() < 2]
+    if constant:
+        values = ", ".join(f"{c} is always {data[c].iloc[0]:g}" for c in constant)
+        return _not_estimable(covariates, f"not estimable: an empty group ({values})")
+    try:
+        with recorded_warnings() as notes:
+            fitter = CoxPHFitter().fit(
+                data,
+                duration_col=duration_col,
+                event_col=event_col,
+                fit_options=COX_FIT_OPTIONS,
+            )
+    except ConvergenceError as error:  # e.g. collinear covariates: a note, not a failed run
+        return _not_estimable(covariates, not_converged(error))
     coef = fitter.params_.reindex(covariates)
     se = fitter.standard_errors_.reindex(covariates)
     z = coef / se
+    with np.errstate(over="ignore"):  # a diverging fit: its CI limit is infinite, as in R
+        table = _coefficients(covariates, coef, se, z, join_notes(*notes))
+    ph_test = cox_zph(
+        data[duration_col].to_numpy(),
+        data[event_col].to_numpy(),
+        data[list(covariates)].to_numpy(),
+        coef.to_numpy(),
+        terms=covariates,
+    )
+    return CoxFit(table, ph_test)
+
+
+def _coefficients(covariates, coef, se, z, note) -> pd.DataFrame:
     return pd.DataFrame(
         {
             "term": list(covariates),
@@ -173,15 +275,127 @@ def cox(
             "ci_lower": np.exp((coef - Z_95 * se).to_numpy()),
             "ci_upper": np.exp((coef + Z_95 * se).to_numpy()),
             "p_value": 2 * stats.norm.sf(np.abs(z.to_numpy())),
+            "note": note,
         },
         columns=COX_COLUMNS,
     )
+
+
+def cox(
+    df: pd.DataFrame, duration_col: str, event_col: str, covariates: Sequence[str]
+) -> pd.DataFrame:
+    """The coefficient table of cox_fit()."""
+    return cox_fit(df, duration_col, event_col, covariates).table
+
+
+def _km_left_limit(stop, event, start=None) -> np.ndarray:
+    """1 - S(t-) at each row's stop time: the Kaplan-Meier estimate just before t, over
+    (start, stop] risk sets when `start` is given (R cox.zph's transform = "km")."""
+    times = np.unique(stop[event])
+    at_risk = len(stop) - np.searchsorted(np.sort(stop), times, side="left")
+    if start is not None:
+        at_risk = at_risk - (len(start) - np.searchsorted(np.sort(start), times, side="left"))
+    deaths = np.bincount(np.searchsorted(times, stop[event]), minlength=len(times))
+    survival = np.cumprod(1 - deaths / at_risk)
+    before = np.searchsorted(times, stop, side="left")  # event times strictly before t
+    return 1 - np.concatenate([[1.0], survival])[before]
+
+
+def _suffix_sums(sort_key, values, cut, side="left"):
+    """Sum of `values` rows whose key is >= each cut (axis 0), by cumulative sums."""
+    order = np.argsort(sort_key, kind="stable")
+    suffix = np.cumsum(values[order][::-1], axis=0)[::-1]
+    totals = np.concatenate([suffix, np.zeros_like(values[:1])])
+    return totals[np.searchsorted(sort_key[order], cut, side=side)]
+
+
+def cox_zph(stop, event, X, beta, terms: Sequence[str], start=None) -> pd.DataFrame:
+    """Test of proportional hazards from scaled Schoenfeld residuals, as R survival 3.x
+    cox.zph(fit) with its defaults (transform = "km", terms = TRUE, global = TRUE).
+
+    The score test of adding g(t) * x to a Cox model (Efron ties) at the fitted beta, g the
+    centred Kaplan-Meier transform of time; survival 3.x uses the full 2p x 2p information
+    matrix (older versions approximated it, with other results). One row per term (1 df) and
+    a GLOBAL row (p df). `start` gives (start, stop] counting-process data (time-varying
+    covariates). Rows are NaN when the information matrix is singular.
+    """
+    stop = np.asarray(stop, dtype=float)
+    event = np.asarray(event, dtype=float) == 1
+    X = np.asarray(X, dtype=float).reshape(len(stop), -1)
+    start = None if start is None else np.asarray(start, dtype=float)
+    p = X.shape[1]
+    X = X - X.mean(axis=0)  # centred, as R, for the stability of the sums of squares
+    eta = X @ np.asarray(beta, dtype=float)
+    risk = np.exp(eta - eta.max())
+    g_all = _km_left_limit(stop, event, start)
+    g_all = g_all - g_all[event].mean()
+
+    times, first = np.unique(stop[event], return_index=True)
+    g = g_all[event][first]
+    rx = risk[:, None] * X
+    rxx = (rx[:, :, None] * X[:, None, :]).reshape(len(stop), p * p)
+    stacked = np.column_stack([risk, rx, rxx])
+    at_risk = _suffix_sums(stop, stacked, times)
+    if start is not None:
+        at_risk = at_risk - _suffix_sums(start, stacked, times)
+    death_index = np.searchsorted(times, stop[event])
+    dead = np.zeros((len(times), stacked.shape[1]))
+    np.add.at(dead, death_index, stacked[event])
+    n_dead = np.bincount(death_index, minlength=len(times))
+    x_dead = np.zeros((len(times), p))
+    np.add.at(x_dead, death_index, X[event])
+
+    score = x_dead.copy()
+    info = np.zeros((len(times), p, p))
+    for k in range(1, n_dead.max() + 1):
+        # Efron: the k-th of d tied deaths sees the others' risk weighted by 1 - (k - 1) / d
+        # (the same d fractions as k / d).
+        rows = n_dead >= k
+        share = (k / n_dead[rows])[:, None]
+        sums = at_risk[rows] - dead[rows] + share * dead[rows]
+        denominator = sums[:, :1]
+        mean = sums[:, 1 : 1 + p] / denominator
+        second = sums[:, 1 + p :].reshape(-1, p, p) / denominator[:, :, None]
+        score[rows] -= mean
+        info[rows] += second - mean[:, :, None] * mean[:, None, :]
+    u = np.concatenate([np.zeros(p), (g[:, None] * score).sum(axis=0)])
+    imat = np.block(
+        [
+            [info.sum(axis=0), (g[:, None, None] * info).sum(axis=0)],
+            [(g[:, None, None] * info).sum(axis=0), (g[:, None, None] ** 2 * info).sum(axis=0)],
+        ]
+    )
+    rows = []
+    for j, term in enumerate([*terms, GLOBAL_TERM]):
+        keep = list(range(p)) + ([p + j] if term != GLOBAL_TERM else list(range(p, 2 * p)))
+        df = 1 if term != GLOBAL_TERM else p
+        try:
+            chisq = float(u[keep] @ np.linalg.solve(imat[np.ix_(keep, keep)], u[keep]))
+        except np.linalg.LinAlgError:
+            chisq = np.nan
+        rows.append(
+            {"term": term, "chisq": chisq, "df": df, "p_value": float(stats.chi2.sf(chisq, df))}
+        )
+    return pd.DataFrame(rows, columns=PH_TEST_COLUMNS)
 
 
 class SurvivalOutputs(NamedTuple):
     medians: pd.DataFrame
     logrank: pd.DataFrame
     cox: pd.DataFrame
+    ph_test: pd.DataFrame  # PH_TEST_TABLE_COLUMNS
+
+
+def ph_test_rows(fit: CoxFit, source: str, endpoint: str, model: str, terms) -> pd.DataFrame:
+    """A fit's proportional-hazards test as rows of cox_ph_test.csv."""
+    notes = fit.table["note"].dropna()
+    return fit.ph_test.assign(
+        source=source,
+        endpoint=endpoint,
+        model=model,
+        terms=" + ".join(terms),
+        note=notes.iloc[0] if len(notes) else "",
+    )[PH_TEST_TABLE_COLUMNS]
 
 
 def group_labels(values: pd.Series) -> dict:
@@ -231,19 +445,19 @@ def survival_outputs(
     model with all of `multivariable`. All treated patients are analysed (the patient who
     was not evaluable for response counts as a non-responder).
     """
-    medians, tests, models = [], [], []
+    medians, tests, models, ph_tests = [], [], [], []
     for endpoint, duration_col, event_col in endpoints:
         for grouping in groupings:
             medians.extend(_median_rows(df, endpoint, duration_col, event_col, grouping))
             if grouping != "overall":
                 result = logrank(df, duration_col, event_col, grouping)
                 tests.append({"endpoint": endpoint, "grouping": grouping, **result._asdict()})
-        for covariate in cox_covariates:
-            fit = cox(df, duration_col, event_col, [covariate])
-            models.append(fit.assign(endpoint=endpoint, model="univariate"))
-        if multivariable:
-            fit = cox(df, duration_col, event_col, list(multivariable))
-            models.append(fit.assign(endpoint=endpoint, model="multivariable"))
+        specs = [("univariate", [covariate]) for covariate in cox_covariates]
+        specs += [("multivariable", list(multivariable))] if multivariable else []
+        for model, terms in specs:
+            fit = cox_fit(df, duration_col, event_col, terms)
+            models.append(fit.table.assign(endpoint=endpoint, model=model))
+            ph_tests.append(ph_test_rows(fit, "cox", endpoint, model, terms))
     cox_columns = ["endpoint", "model", *COX_COLUMNS]
     return SurvivalOutputs(
         medians=pd.DataFrame(medians),
@@ -251,4 +465,7 @@ def survival_outputs(
         cox=pd.concat(models, ignore_index=True)[cox_columns]
         if models
         else pd.DataFrame(columns=cox_columns),
+        ph_test=pd.concat(ph_tests, ignore_index=True)
+        if ph_tests
+        else pd.DataFrame(columns=PH_TEST_TABLE_COLUMNS),
     )

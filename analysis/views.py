@@ -1,15 +1,27 @@
 """Results dashboard for statisticians and monitors."""
 
+import base64
+import hashlib
 import json
+import re
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
-from django.http import FileResponse, Http404, JsonResponse, StreamingHttpResponse
+from django.db import transaction
+from django.http import (
+    FileResponse,
+    Http404,
+    HttpResponse,
+    JsonResponse,
+    StreamingHttpResponse,
+)
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
+from exchange.safe import safe_cell
 from registry.access import (
     analysis_patients_for,
     can_open_analyses,
@@ -17,19 +29,19 @@ from registry.access import (
     monitored_institutions_for,
 )
 
+from . import background
 from .dataset import iter_dataset_csv
 from .forms import RunForm
 from .models import AnalysisRun
+from .runs import progress_view
 from .tasks import run_analysis_task
-
-COLLAPSED_ROWS_SHOWN = 100
 
 
 def dashboard_tables() -> list[str]:
     """The tables the run page shows. outputs (pandas, scipy, lifelines, matplotlib) is imported
     on the first call, not when the URLs are loaded: every web and Celery process imports this
     module at start-up. reproduction.csv has its own side-by-side table
-    (templates/analysis/_reproduction.html)."""
+    (templates/analysis/_reproduction.html); survival_table.csv is in its CSV only."""
     from .outputs import REPRODUCTION, TABLE_FILES
 
     return [name for name in TABLE_FILES if name not in ("survival_table.csv", REPRODUCTION)]
@@ -67,61 +79,45 @@ runs_required = _gate(
 )
 
 
-def _results(run):
-    import pandas as pd  # on the first results page, not at start-up (see dashboard_tables)
-
-    from .outputs import REPRODUCTION, TABLE_FILES
-
+def _run_meta(run):
     if run is None or run.status != AnalysisRun.SUCCEEDED:
         return None
-    out = run.output_dir
-    if not (out / "run.json").exists():
+    meta_path = run.output_dir / "run.json"
+    return json.loads(meta_path.read_text()) if meta_path.exists() else None
+
+
+def _results(run):
+    """The run laid out as the paper (analysis.display), its figures served from its files."""
+    meta = _run_meta(run)
+    if meta is None:
         return None
-    meta = json.loads((out / "run.json").read_text())
-    tables = []
-    collapsed = meta.get("collapsed_tables", [])
-    for name in dashboard_tables():
-        frame = pd.read_csv(out / name, keep_default_na=False)
-        if name in collapsed and len(frame) > COLLAPSED_ROWS_SHOWN:
-            # Step-function tables reach thousands of rows at national scale (~1 s to render on
-            # every visit at 100,000 patients); the page shows their start, the CSV all of it.
-            frame = frame.head(COLLAPSED_ROWS_SHOWN)
-        tables.append(
-            (
-                TABLE_FILES[name],
-                name,
-                frame.to_html(
-                    index=False,
-                    classes="table table-sm table-striped",
-                    border=0,
-                    float_format=lambda x: f"{x:.3f}",
-                ),
-            )
-        )
-    figures = [f for f in meta["files"] if f.endswith(".svg")]
+    # The numerical stack on the first results page, not at start-up (see dashboard_tables).
+    from .outputs import REPRODUCTION, reproduction_view, run_sections
+
+    def src(name):
+        return reverse("analysis:download", args=[run.pk, name]) + "?inline=1"
+
     return {
         "meta": meta,
-        "reproduction": _reproduction(out) if REPRODUCTION in meta["files"] else None,
-        "tables": tables,
-        "figures": figures,
+        "reproduction": reproduction_view(run.output_dir)
+        if REPRODUCTION in meta["files"]
+        else None,
         "files": meta["files"],
-        "collapsed_rows": COLLAPSED_ROWS_SHOWN,
+        "sections": run_sections(run.output_dir, meta, meta["files"], src),
     }
 
 
-def _reproduction(out) -> dict:
-    """The printed-vs-recomputed rows of a run and their counts."""
-    import pandas as pd  # not at start-up (see dashboard_tables)
+def _context(run, **extra):
+    from . import formatting as fmt  # not at start-up (see dashboard_tables)
+    from .outputs import definitions
 
-    from .outputs import REPRODUCTION, TABLE_FILES
-    from .reproduction import summary
-
-    frame = pd.read_csv(out / REPRODUCTION, dtype=str, keep_default_na=False)
+    parameters = run.parameters if run is not None else {}
     return {
-        "title": TABLE_FILES[REPRODUCTION],
-        "name": REPRODUCTION,
-        "rows": frame.to_dict("records"),
-        "summary": summary(frame),
+        "run": run,
+        "results": _results(run),
+        "parameters": fmt.parameter_items(parameters),
+        "definitions": definitions(),
+        **extra,
     }
 
 
@@ -138,13 +134,12 @@ def dashboard(request):
     return render(
         request,
         "analysis/dashboard.html",
-        {
-            "whole_registry": True,
-            "form": RunForm(),
-            "runs": AnalysisRun.objects.select_related("created_by")[:20],
-            "run": latest,
-            "results": _results(latest),
-        },
+        _context(
+            latest,
+            whole_registry=True,
+            form=RunForm(),
+            runs=AnalysisRun.objects.select_related("created_by")[:20],
+        ),
     )
 
 
@@ -179,11 +174,16 @@ def start_run(request):
             status=400,
         )
     run = AnalysisRun.objects.create(created_by=request.user, parameters=form.parameters())
+    if background.enabled():
+        # No broker: the run goes on in a thread of this process and the page shows its steps.
+        transaction.on_commit(lambda: background.start(run.pk))
+        messages.success(request, "Analysis run started: its steps show below as it goes.")
+        return redirect("analysis:run_detail", run_id=run.pk)
     try:
         result = run_analysis_task.delay(str(run.pk))
     except Exception as exc:  # broker down: say so plainly, never leave the run queued
         if run_in_process_failed(run):
-            messages.error(request, f"The analysis failed: {run.error.splitlines()[0]}")
+            messages.error(request, f"The analysis failed: {run.error_summary}")
             return redirect("analysis:run_detail", run_id=run.pk)
         AnalysisRun.objects.filter(pk=run.pk).update(
             status=AnalysisRun.FAILED,
@@ -211,22 +211,48 @@ def run_in_process_failed(run) -> bool:
 def run_detail(request, run_id):
     AnalysisRun.fail_stale_runs()
     run = get_object_or_404(AnalysisRun, pk=run_id)
-    return render(request, "analysis/run_detail.html", {"run": run, "results": _results(run)})
+    return render(request, "analysis/run_detail.html", _context(run, progress=progress_view(run)))
 
 
 @runs_required
 def run_status(request, run_id):
     AnalysisRun.fail_stale_runs()  # the page polls this: a lost worker shows as failed
     run = get_object_or_404(AnalysisRun, pk=run_id)
+    progress = progress_view(run)
     return JsonResponse(
         {
             "status": run.status,
+            "status_display": run.get_status_display(),
             "progress_pct": run.progress_pct,
-            "progress_step": run.progress_step,
-            "error": run.error,
+            "progress_step": progress["step"],
+            "steps": progress["steps"],
+            "error": run.error_summary,
             "finished": run.is_finished,
         }
     )
+
+
+@runs_required
+def table_csv(request, run_id, key):
+    """One table of the run as the page shows it (formatted text), as CSV."""
+    from . import display  # not at start-up (see dashboard_tables)
+    from .outputs import run_sections
+
+    run = get_object_or_404(AnalysisRun, pk=run_id, status=AnalysisRun.SUCCEEDED)
+    meta = _run_meta(run)
+    if meta is None:
+        raise Http404("No such table in this run.")
+    sections = run_sections(run.output_dir, meta, meta["files"], src=lambda name: name)
+    table = next((t for t in display.all_tables(sections) if t.key == key), None)
+    if table is None:
+        raise Http404("No such table in this run.")
+    response = HttpResponse(table.to_csv(cell=safe_cell), content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="{key}_formatted.csv"'
+    return response
+
+
+INLINE = (".svg", ".png")
+_STYLE = re.compile(rb"<style>(.*?)</style>", re.S)
 
 
 @runs_required
@@ -236,7 +262,24 @@ def download(request, run_id, filename):
     files = json.loads(meta_path.read_text())["files"] if meta_path.exists() else []
     if filename not in files:  # only the run's own files, never a path
         raise Http404("No such file in this run.")
-    inline = filename.endswith((".svg", ".png")) and "inline" in request.GET
-    return FileResponse(
-        open(run.output_dir / filename, "rb"), as_attachment=not inline, filename=filename
-    )
+    path = run.output_dir / filename
+    if filename == "report.html" and "download" not in request.GET:
+        return _report_inline(path)
+    inline = filename.endswith(INLINE) and "inline" in request.GET
+    return FileResponse(open(path, "rb"), as_attachment=not inline, filename=filename)
+
+
+def _report_inline(path):
+    """report.html opened in the browser. Its one <style> block is allowed by its hash, so the
+    site's content security policy (no inline styles) still holds for everything else; it has
+    no script."""
+    content = path.read_bytes()
+    response = HttpResponse(content, content_type="text/html; charset=utf-8")
+    hashes = [
+        "'sha256-" + base64.b64encode(hashlib.sha256(block).digest()).decode() + "'"
+        for block in _STYLE.findall(content)
+    ]
+    if hashes:
+        response._csp_update = {"style-src": hashes}
+    response["Content-Disposition"] = 'inline; filename="report.html"'
+    return response

@@ -172,6 +172,9 @@ REDIS_URL = os.environ.get("REDIS_URL", "")
 CELERY_BROKER_URL = REDIS_URL or "memory://"
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_ALWAYS_EAGER = not REDIS_URL
+# Without a broker an analysis run goes on in a thread of the web process (analysis.background),
+# so starting one returns at once and its page shows the progress.
+ANALYSIS_IN_THREAD = not REDIS_URL
 CELERY_TASK_EAGER_PROPAGATES = True
 CELERY_TASK_ACKS_LATE = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
@@ -324,3 +327,46 @@ IMPORT_CHECK_CHUNK_ROWS = int(os.environ.get("IMPORT_CHECK_CHUNK_ROWS", "500"))
 IMPORT_CHECK_CHUNK_SECONDS = float(os.environ.get("IMPORT_CHECK_CHUNK_SECONDS", "1.0"))
 FILE_UPLOAD_MAX_MEMORY_SIZE = 1024 * 1024
 DATA_UPLOAD_MAX_MEMORY_SIZE = int(2.5 * 1024 * 1024)  # the form fields besides files
+
+# --- Case books and e-mail (casebook/, notifications/; README "Case books and e-mail") ---------
+INSTALLED_APPS += ["casebook", "notifications"]
+# Folders searched for the case books' TrueType fonts (DejaVu Sans; Nanum Gothic for Korean).
+CASEBOOK_FONT_DIRS = [
+    d
+    for d in os.environ.get(
+        "CASEBOOK_FONT_DIRS", "/usr/share/fonts/truetype:/usr/share/fonts:/usr/local/share/fonts"
+    ).split(":")
+    if d
+]
+# A site archive whose worker sent no heartbeat for this long is shown as failed.
+CASEBOOK_ARCHIVE_STALE_AFTER_SECONDS = int(
+    os.environ.get("CASEBOOK_ARCHIVE_STALE_AFTER_SECONDS", "900")
+)
+
+# E-mail (config/email.py): EMAIL_URL or EMAIL_*; the console without them while debugging.
+from celery.schedules import crontab  # noqa: E402
+
+from config.email import email_settings  # noqa: E402
+
+globals().update(email_settings(os.environ, DEBUG))
+SERVER_EMAIL = DEFAULT_FROM_EMAIL  # noqa: F821 - set just above
+# Links in e-mails are absolute: the address people reach the registry at.
+SITE_URL = os.environ.get("DJANGO_SITE_URL", "http://127.0.0.1:8000").rstrip("/")
+# Investigators are reminded of a case whose follow-up is older than this (daily digest).
+FOLLOW_UP_OVERDUE_MONTHS = int(os.environ.get("FOLLOW_UP_OVERDUE_MONTHS", "6"))
+# The daily digest at DIGEST_HOUR o'clock in TIME_ZONE (Celery beat: `celery -A config beat`,
+# docker-compose's `beat` service; notifications.tasks.send_daily_digests).
+DIGEST_HOUR = int(os.environ.get("DIGEST_HOUR", "6"))
+CELERY_TIMEZONE = TIME_ZONE
+CELERY_BEAT_SCHEDULE = {
+    "daily-digest": {
+        "task": "notifications.tasks.send_daily_digests",
+        "schedule": crontab(hour=DIGEST_HOUR, minute=0),
+    }
+}
+# Password reset (/accounts/password_reset/): requests per client address, and per e-mail
+# address, in PASSWORD_RESET_WINDOW_MINUTES (notifications.throttle).
+PASSWORD_RESET_ADDRESS_LIMIT = int(os.environ.get("PASSWORD_RESET_ADDRESS_LIMIT", "5"))
+PASSWORD_RESET_EMAIL_LIMIT = int(os.environ.get("PASSWORD_RESET_EMAIL_LIMIT", "3"))
+PASSWORD_RESET_WINDOW_MINUTES = int(os.environ.get("PASSWORD_RESET_WINDOW_MINUTES", "60"))
+PASSWORD_RESET_TIMEOUT = 60 * 60 * 2  # a reset link works for two hours

@@ -16,6 +16,7 @@ from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
+from notifications.signals import batch as notification_batch
 from registry.access import (
     investigated_patients_for,
     is_principal_investigator,
@@ -235,12 +236,13 @@ def query_all_findings(request, code):
     open_keys = set(
         services.unresolved_queries(patient__institution=site).values_list("check_key", flat=True)
     )
-    for finding in Finding.objects.filter(patient__institution=site).exclude(key__in=open_keys):
-        try:
-            checks.open_query_from(finding, request.user)
-            opened += 1
-        except services.MonitoringError:
-            refused += 1
+    with notification_batch():  # one e-mail per investigator for all these queries
+        for finding in Finding.objects.filter(patient__institution=site).exclude(key__in=open_keys):
+            try:
+                checks.open_query_from(finding, request.user)
+                opened += 1
+            except services.MonitoringError:
+                refused += 1
     message = f"{opened} query(ies) opened from the findings."
     if refused:
         message += f" {refused} not opened (locked cases or records gone)."

@@ -47,6 +47,12 @@ def case_institutions_for(user):
     return institutions_for(user, CASE_ROLES)
 
 
+def archive_institutions_for(user):
+    """Sites whose case-book archive (every case book of the site) the user may build and
+    download: the sites whose every case they may open (casebook/)."""
+    return case_institutions_for(user)
+
+
 def registering_institutions_for(user):
     """Sites where the user may register new patients: investigators only."""
     return institutions_for(user, (Membership.INVESTIGATOR,))

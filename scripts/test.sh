@@ -16,7 +16,7 @@ cd "$REPO_ROOT"
 # shellcheck source=scripts/_services.sh
 . "$REPO_ROOT/scripts/_services.sh"
 
-APT_PACKAGES=(postgresql postgresql-client redis-server r-base-core r-cran-survival chromium fonts-dejavu-core)
+APT_PACKAGES=(postgresql postgresql-client redis-server r-base-core r-cran-survival chromium fonts-dejavu-core fonts-nanum poppler-utils)
 
 trap 'stop_services' EXIT
 trap 'exit 130' INT

@@ -16,6 +16,9 @@ def _test_settings(request, tmp_path):
     if settings is None:
         return
     settings.MEDIA_ROOT = tmp_path / "media"
+    # Runs go through Celery (eager, below) inside the request, whatever the broker; the tests
+    # of the background thread switch it on themselves.
+    settings.ANALYSIS_IN_THREAD = False
     # PBKDF2's deliberate slowness costs seconds per test that logs in; tests don't need it.
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 

@@ -7,8 +7,6 @@ import io
 import re
 from pathlib import Path
 
-import pandas as pd
-
 from analysis import outputs
 from analysis.dataset import CENSORING_DEFINITION, DEFINITIONS, VARIABLES
 from exchange import codebook
@@ -63,9 +61,8 @@ def test_codebook_gives_each_rule_of_the_dataset():
 
 
 def test_the_report_states_the_definitions(tmp_path):
-    results = {name: pd.DataFrame({"n": [1]}) for name in outputs.TABLE_FILES}
     meta = {"snapshot_hash": "0" * 64, "n_patients": 1, "parameters": {}}
-    report = outputs.render_report(results, tmp_path, [], meta)
+    report = outputs.render_report([], meta)
     for column in ("evaluable", "best_response", "efs_days", "os_days"):
         assert html.escape(DEFINITIONS[column]) in report, column
     assert html.escape(rules.EVALUABLE_DEFINITION) in report

@@ -47,7 +47,10 @@ def test_one_worker_process_per_cpu_but_one(dataset, tmp_path, monkeypatch, cpus
     assert pools == [workers]  # at most one per figure
     assert files == EXPECTED and written(tmp_path) == sorted(EXPECTED)
     assert (tmp_path / "km_os_responder.png").read_bytes()[:8] == PNG_SIGNATURE
-    assert "Overall survival by responder" in (tmp_path / "km_os_responder.svg").read_text()
+    assert (
+        "Overall survival by response to blinatumomab (CR/CRi)"
+        in (tmp_path / "km_os_responder.svg").read_text()
+    )
 
 
 def signed_draw(specs, out, draw=outputs._draw):
@@ -161,3 +164,17 @@ def test_the_run_leaves_the_workers_cpus_to_them_until_its_figures_are_drawn(
     with pytest.raises(RuntimeError, match="a table failed"):
         outputs.write_run(snapshot, tmp_path / "b", outputs.default_parameters())
     assert blas_threads() == before
+
+
+def test_a_run_in_a_thread_of_the_web_process_draws_without_forking(dataset, tmp_path, monkeypatch):
+    """A background run (no broker) must not fork from a process with other threads."""
+    import threading
+
+    monkeypatch.setattr(outputs.os, "sched_getaffinity", lambda pid: set(range(4)))
+    pools = []
+    monkeypatch.setattr(outputs, "ProcessPoolExecutor", lambda *a, **k: pools.append(a))
+    drawn = []
+    thread = threading.Thread(target=lambda: drawn.extend(outputs.draw_figures(dataset, tmp_path)))
+    thread.start()
+    thread.join()
+    assert pools == [] and drawn == EXPECTED and written(tmp_path) == sorted(EXPECTED)

@@ -33,7 +33,7 @@ def test_every_result_table_scrolls_from_the_keyboard_and_is_named(client, tmp_p
     page = client.get(reverse("analysis:run_detail", args=[run.pk])).content.decode()
 
     containers = re.findall(r'<div class="table-responsive"[^>]*>', page)
-    assert len(containers) == len(views.DASHBOARD_TABLES) == page.count("<table")
+    assert len(containers) == page.count("<table")
     named = []
     for tag in containers:
         assert 'tabindex="0"' in tag and 'role="region"' in tag, tag
@@ -41,4 +41,16 @@ def test_every_result_table_scrolls_from_the_keyboard_and_is_named(client, tmp_p
         title, name = re.fullmatch(r"(.+) \((\w+\.csv)\), scrollable", label).groups()
         assert title.strip()
         named.append(name)
-    assert sorted(named) == sorted(views.DASHBOARD_TABLES)
+    # Every table the page lays out (a file it cannot lay out as the paper's is shown as stored),
+    # the collapsed step tables included; the log-rank tests, numbers at risk and the flow sit
+    # in other tables and under the figures.
+    assert set(named) <= set(views.DASHBOARD_TABLES)
+    assert {
+        "table1.csv",
+        "table2_subgroups.csv",
+        "table3_adverse_events.csv",
+        "survival_median.csv",
+        "cox.csv",
+        "cox_ph_test.csv",
+        *COLLAPSED_TABLES,
+    } <= set(named)

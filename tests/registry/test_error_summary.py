@@ -202,10 +202,11 @@ def test_an_import_for_a_site_not_ones_own_links_the_site_field(client, investig
     assert_summary(
         response,
         [
+            ("Template files: This field is required.", "#id_files"),
             (
                 "Site: Select a valid choice. That choice is not one of the available choices.",
                 "#id_institution",
-            )
+            ),
         ],
     )
 

@@ -199,7 +199,8 @@ def test_a_run_in_a_real_worker_succeeds_with_its_figures_drawn_in_worker_proces
         )
         assert run.status == AnalysisRun.SUCCEEDED, run.error
         figures = [f for f in os.listdir(run.output_dir) if f.endswith((".png", ".svg"))]
-        assert len(figures) == 2 * (6 + 4)  # the paper's six KM figures and four landmark ones
+        # the paper's six KM figures, four landmark ones, Figure 1, the forest and swimmer plots
+        assert len(figures) == 2 * (6 + 4 + 3)
         if len(os.sched_getaffinity(0)) > 1:
             workers = min(len(os.sched_getaffinity(0)) - 1, 6 + 4)
             drawing = f"figures in {workers} worker process{'es' if workers > 1 else ''} and this"

@@ -231,6 +231,14 @@ def run_file(w):
     ]
 
 
+def run_table(w):
+    return [
+        Target({"run_id": w.run.pk, "key": "table1"}),
+        Target({"run_id": w.run.pk, "key": "settings"}, MISSING),
+        Target({"run_id": uuid.uuid4(), "key": "table1"}, MISSING),
+    ]
+
+
 def site_code(w):
     return [Target({"code": "KR01"}, "KR01"), Target({"code": "ZZ99"}, MISSING)]
 
@@ -249,6 +257,28 @@ def finding(w):
         defaults={"rule": "test", "patient": w.home, "crf": "baseline", "message": "Check"},
     )
     return [Target({"pk": found.pk}, "KR01"), Target({"pk": GUESSED_PK}, MISSING)]
+
+
+def site_archive(w):
+    """A built case-book archive of KR01 (its zip written where the download reads it)."""
+    from casebook.models import SiteArchive
+
+    archive = SiteArchive.objects.filter(institution__code="KR01").first()
+    if archive is None:
+        archive = SiteArchive.objects.create(
+            institution=w.home.institution, status=SiteArchive.SUCCEEDED
+        )
+        archive.path.parent.mkdir(parents=True, exist_ok=True)
+        archive.path.write_bytes(b"PK\x05\x06" + bytes(18))  # an empty zip
+    return [
+        Target({"archive_id": archive.pk}, "KR01"),
+        Target({"archive_id": uuid.uuid4()}, MISSING),
+    ]
+
+
+def reset_link(w):
+    """A password-reset link (an invalid token: the page says so)."""
+    return [Target({"uidb64": "MQ", "token": "set-password"})]
 
 
 def api_record(field):
@@ -312,6 +342,7 @@ RULES = {
     "analysis:run_detail": Rule(run, get=RUNS, post=RUNS),
     "analysis:run_status": Rule(run, get=RUNS, post=RUNS),
     "analysis:download": Rule(run_file, get=RUNS, post=RUNS),
+    "analysis:table_csv": Rule(run_table, get=RUNS, post=RUNS),
     # monitoring: a site's monitors; answering queries and signing are the investigators'
     "monitoring:progress": Rule(
         get=role_gate("monitor", staff=True), post=role_gate("monitor", staff=True)
@@ -333,6 +364,20 @@ RULES = {
     ),
     "monitoring:query_close": Rule(query, get=post_only, post=MONITOR_OF_CASE),
     "monitoring:query_reopen": Rule(query, get=post_only, post=MONITOR_OF_CASE),
+    # case books: a case's PDF for whoever reads the case; a site's archives for the people who
+    # read every case of the site (registry.access.archive_institutions_for)
+    "casebook:case_pdf": Rule(case, get=CASE_READ, post=logged_in(then=NOT_ALLOWED)),
+    "casebook:site_archives": Rule(site_code, get=CASE_READ, post=CASE_READ),
+    "casebook:archive_status": Rule(site_archive, get=CASE_READ, post=logged_in(then=NOT_ALLOWED)),
+    "casebook:archive_download": Rule(
+        site_archive, get=CASE_READ, post=logged_in(then=NOT_ALLOWED)
+    ),
+    # the profile (e-mail preferences) and the password reset (public, throttled)
+    "notifications:profile": LOGGED_IN,
+    "password_reset": Rule(),
+    "password_reset_done": Rule(post=anyone(NOT_ALLOWED)),
+    "password_reset_confirm": Rule(reset_link),
+    "password_reset_complete": Rule(post=anyone(NOT_ALLOWED)),
     # data exchange pages: documentation for anyone logged in, imports for investigators
     "exchange:index": LOGGED_IN,
     "exchange:import": Rule(get=role_gate("investigator"), post=role_gate("investigator")),

@@ -1,0 +1,296 @@
+"""How the run's numbers and codes are written for people: the paper's conventions, in one place.
+
+Plain functions from numbers to text, and the one mapping from the analysis' codes (variable,
+endpoint, grouping, model and step names) to the words a paper uses. The dashboard, report.html,
+tables.xlsx and report.docx all format through these (via analysis.display), so a rule changed
+here changes everywhere. The machine-readable CSVs keep the codes and full-precision numbers.
+
+Conventions (as the paper): odds and hazard ratios, CIs and P values to 3 decimals, P below
+0.001 as "< 0.001"; counts as n (%), percentages to one decimal; continuous variables as
+median (range); months to one decimal; ranges and intervals with an en dash.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+
+from .tables import subgroup_definitions
+
+DASH = "\u2013"  # en dash, for ranges and intervals
+NA = "NA"  # not estimable / not available
+NOT_REACHED = "NR"  # a median or CI limit the Kaplan-Meier curve never reaches
+
+
+def _missing(x) -> bool:
+    if x is None:
+        return True
+    try:
+        return math.isnan(float(x))
+    except (TypeError, ValueError):
+        return str(x).strip() == ""
+
+
+def fmt_number(x, digits: int = 3) -> str:
+    """A number to `digits` decimals; NA when missing, "∞" when infinite."""
+    if _missing(x):
+        return NA
+    x = float(x)
+    if math.isinf(x):
+        return "\u221e" if x > 0 else "-\u221e"
+    return f"{x:.{digits}f}"
+
+
+def fmt_int(x) -> str:
+    return NA if _missing(x) else str(int(round(float(x))))
+
+
+def fmt_p(p) -> str:
+    """P to 3 decimals, "< 0.001" below 0.001 (never "0.000"); NA when not computable."""
+    if _missing(p):
+        return NA
+    p = float(p)
+    return "< 0.001" if p < 0.001 else f"{p:.3f}"
+
+
+def fmt_ci(lower, upper, digits: int = 3, missing: str = NA) -> str:
+    return f"{_limit(lower, digits, missing)}{DASH}{_limit(upper, digits, missing)}"
+
+
+def _limit(x, digits, missing):
+    return missing if _missing(x) else fmt_number(x, digits)
+
+
+def fmt_or_ci(estimate, lower, upper, digits: int = 3) -> str:
+    """Odds or hazard ratio with its 95% CI: "1.261 (0.384–4.141)"; NA when not estimable."""
+    if _missing(estimate):
+        return NA
+    return f"{fmt_number(estimate, digits)} ({fmt_ci(lower, upper, digits)})"
+
+
+def fmt_pct(x, digits: int = 1) -> str:
+    """A percentage already in percent: "44.9%"."""
+    return NA if _missing(x) else f"{float(x):.{digits}f}%"
+
+
+def fmt_n_pct(n, denominator, digits: int = 1, zero: str | None = None) -> str:
+    """Count with its percentage of the denominator: "20 (40.0%)". `zero` replaces a count
+    of 0 (Table 3 prints "0"); with no denominator only the count is written."""
+    if _missing(n):
+        return NA
+    n = int(round(float(n)))
+    if n == 0 and zero is not None:
+        return zero
+    if _missing(denominator) or float(denominator) == 0:
+        return str(n)
+    return f"{n} ({100 * n / float(denominator):.{digits}f}%)"
+
+
+def fmt_rate(responders, n) -> str:
+    """A response rate as the paper's Table 2 writes it: "46.9% (15/32)"."""
+    if _missing(n) or int(n) == 0:
+        return f"{NA} (0/0)"
+    return f"{100 * int(responders) / int(n):.1f}% ({int(responders)}/{int(n)})"
+
+
+def fmt_median_range(median, low, high, digits: int = 0) -> str:
+    """Median (range): "45 (19–71)"."""
+    if _missing(median):
+        return NA
+    return f"{median:.{digits}f} ({low:.{digits}f}{DASH}{high:.{digits}f})"
+
+
+_MEDIAN_RANGE = re.compile(r"^\s*(-?[\d.]+) \((-?[\d.]+)-(-?[\d.]+)\)\s*$")
+
+
+def reformat_median_range(text: str) -> str:
+    """table1.csv's "42 (19-69)" as fmt_median_range writes it, with the same decimals."""
+    match = _MEDIAN_RANGE.match(str(text))
+    if not match:
+        return str(text)
+    median, low, high = match.groups()
+    digits = len(median.split(".")[1]) if "." in median else 0
+    return fmt_median_range(float(median), float(low), float(high), digits)
+
+
+def fmt_median_ci(median, lower, upper, digits: int = 1) -> str:
+    """Median survival with its 95% CI: "7.5 (5.3–9.7)"; NR where the curve never reaches
+    0.5 (the median or a limit not reached)."""
+    head = NOT_REACHED if _missing(median) else fmt_number(median, digits)
+    return f"{head} ({fmt_ci(lower, upper, digits, missing=NOT_REACHED)})"
+
+
+_OPERATORS = [(">=", "\u2265 "), ("<=", "\u2264 "), (">", "> "), ("<", "< ")]
+
+
+def fmt_level(level) -> str:
+    """A level as the paper prints it: ">=2" -> "≥ 2", "<55" -> "< 55", "0-1" -> "0–1",
+    "male" -> "Male"."""
+    text = "" if _missing(level) else str(level).strip()
+    if text in LEVEL_LABELS:
+        return LEVEL_LABELS[text]
+    for ascii_op, typeset in _OPERATORS:
+        if text.startswith(ascii_op):
+            return typeset + text[len(ascii_op) :].strip()
+    if re.fullmatch(r"\d+-\d+", text):
+        return text.replace("-", DASH)
+    return text[:1].upper() + text[1:]
+
+
+LEVEL_LABELS = {
+    "male": "Male",
+    "female": "Female",
+    "standard": "Standard",
+    "high": "High",
+    "no": "No",
+    "yes": "Yes",
+    "all": "All patients",
+}
+
+# ---------------------------------------------------------------------------------------------
+# The one mapping from codes to words. Table 2's subgroup labels are the paper's, defined with
+# the subgroups themselves (analysis.tables.subgroup_definitions).
+# ---------------------------------------------------------------------------------------------
+LABELS: dict[str, str] = {
+    **{key: group.label for key, group in subgroup_definitions().items()},
+    # endpoints
+    "efs": "Event-free survival",
+    "os": "Overall survival",
+    # groupings of the Kaplan-Meier curves and the Cox terms
+    "overall": "All patients",
+    "responder": "Response to blinatumomab (CR/CRi)",
+    "allo_sct_after": "Allogeneic SCT after blinatumomab",
+    "ecog_ge_2": "ECOG PS \u2265 2",
+    "sct": "Allogeneic SCT",
+    "response": "CR/CRi",
+    "response_by_landmark": "CR/CRi by the landmark",
+    "sct_by_landmark": "Allogeneic SCT by the landmark",
+    # Cox models
+    "univariate": "Univariate",
+    "multivariable": "Multivariable",
+    "naive_day1_univariate": "Naive (groups fixed on day 1)",
+    "time_varying_univariate": "Time-varying, one covariate",
+    "time_varying_both": "Time-varying, both covariates",
+    "GLOBAL": "Global (all terms)",
+    # competing risks
+    "relapse_progression": "Relapse or progression",
+    "non_relapse_mortality": "Non-relapse mortality",
+    # tests
+    "fisher_exact": "Fisher's exact test (two-sided)",
+    "pearson_chi2_uncorrected": "Pearson chi-square test (no continuity correction)",
+    # Figure 1 steps (flow.csv)
+    "treated": "Treated with blinatumomab",
+    "died_before_assessment": "Died before any response assessment",
+    "alive_not_assessed": "Alive, not yet assessed",
+    "assessed_not_determinable": "Assessed without a determinable response",
+    "evaluable": "Evaluable for response",
+    "assessed_after_cycle1": "Response assessed after cycle 1",
+    "not_assessed_after_cycle1": "No response assessment after cycle 1",
+    "cr_cri_after_cycle1": "CR/CRi after cycle 1",
+    "persistent_after_cycle1": "Persistent disease after cycle 1 (NR or PD)",
+    "second_cycle": "Second cycle of blinatumomab",
+    "responders_overall": "CR/CRi at any assessment",
+    "salvage_chemo_after": "Salvage chemotherapy after blinatumomab",
+}
+# Figure 1's paths through cycle 2 (analysis.tables.cycle2_paths): branch, then what followed.
+_BRANCHES = {
+    "cr_cri_after_cycle1": "CR/CRi after cycle 1",
+    "persistent_after_cycle1": "Persistent disease after cycle 1",
+    "not_assessed_after_cycle1": "No response assessment after cycle 1",
+}
+_THEN = {
+    "second_cycle": "a second cycle",
+    "cr_cri_after_cycle2": "CR/CRi after a second cycle",
+    "pd_after_cycle2": "progression after a second cycle",
+}
+LABELS.update(
+    {
+        f"{branch}_{then}": f"{words}, then {what}"
+        for branch, words in _BRANCHES.items()
+        for then, what in _THEN.items()
+    }
+)
+# The Kaplan-Meier groups (survival_median.csv's group within a grouping), in words.
+GROUP_LABELS = {
+    ("overall", "all"): "All patients",
+    ("responder", "no"): "Non-responders",
+    ("responder", "yes"): "Responders (CR/CRi)",
+    ("allo_sct_after", "no"): "No allogeneic SCT after blinatumomab",
+    ("allo_sct_after", "yes"): "Allogeneic SCT after blinatumomab",
+    ("response_by_landmark", "no"): "No CR/CRi by the landmark",
+    ("response_by_landmark", "yes"): "CR/CRi by the landmark",
+    ("sct_by_landmark", "no"): "No allogeneic SCT by the landmark",
+    ("sct_by_landmark", "yes"): "Allogeneic SCT by the landmark",
+}
+# Figure titles: "<endpoint> by <this>".
+BY = {
+    "overall": "all patients",
+    "responder": "response to blinatumomab (CR/CRi)",
+    "allo_sct_after": "allogeneic SCT after blinatumomab",
+}
+
+
+def lower_first(text: str) -> str:
+    """ "Allogeneic SCT by the landmark" -> "allogeneic SCT by the landmark"; an acronym
+    ("CR/CRi", "ECOG") keeps its capitals."""
+    if len(text) > 1 and text[1].isupper():
+        return text
+    return text[:1].lower() + text[1:]
+
+
+def label(code) -> str:
+    """The words for a code; a code without an entry is made readable rather than shown raw."""
+    text = "" if _missing(code) else str(code)
+    if text in LABELS:
+        return LABELS[text]
+    words = text.replace("_", " ").strip()
+    return words[:1].upper() + words[1:]
+
+
+def group_label(grouping, group) -> str:
+    return GROUP_LABELS.get((str(grouping), str(group)), fmt_level(group))
+
+
+def figure_title(endpoint: str, grouping: str) -> str:
+    """A Kaplan-Meier title in words: "Event-free survival by allogeneic SCT after
+    blinatumomab"."""
+    if grouping == "overall":
+        return f"{label(endpoint)}, all patients"
+    return f"{label(endpoint)} by {BY.get(grouping, lower_first(label(grouping)))}"
+
+
+# Run parameters (run.json "parameters"), as a labelled list.
+TEST_NAMES = {
+    "fisher": "Fisher's exact (two-sided), as printed in the paper",
+    "chi2": "Pearson chi-square without continuity correction",
+}
+PARAMETER_LABELS = [
+    ("test", "Table 2 test", lambda v: TEST_NAMES.get(v, str(v))),
+    ("cuts.age_years", "Age cut", lambda v: f"{float(v):g} years"),
+    ("cuts.months_from_diagnosis", "Diagnosis-to-start cut", lambda v: f"{float(v):g} months"),
+    ("cuts.marrow_blasts_pct", "Marrow blasts cut", lambda v: f"{float(v):g}%"),
+    ("cuts.dexamethasone_mg", "Dexamethasone cut", lambda v: f"{float(v):g} mg"),
+    ("landmark_days", "Landmark", lambda v: f"day {float(v):g} after blinatumomab start"),
+    ("reference_rate", "Reference response rate", lambda v: f"{100 * float(v):g}%"),
+]
+
+
+def parameter_items(parameters: dict) -> list[tuple[str, str]]:
+    """The run's parameters as (label, value in words), in a fixed order; any parameter
+    without a label follows under its own name."""
+    items, seen = [], set()
+    for path, name, render in PARAMETER_LABELS:
+        value = parameters
+        for part in path.split("."):
+            value = value.get(part) if isinstance(value, dict) else None
+        if value is not None:
+            items.append((name, render(value)))
+            seen.add(path)
+    for key, value in parameters.items():
+        if isinstance(value, dict):
+            for sub, sub_value in value.items():
+                if f"{key}.{sub}" not in seen:
+                    items.append((label(sub), str(sub_value)))
+        elif key not in seen:
+            items.append((label(key), str(value)))
+    return items

@@ -1,0 +1,76 @@
+"""A site archive: every case book of one site in one zip, built by a Celery task."""
+
+import uuid
+from pathlib import Path
+
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+
+from registry.models import Institution
+
+
+class SiteArchive(models.Model):
+    QUEUED, RUNNING, SUCCEEDED, FAILED = "queued", "running", "succeeded", "failed"
+    STATUS_CHOICES = [
+        (QUEUED, "Queued"),
+        (RUNNING, "Building"),
+        (SUCCEEDED, "Ready"),
+        (FAILED, "Failed"),
+    ]
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    institution = models.ForeignKey(Institution, on_delete=models.CASCADE, related_name="+")
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    status = models.CharField(max_length=10, choices=STATUS_CHOICES, default=QUEUED)
+    cases_total = models.PositiveIntegerField(default=0)
+    cases_done = models.PositiveIntegerField(default=0)
+    error = models.TextField(blank=True)
+    size_bytes = models.PositiveBigIntegerField(null=True, blank=True)
+    sha256 = models.CharField("SHA-256 of the zip", max_length=64, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self):
+        return f"Archive of {self.institution.code} ({self.get_status_display().lower()})"
+
+    @property
+    def filename(self) -> str:
+        stamp = timezone.localtime(self.created_at).strftime("%Y%m%d-%H%M%S")
+        return f"casebooks-{self.institution.code}-{stamp}.zip"
+
+    @property
+    def path(self) -> Path:
+        return Path(settings.MEDIA_ROOT) / "casebooks" / f"{self.pk}.zip"
+
+    @property
+    def progress_pct(self) -> int:
+        if self.status == self.SUCCEEDED:
+            return 100
+        if not self.cases_total:
+            return 0
+        return min(99, int(100 * self.cases_done / self.cases_total))
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status in (self.SUCCEEDED, self.FAILED)
+
+    @classmethod
+    def fail_stale(cls):
+        """Archives whose worker went silent (killed: it sends nothing) are failed, so none is
+        shown as building forever. Each case book written beats. A queued archive waits for a
+        free worker however long that takes (Redis keeps the message)."""
+        cutoff = timezone.now() - timezone.timedelta(
+            seconds=settings.CASEBOOK_ARCHIVE_STALE_AFTER_SECONDS
+        )
+        return cls.objects.filter(status=cls.RUNNING, heartbeat_at__lt=cutoff).update(
+            status=cls.FAILED,
+            finished_at=timezone.now(),
+            error="The worker stopped responding; build the archive again.",
+        )

@@ -1,0 +1,53 @@
+"""Each user's e-mail preferences: every kind of message can be turned off in the profile."""
+
+from django.conf import settings
+from django.db import models
+
+
+class NotificationPreference(models.Model):
+    """No row means the defaults: every message on."""
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="notification_preference"
+    )
+    query_opened = models.BooleanField(
+        "a query is opened on a case of my sites",
+        default=True,
+        help_text="Investigators: sent when a monitor opens a query at your site.",
+    )
+    query_answered = models.BooleanField(
+        "a query I opened is answered",
+        default=True,
+        help_text="Monitors: sent when an investigator answers your query.",
+    )
+    daily_digest = models.BooleanField(
+        "daily digest of my open work",
+        default=True,
+        help_text="Open queries and overdue follow-up (investigators), answered queries waiting "
+        "to be closed (monitors). Sent only when there is something to do.",
+    )
+
+    KINDS = ("query_opened", "query_answered", "daily_digest")
+
+    def __str__(self):
+        return f"E-mail preferences of {self.user}"
+
+    @classmethod
+    def wants(cls, user, kind) -> bool:
+        """Does `user` want this kind of message (and can receive e-mail at all)?"""
+        if not (user and user.is_active and user.email):
+            return False
+        pref = cls.objects.filter(user=user).first()
+        return getattr(pref, kind) if pref is not None else True
+
+
+class PasswordResetRequest(models.Model):
+    """One request on the password reset page, kept for the throttle's window
+    (notifications.throttle). The e-mail address is kept as a SHA-256 only."""
+
+    at = models.DateTimeField(db_index=True)
+    address = models.GenericIPAddressField("client address", null=True)
+    email_sha256 = models.CharField(max_length=64, db_index=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["address", "at"])]
