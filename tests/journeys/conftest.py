@@ -16,5 +16,8 @@ DEMO_USERS = ["admin", "investigator", "investigator2", "statistician", "monitor
 @pytest.fixture
 def demo_registry(db, settings):
     settings.REQUIRE_2FA = True  # as in production: the monitor and the admin enter a TOTP code
+    # An analysis run goes to the (eager) Celery task, as with a worker: not to a thread started
+    # on commit, which never comes inside a test's transaction.
+    settings.ANALYSIS_IN_THREAD = False
     call_command("seed_demo", patients=DEMO_PATIENTS, allow_production=True, stdout=StringIO())
     ensure_demo_devices(DEMO_USERS)  # the authenticator apps of the monitor and the admin

@@ -189,7 +189,7 @@ def edit_the_demo_registry() -> list[str]:
                 lambda: j.monitor_verifies_a_crf(first, data),
                 lambda: j.investigator_signs_the_case(first, data),
                 lambda: j.monitor_opens_a_query(second, data),
-                lambda: j.investigator_replies_to_a_query(second, data),
+                lambda: j.the_query_thread_goes_on(second, data),
                 lambda: j.monitor_locks_or_unlocks_the_case(kr03[0], data),
                 lambda: j.investigator_registers_a_patient("investigator2", data),
                 lambda: j.investigator_imports_rows("investigator", data),

@@ -89,7 +89,13 @@ TALLY = Tally()
 # What a run of JOURNEY_STEPS steps must at least have done, or the walk tested too little (the
 # run is derandomized: the same steps every time; the full tally is printed).
 AT_LEAST = {"saves": 20, "kinds saved": 6, "refusals": 10}
-DONE_IN_EVERY_RUN = ["CRF marked complete", "query opened", "case locked", "analysis run"]
+DONE_IN_EVERY_RUN = [
+    "CRF marked complete",
+    "query opened",
+    "query answered",
+    "case locked",
+    "analysis run",
+]
 
 
 def case_url(case) -> str:
@@ -450,35 +456,6 @@ class RegistryJourneys(RuleBasedStateMachine):
         return data.draw(st.sampled_from([*flagged, case]), label="case")
 
     @rule(case=cases, data=st.data())
-    def investigator_replies_to_a_query(self, case, data):
-        """From a case with open queries: Answer one (a blank answer changes nothing)."""
-        flagged = {q.case for q in self.monitoring.queries.values() if q.status != "closed"}
-        case = self.go_to(case, flagged, data)
-        who = self.investigator_of(case)
-        page = self.case_page(who, case)
-        forms = page.forms_to(r"^/monitoring/queries/\d+/answer/$")
-        offered = {int(f.action.split("/")[3]) for f in forms}
-        assert offered == set(self.monitoring.unresolved(case)), (
-            f"case {case}: Answer offered on {offered}, unresolved "
-            f"{self.monitoring.unresolved(case)}"
-        )
-        if not forms:
-            return
-        self.touched.add(case)
-        form = data.draw(st.sampled_from(forms), label="query")
-        query = int(form.action.split("/")[3])
-        message = data.draw(values.MESSAGES, label="answer")
-        response = self.person(who).submit(form, {"message": message})
-        assert response.status == 302, response.status
-        status = Query.objects.get(pk=query).status
-        if message.strip():
-            assert status == Query.ANSWERED, status
-            self.monitoring.queries[query].status = status
-            TALLY.actions["query answered"] += 1
-        else:
-            assert status == self.monitoring.queries[query].status, "a blank answer changed it"
-
-    @rule(case=cases, data=st.data())
     def investigator_signs_the_case(self, case, data):
         """KR01's principal investigator signs a complete case by re-entering the password."""
         mon = self.monitoring
@@ -596,26 +573,34 @@ class RegistryJourneys(RuleBasedStateMachine):
         TALLY.actions["query opened"] += 1
 
     @rule(case=cases, data=st.data())
-    def monitor_closes_or_reopens_a_query(self, case, data):
-        """Close an open or answered query, or re-open a closed one (with a message)."""
+    def the_query_thread_goes_on(self, case, data):
+        """On a case with queries, whoever's turn it is: the site's investigator answers an
+        unresolved query (a blank answer changes nothing), or the monitor closes one or re-opens
+        a closed one (with a message; not on a locked case)."""
         case = self.go_to(case, {q.case for q in self.monitoring.queries.values()}, data)
+        who = self.investigator_of(case)
+        unresolved = set(self.monitoring.unresolved(case))
+        answering = self.case_page(who, case).forms_to(r"^/monitoring/queries/\d+/answer/$")
         page = self.case_page("monitor", case)
         closing = page.forms_to(r"^/monitoring/queries/\d+/close/$")
         reopening = page.forms_to(r"^/monitoring/queries/\d+/reopen/$")
-        offered = {int(f.action.split("/")[3]) for f in closing}
-        assert offered == set(self.monitoring.unresolved(case)), (
-            f"case {case}: Close offered on {offered}"
-        )
-        if not closing + reopening:
+        for offered, what in ((answering, "Answer"), (closing, "Close")):
+            shown = {int(f.action.split("/")[3]) for f in offered}
+            assert shown == unresolved, f"case {case}: {what} on {shown}, unresolved {unresolved}"
+        if not answering + closing + reopening:
             return
         self.touched.add(case)
-        form = data.draw(st.sampled_from(closing + reopening), label="query")
+        form = data.draw(st.sampled_from(answering + closing + reopening), label="query")
         query = int(form.action.split("/")[3])
-        message = data.draw(values.MESSAGES, label="note")
-        response = self.person("monitor").submit(form, {"message": message})
+        message = data.draw(values.MESSAGES, label="message")
+        person = self.person(who if form in answering else "monitor")
+        response = person.submit(form, {"message": message})
         assert response.status == 302, response.status
-        status = Query.objects.get(pk=query).status
-        if form in closing:
+        before, status = self.monitoring.queries[query].status, Query.objects.get(pk=query).status
+        if form in answering:
+            assert status == (Query.ANSWERED if message.strip() else before), status
+            TALLY.actions["query answered"] += status != before
+        elif form in closing:
             assert status == Query.CLOSED, status
             TALLY.actions["query closed"] += 1
         else:
@@ -627,11 +612,12 @@ class RegistryJourneys(RuleBasedStateMachine):
     @rule(case=cases, data=st.data())
     def monitor_verifies_a_crf(self, case, data):
         """Source data verification of a complete CRF, or withdrawing it."""
-        case = self.go_to(case, {c for c, _crf in self.monitoring.complete}, data)
+        mon = self.monitoring
+        to_verify = {c for c, crf in mon.complete if not mon.is_locked(c)}
+        case = self.go_to(case, to_verify, data)
         page = self.case_page("monitor", case)
         verify = page.forms_to(rf"^/monitoring/cases/{case}/crf/\w+/verify/$")
         unverify = page.forms_to(rf"^/monitoring/cases/{case}/crf/\w+/unverify/$")
-        mon = self.monitoring
         can_verify = {
             crf
             for crf in m.CRFS
