@@ -376,29 +376,29 @@ def _model_terms(part: pd.DataFrame, model: str, term: str) -> str:
     return term if "univariate" in model else " + ".join(part["term"])
 
 
+def _cox_term_rows(part: pd.DataFrame, endpoint: str, model: str, ph: dict) -> list:
+    """One row per term of a fitted Cox model: HR (95% CI), P, the term's PH test P, the note."""
+    rows = []
+    for _, record in part.iterrows():
+        terms = _model_terms(part, model, record["term"])
+        hr = fmt.fmt_or_ci(record["hazard_ratio"], record["ci_lower"], record["ci_upper"])
+        cells = [
+            text(fmt.label(record["term"])),
+            text(hr),
+            p_cell(record["p_value"]),
+            p_cell(ph.get((endpoint, model, terms, record["term"]))),
+            text(_note(record)),
+        ]
+        rows.append(Row(cells, indent=True))
+    return rows
+
+
 def cox_models(cox: pd.DataFrame, ph_test: pd.DataFrame | None) -> DisplayTable:
     ph = _ph_lookup(ph_test, "cox")
     rows = []
     for (endpoint, model), part in cox.groupby(["endpoint", "model"], sort=False):
         rows.append(section(f"{fmt.label(endpoint)}: {fmt.lower_first(fmt.label(model))} models"))
-        for _, record in part.iterrows():
-            terms = _model_terms(part, model, record["term"])
-            rows.append(
-                Row(
-                    [
-                        text(fmt.label(record["term"])),
-                        text(
-                            fmt.fmt_or_ci(
-                                record["hazard_ratio"], record["ci_lower"], record["ci_upper"]
-                            )
-                        ),
-                        p_cell(record["p_value"]),
-                        p_cell(ph.get((endpoint, model, terms, record["term"]))),
-                        text(_note(record)),
-                    ],
-                    indent=True,
-                )
-            )
+        rows += _cox_term_rows(part, endpoint, model, ph)
     return DisplayTable(
         key="cox",
         title="Cox proportional hazards models",
@@ -549,24 +549,7 @@ def cox_time_varying(frame: pd.DataFrame, ph_test: pd.DataFrame | None) -> Displ
                 f"{int(first['events'])} events)"
             )
         )
-        for _, record in part.iterrows():
-            terms = _model_terms(part, model, record["term"])
-            rows.append(
-                Row(
-                    [
-                        text(fmt.label(record["term"])),
-                        text(
-                            fmt.fmt_or_ci(
-                                record["hazard_ratio"], record["ci_lower"], record["ci_upper"]
-                            )
-                        ),
-                        p_cell(record["p_value"]),
-                        p_cell(ph.get((endpoint, model, terms, record["term"]))),
-                        text(_note(record)),
-                    ],
-                    indent=True,
-                )
-            )
+        rows += _cox_term_rows(part, endpoint, model, ph)
     return DisplayTable(
         key="cox_time_varying",
         title="Cox models with allogeneic SCT and response as time-varying covariates",

@@ -300,6 +300,22 @@ def _csv_message(error: csv.Error) -> str:
     )
 
 
+def _take_row(source, number, header, cells, rows, problems, budget) -> bool:
+    """Add a data row's filled cells to `rows` (a blank row is skipped); False when the row is
+    refused or over the row limit, which ends the file's reading."""
+    values = _row_values(source, number, header, cells, problems)
+    if values is None:
+        return False
+    if values:
+        try:
+            budget.add_row()
+        except LimitExceeded as e:
+            problems.append(Problem(source, number, "", str(e)))
+            return False
+        rows.append((number, values))
+    return True
+
+
 def read_csv(name: str, stream, problems: list, budget: Budget, filename=None) -> Table | None:
     """One CSV file, read row by row: only its filled cells are kept."""
     text = io.TextIOWrapper(stream, encoding="utf-8-sig", newline="")
@@ -317,17 +333,8 @@ def read_csv(name: str, stream, problems: list, budget: Budget, filename=None) -
             return None
         for cells in reader:
             number += 1
-            values = _row_values(name, number, header, cells, problems)
-            if values is None:
+            if not _take_row(name, number, header, cells, rows, problems, budget):
                 return None
-            if not values:
-                continue
-            try:
-                budget.add_row()
-            except LimitExceeded as e:
-                problems.append(Problem(name, number, "", str(e)))
-                return None
-            rows.append((number, values))
     except UnicodeDecodeError:
         problems.append(Problem(name, None, "", "Not UTF-8 text: save the file as UTF-8 CSV."))
         return None
@@ -527,17 +534,8 @@ def _read_sheet(name, sheet, formulas, problems, budget) -> Table | None:
             if header is None:
                 return None
             continue
-        row = _row_values(source, number, header, values, problems)
-        if row is None:
+        if not _take_row(source, number, header, values, rows, problems, budget):
             return None
-        if not row:
-            continue
-        try:
-            budget.add_row()
-        except LimitExceeded as e:
-            problems.append(Problem(source, number, "", str(e)))
-            return None
-        rows.append((number, row))
     if header is None:
         return None  # an empty sheet
     return _table(sheet.title, source, name, header, rows, problems)
