@@ -22,6 +22,7 @@ transaction that checks every row again.
 
 import contextlib
 import csv
+import functools
 import io
 import struct
 import time
@@ -1073,17 +1074,15 @@ class _Pass:
             for known in [self.cases.get(self._key_of(row))]
             if isinstance(known, int)
         }
-        related = ["cycles", "crf_statuses"]
-        if table.record_type is spec.FOLLOW_UP:  # the records a death date must not precede
-            related += ["assessments", "adverse_events", "subsequent_therapies"]
+        joined, related = CASE_RECORDS_READ[table.record_type.name]
         self.by_pk = {}
         pks = sorted(pks)
         for start in range(0, len(pks), 500):
             self.by_pk.update(
                 (p.pk, p)
                 for p in Patient.objects.filter(pk__in=pks[start : start + 500])
-                .select_related("institution", "baseline", "followup", "transplant")
-                .prefetch_related(*related)
+                .select_related("institution", *joined)
+                .prefetch_related("crf_statuses", *related)
             )
 
     def _case(self, table, number, row) -> Patient | _Failed | None:
@@ -1161,22 +1160,19 @@ class _Pass:
     def _values(self, table, number, row, model, skip=()) -> tuple[dict, set]:
         """Field values of one model from a row, and the columns that could not be read."""
         values, bad = {}, set()
-        for column in table.record_type.columns:
-            if column.model is not model or column.name in spec.KEY_COLUMNS:
+        for name, f, required in _value_columns(table.record_type, model):
+            if name in skip:
                 continue
-            if column.name in skip:
-                continue
-            f = column.model_field
-            raw = row.get(column.name)
-            if not _is_filled(raw) and table.record_type.is_required(column):
-                self.problem(table, number, column.name, "Required.")
-                bad.add(column.name)
+            raw = row.get(name)
+            if required and not _is_filled(raw):
+                self.problem(table, number, name, "Required.")
+                bad.add(name)
                 continue
             try:
                 values[f.name] = cell_value(f, raw)
             except CellError as e:
-                self.problem(table, number, column.name, str(e))
-                bad.add(column.name)
+                self.problem(table, number, name, str(e))
+                bad.add(name)
         return values, bad
 
     def _site_lock(self, site_id) -> str | None:
@@ -1455,6 +1451,32 @@ class _Pass:
 
 
 CHUNK_ROWS = 1000  # rows checked in memory, then stored together
+# The case's records a part of each file loads with its cases: those its rows' rules read
+# (death date, baseline blasts, cycles, the records a death date must not precede) and those it
+# must not duplicate (one-to-one records, cycle numbers). One the rules would read beyond these
+# is read from the database, row by row: slower, never wrong.
+CASE_RECORDS_READ = {
+    spec.PATIENTS.name: ((), ()),
+    spec.FOLLOW_UP.name: (
+        ("followup", "transplant"),
+        ("cycles", "assessments", "adverse_events", "subsequent_therapies"),
+    ),
+    spec.CYCLES.name: (("followup",), ("cycles",)),
+    spec.ASSESSMENTS.name: (("followup", "baseline"), ("cycles",)),
+    spec.ADVERSE_EVENTS.name: (("followup",), ("cycles",)),
+    spec.TRANSPLANTS.name: (("followup", "transplant"), ()),
+    spec.THERAPIES.name: (("followup",), ()),
+}
+
+
+@functools.cache
+def _value_columns(record_type, model) -> list[tuple[str, models.Field, bool]]:
+    """(column, model field, required) of the columns a row gives one of its models."""
+    return [
+        (c.name, c.model_field, record_type.is_required(c))
+        for c in record_type.columns
+        if c.model is model and c.name not in spec.KEY_COLUMNS
+    ]
 
 
 def _parts(rows, size):
