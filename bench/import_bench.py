@@ -8,7 +8,7 @@ by its site and its study ID as the site's own case number) into a temporary dir
 an empty database `bench_import_<N>` (migrated, holding the 16 demo sites and the importing
 user), `manage.py import_cases DIR --max-rows 0 --user bench_importer` runs in a fresh process,
 first with `--check` (everything checked, nothing saved), then for real. Each run's wall time and
-peak RSS (the process's own getrusage maxrss, printed by the child) are reported; the last line
+CPU time (user + system) and peak RSS (the process's own getrusage, printed by the child) are reported; the last line
 printed is the import's {"patients", "rows", "seconds", "rows_per_s", "peak_mib"}, also kept in
 bench/results/import_<N>.json with the check's figures and the machine's load.
 """
@@ -94,12 +94,16 @@ def child(args) -> None:
     django.setup()
     from django.core.management import call_command
 
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    cpu_before = usage.ru_utime + usage.ru_stime
     started = time.perf_counter()
     extra = ["--check"] if args.check else []
     call_command("import_cases", args.child, "--max-rows", "0", "--user", USER, *extra)
     seconds = time.perf_counter() - started
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(json.dumps({"seconds": round(seconds, 1), "peak_mib": round(peak, 1)}))
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    cpu = usage.ru_utime + usage.ru_stime - cpu_before
+    result = {"seconds": round(seconds, 1), "cpu_s": round(cpu, 1)}
+    print(json.dumps({**result, "peak_mib": round(usage.ru_maxrss / 1024, 1)}))
 
 
 def empty_registry(n: int) -> dict:
