@@ -7,10 +7,10 @@ the import template's CSV files (one per record type, columns from exchange.spec
 by its site and its study ID as the site's own case number) into a temporary directory. Then, in
 an empty database `bench_import_<N>` (migrated, holding the 16 demo sites and the importing
 user), `manage.py import_cases DIR --max-rows 0 --user bench_importer` runs in a fresh process,
-first with `--check` (everything checked, nothing saved), then for real. Each run's wall time and
-CPU time (user + system) and peak RSS (the process's own getrusage, printed by the child) are reported; the last line
-printed is the import's {"patients", "rows", "seconds", "rows_per_s", "peak_mib"}, also kept in
-bench/results/import_<N>.json with the check's figures and the machine's load.
+first with `--check` (everything checked, nothing saved), then for real. Each run's wall time,
+CPU time (user + system) and peak RSS (the process's own getrusage, printed by the child) are
+reported; the last line printed is the import's {"patients", "rows", "seconds", "rows_per_s",
+"peak_mib"}, also kept in bench/results/import_<N>.json with the check's figures and the load.
 """
 
 from __future__ import annotations
