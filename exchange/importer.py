@@ -978,6 +978,8 @@ class _Pass:
         # The part being checked: its cases with their records, and the rows accepted.
         self.by_pk: dict[int, Patient] = {}
         self.registered: dict[tuple[int, str], list[tuple[int, str]]] = {}  # -> [(pk, study ID)]
+        self.looked_up: set[tuple[int, str]] = set()
+        self.table: Table | None = None
         self.pending: list[tuple[Table, int, models.Model]] = []
 
     def run(self, tables: list[Table]):
@@ -1019,9 +1021,10 @@ class _Pass:
         return site
 
     def _key_of(self, row) -> tuple[int, str] | None:
-        """(site pk, case number) a row names by its site case number, without judging it."""
+        """(site pk, case number) a row names by its site case number, without judging it (as
+        _site() and _case() read the row)."""
         number = _text(row.get(spec.SITE_CASE_NUMBER))
-        code = _text(row.get(spec.INSTITUTION))
+        code = str(row.get(spec.INSTITUTION) or "").strip()
         if not number or (self.institution is not None and code not in ("", self.institution.code)):
             return None
         site = self.institution if not code else self._site_of(code)
@@ -1029,8 +1032,8 @@ class _Pass:
 
     def _look_up(self, keys):
         """The registered cases of these (site, case number) keys, in study ID order."""
-        self.registered = {}
-        keys = set(keys)
+        keys = set(keys) - self.looked_up
+        self.looked_up |= keys
         if not keys:
             return
         sites = sorted({site for site, _n in keys})
@@ -1048,16 +1051,9 @@ class _Pass:
     def _prepare(self, table, part):
         """Look up the cases a part's rows name and load them with their records (a few
         queries for the part, instead of several per row)."""
-        study_ids = {_text(row.get(spec.STUDY_ID)) for _n, row in part} - {""}
-        new = sorted(s for s in study_ids if s not in self.by_study_id)
-        for start in range(0, len(new), 500):
-            found = dict(
-                Patient.objects.filter(
-                    institution__in=self.institutions, study_id__in=new[start : start + 500]
-                ).values_list("study_id", "pk")
-            )
-            for study_id in new[start : start + 500]:
-                self.by_study_id[study_id] = found.get(study_id)
+        self.table, self.registered, self.looked_up = table, {}, set()
+        study_ids = {str(row.get(spec.STUDY_ID) or "").strip() for _n, row in part} - {""}
+        self._find_study_ids(study_ids)
         keys = {
             key
             for _n, row in part
@@ -1074,9 +1070,24 @@ class _Pass:
             for known in [self.cases.get(self._key_of(row))]
             if isinstance(known, int)
         }
-        joined, related = CASE_RECORDS_READ[table.record_type.name]
         self.by_pk = {}
-        pks = sorted(pks)
+        self._load(pks)
+
+    def _find_study_ids(self, study_ids):
+        new = sorted(s for s in study_ids if s not in self.by_study_id)
+        for start in range(0, len(new), 500):
+            found = dict(
+                Patient.objects.filter(
+                    institution__in=self.institutions, study_id__in=new[start : start + 500]
+                ).values_list("study_id", "pk")
+            )
+            for study_id in new[start : start + 500]:
+                self.by_study_id[study_id] = found.get(study_id)
+
+    def _load(self, pks):
+        """Load cases with the records the part's rules read (CASE_RECORDS_READ)."""
+        joined, related = CASE_RECORDS_READ[self.table.record_type.name]
+        pks = sorted(set(pks) - set(self.by_pk))
         for start in range(0, len(pks), 500):
             self.by_pk.update(
                 (p.pk, p)
@@ -1085,12 +1096,18 @@ class _Pass:
                 .prefetch_related("crf_statuses", *related)
             )
 
+    def _patient(self, pk) -> Patient | None:
+        if pk is not None and pk not in self.by_pk:
+            self._load([pk])  # a row _prepare() read otherwise (it should not happen)
+        return self.by_pk.get(pk)
+
     def _case(self, table, number, row) -> Patient | _Failed | None:
         """The case a row belongs to, by study ID or by the site's case number."""
         study_id = str(row.get(spec.STUDY_ID) or "").strip()
         case_number = _text(row.get(spec.SITE_CASE_NUMBER))
         if study_id:
-            patient = self.by_pk.get(self.by_study_id.get(study_id))
+            self._find_study_ids([study_id])
+            patient = self._patient(self.by_study_id[study_id])
             if patient is None:
                 self.problem(table, number, spec.STUDY_ID, f"No case {study_id} at your sites.")
                 return None
@@ -1123,7 +1140,8 @@ class _Pass:
         key = (site.pk, case_number)
         if key in self.cases:
             known = self.cases[key]
-            return known if isinstance(known, _Failed) else self.by_pk[known]
+            return known if isinstance(known, _Failed) else self._patient(known)
+        self._look_up([key])
         matches = self.registered.get(key, [])[:2]
         if len(matches) != 1:
             message = (
@@ -1136,7 +1154,7 @@ class _Pass:
             self.problem(table, number, spec.SITE_CASE_NUMBER, message)
             return None
         self.cases[key] = matches[0][0]
-        return self.by_pk[matches[0][0]]
+        return self._patient(matches[0][0])
 
     def _check_crf_open(self, table, number, patient, model) -> bool:
         if patient.pk in self.new_patient_ids:
@@ -1354,6 +1372,7 @@ class _Pass:
                 )
                 ok = False
             else:
+                self._look_up([key])
                 registered = self.registered.get(key)
                 if registered:
                     self.problem(
