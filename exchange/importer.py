@@ -18,6 +18,10 @@ Checking runs case by case in short transactions that are rolled back (every row
 the same one, so its cross-record rules hold), so a long check never holds the database's write
 lock for long: other users keep saving. Only an upload that passed the check is imported, in one
 transaction that checks every row again.
+
+Within a pass, rows are full_clean()ed in memory and stored in bulk, a part of CHUNK_ROWS rows of
+one file at a time (_Pass). A directory too large to hold (the command, beyond IMPORT_MAX_ROWS
+rows) is read from disk as it is imported (CsvRows), checked and stored in one transaction.
 """
 
 import contextlib
