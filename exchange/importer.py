@@ -755,6 +755,7 @@ FAILED = _Failed()
 # 100 ms). Between the check's transactions the import pauses a little longer than that, so that
 # a user's save waiting for the lock gets it rather than the import's next transaction.
 SQLITE_HANDOVER_SECONDS = 0.12
+CHECK_GROUP_ROWS = 100  # rows of whole cases the check takes at once, between looks at the time
 
 
 class CaseImport:
@@ -803,15 +804,22 @@ class CaseImport:
                 time.sleep(SQLITE_HANDOVER_SECONDS)
             # One transaction, rolled back, per part: whole cases until the part has
             # IMPORT_CHECK_CHUNK_ROWS rows or has run IMPORT_CHECK_CHUNK_SECONDS.
+            # The cases are checked together in groups of up to CHECK_GROUP_ROWS rows (a few
+            # queries per group and file), the time looked at between groups.
             started, rows = time.monotonic(), 0
             with transaction.atomic():
                 check = _Pass(self)
                 while done < len(cases) and rows < settings.IMPORT_CHECK_CHUNK_ROWS:
                     if time.monotonic() - started >= settings.IMPORT_CHECK_CHUNK_SECONDS:
                         break
-                    check.run(self._tables_of(cases[done]))
-                    rows += len(cases[done])
-                    done += 1
+                    group = []
+                    while done < len(cases) and rows < settings.IMPORT_CHECK_CHUNK_ROWS:
+                        if len(group) >= CHECK_GROUP_ROWS:
+                            break
+                        group += cases[done]
+                        rows += len(cases[done])
+                        done += 1
+                    check.run(self._tables_of(group))
                 transaction.set_rollback(True)
             imported.update(check.imported)
             result.problems.extend(check.problems)

@@ -251,3 +251,33 @@ def test_a_record_imported_into_a_verified_signed_case_clears_and_voids_as_a_for
     )
     assert signatures == [(False, f"Therapy FLAG-Ida ({day}) created by importer on (when).")]
     assert next(s for s in statuses if s[0] == CrfStatus.CYCLES)[1] == CrfStatus.VERIFIED
+
+
+def test_the_queries_of_an_import_do_not_grow_with_its_rows(
+    tmp_path, kr01, settings, monkeypatch, reading
+):
+    """Queries per part of rows, not per row: ten times the cases, the same queries (the parts
+    here hold whole files: CHUNK_ROWS is raised back above the files' sizes)."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    settings.IMPORT_CHECK_CHUNK_SECONDS = 3600  # the check's parts close on rows only
+    monkeypatch.setattr(importer, "CHECK_GROUP_ROWS", 1000)
+    monkeypatch.setattr(importer, "CHUNK_ROWS", 1000)
+
+    def queries_for(copies, name):
+        data = {file: [] for file in legacy.FILES}
+        for copy in range(copies):
+            for file, rows in legacy.files().items():
+                for row in rows:
+                    row["site_case_number"] = f"{name}{copy:02d}-{row['site_case_number']}"
+                    data[file].append(row)
+        path = legacy.write_csv_dir(tmp_path / f"{name}{copies}", data)
+        with CaptureQueriesContext(connection) as queries:
+            ok, lines = run_command(path, *reading)
+        assert ok, lines
+        return len(queries.captured_queries)
+
+    few, many = queries_for(1, "A"), queries_for(10, "B")
+    assert Patient.objects.count() == 33
+    assert many <= few + 10, (few, many)
