@@ -19,7 +19,15 @@ from registry.access import request_memberships, requires_two_factor
 
 # Reachable before the second factor: the two-factor pages themselves and logging out.
 OPEN_BEFORE_SECOND_FACTOR = frozenset(
-    {"security:two_factor_verify", "security:two_factor_setup", "logout", "admin:logout", "login"}
+    {
+        "security:two_factor_verify",
+        "security:two_factor_setup",
+        "logout",
+        "admin:logout",
+        "login",
+        "set_language",  # the pages' language, which the code page is in too
+        "javascript-catalog",
+    }
 )
 TOKEN_BY_PASSWORD = "exchange:api_token_obtain"
 
