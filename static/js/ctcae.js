@@ -138,6 +138,7 @@
         : format(gettext("Grade %(grade)s (does not exist)"), { grade: grade });
       var dt = text("dt", title, "col-sm-3" + (exists ? "" : " text-muted"));
       var dd = text("dd", exists ? definition : gettext("Does not exist for this term."), "col-sm-9" + (exists ? "" : " text-muted"));
+      if (exists) dd.lang = "en";  // CTCAE's own words, in English: said so to screen readers
       if (grade === chosen) {
         dt.classList.add("ctcae-chosen");
         dd.classList.add("ctcae-chosen");
