@@ -19,6 +19,7 @@ from pathlib import Path
 import pandas as pd
 import pyreadstat
 from django.template.loader import render_to_string
+from django.utils import translation
 from openpyxl import Workbook
 from openpyxl.styles import Alignment, Font
 from threadpoolctl import threadpool_limits
@@ -496,14 +497,17 @@ def write_run(snapshot, out_dir, parameters, metadata=None, progress=lambda pct,
         "days_per_month": DAYS_PER_MONTH,
         "months": f"days / {DAYS_PER_MONTH}",
     }
-    # Every formatted view is built from the files just written, as the dashboard builds it.
-    sections = run_sections(out, meta, files, src=lambda name: _data_uri(out / name))
-    _step(progress, "report")
-    (out / "report.html").write_text(render_report(sections, meta, out))
-    files.append("report.html")
-    _step(progress, "docx")
-    docx_report.write(out / "report.docx", sections, meta, out)
-    files.append("report.docx")
+    # Every formatted view is built from the files just written, as the dashboard builds it;
+    # the report's words in the run's language (metadata "language"; the data files, figures
+    # and codes are the same in every language).
+    with translation.override(meta.get("language") or "en"):
+        sections = run_sections(out, meta, files, src=lambda name: _data_uri(out / name))
+        _step(progress, "report")
+        (out / "report.html").write_text(render_report(sections, meta, out))
+        files.append("report.html")
+        _step(progress, "docx")
+        docx_report.write(out / "report.docx", sections, meta, out)
+        files.append("report.docx")
     meta["files"] = sorted([*files, "run.json"])
     (out / "run.json").write_text(json.dumps(meta, indent=2, default=str))
     return meta

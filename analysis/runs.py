@@ -149,6 +149,7 @@ def execute(run: AnalysisRun) -> AnalysisRun:
                 "run_id": str(run.pk),
                 "code_version": version,
                 "generated_at": now.isoformat(),
+                "language": run.language,
                 # The demo twin is labelled synthetic wherever its results show.
                 "synthetic": paper_twin.LABEL
                 if paper_twin.registry_holds_twin(Patient.objects.all())

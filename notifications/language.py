@@ -16,6 +16,7 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
 SESSION_KEY = "registry_language"
+API_PREFIX = "/api/"
 
 
 def supported(code) -> bool:
@@ -53,6 +54,11 @@ class UserLanguageMiddleware:
         self.get_response = get_response
 
     def __call__(self, request):
+        if request.path_info.startswith(API_PREFIX):
+            # The API is language-independent: codes, and its messages in English.
+            translation.activate(settings.LANGUAGE_CODE)
+            request.LANGUAGE_CODE = settings.LANGUAGE_CODE
+            return self.get_response(request)
         session = getattr(request, "session", None)
         code = session.get(SESSION_KEY, "") if session is not None else ""
         if code and supported(code):
