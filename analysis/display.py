@@ -182,7 +182,7 @@ def table1(frame: pd.DataFrame, n_patients: int) -> DisplayTable:
             )
             % {"n_patients": f"{n_patients:,}"}
         ),
-        columns=[(gettext("Characteristics")), (gettext("Patients"))],
+        columns=[gettext("Characteristics"), gettext("Patients")],
         rows=rows,
         footnote=(
             gettext(
@@ -241,10 +241,10 @@ def table2(
             % {"value": f"{evaluable if evaluable is not None else len(frame):,}"}
         ),
         columns=[
-            (gettext("Variables")),
+            gettext("Variables"),
             f"{gettext('Response rates')} {overall}".strip(),
-            (gettext("OR (95% CI)")),
-            (gettext("P value")),
+            gettext("OR (95% CI)"),
+            gettext("P value"),
         ],
         rows=rows,
         footnote=gettext("Response: CR or CRi at any assessment, among evaluable patients")
@@ -271,7 +271,7 @@ def _flow_count(flow, step):
 
 GRADE_BANDS = [
     ("any", gettext_lazy("Any grade")),
-    ("grade_1_2", gettext_lazy("Grade 1\u20132")),
+    ("grade_1_2", gettext_lazy("Grade 1–2")),
     ("grade_3", gettext_lazy("Grade 3")),
     ("grade_4", gettext_lazy("Grade 4")),
     ("grade_5", gettext_lazy("Grade 5")),
@@ -321,10 +321,10 @@ def ae_by_term(frame: pd.DataFrame, n_patients: int) -> DisplayTable:
     ]
     return DisplayTable(
         key="adverse_events_by_term",
-        title=(gettext("Adverse events by CTCAE term and worst grade")),
+        title=gettext("Adverse events by CTCAE term and worst grade"),
         columns=[
-            (gettext("CTCAE term")),
-            (gettext("System organ class")),
+            gettext("CTCAE term"),
+            gettext("System organ class"),
             *(str(name) for _, name in GRADE_BANDS),
         ],
         rows=rows,
@@ -377,13 +377,13 @@ def survival_medians(
             )
     return DisplayTable(
         key="survival_median",
-        title=(gettext("Median event-free and overall survival (Kaplan-Meier)")),
+        title=gettext("Median event-free and overall survival (Kaplan-Meier)"),
         columns=[
             "",
             "n",
-            (gettext("Events")),
-            (gettext("Median, months (95% CI)")),
-            (gettext("Log-rank P")),
+            gettext("Events"),
+            gettext("Median, months (95% CI)"),
+            gettext("Log-rank P"),
         ],
         rows=rows,
         footnote=(
@@ -451,13 +451,13 @@ def cox_models(cox: pd.DataFrame, ph_test: pd.DataFrame | None) -> DisplayTable:
         rows += _cox_term_rows(part, endpoint, model, ph)
     return DisplayTable(
         key="cox",
-        title=(gettext("Cox proportional hazards models")),
+        title=gettext("Cox proportional hazards models"),
         columns=[
-            (gettext("Covariate")),
-            (gettext("HR (95% CI)")),
+            gettext("Covariate"),
+            gettext("HR (95% CI)"),
             "P",
-            (gettext("PH test P")),
-            (gettext("Note")),
+            gettext("PH test P"),
+            gettext("Note"),
         ],
         rows=rows,
         footnote=(
@@ -511,12 +511,12 @@ def ph_tests(ph_test: pd.DataFrame) -> DisplayTable:
             gettext("Proportional-hazards tests of every Cox model (scaled Schoenfeld residuals)")
         ),
         columns=[
-            (gettext("Model")),
-            (gettext("Term")),
+            gettext("Model"),
+            gettext("Term"),
             "\u03c7\u00b2",
             "df",
             "P",
-            (gettext("Note")),
+            gettext("Note"),
         ],
         rows=rows,
         footnote=(
@@ -548,7 +548,7 @@ def numbers_at_risk(
         title=(
             gettext("Number at risk: %(value)s") % {"value": fmt.figure_title(endpoint, grouping)}
         ),
-        columns=[(gettext("Months")), *(f"{t:g}" for t in times)],
+        columns=[gettext("Months"), *(f"{t:g}" for t in times)],
         rows=rows,
         sources=[source],
     )
@@ -598,9 +598,9 @@ def landmark_medians(medians: pd.DataFrame, logrank: pd.DataFrame | None) -> Dis
         columns=[
             "",
             "n",
-            (gettext("Events")),
-            (gettext("Median, months from the landmark (95% CI)")),
-            (gettext("Log-rank P")),
+            gettext("Events"),
+            gettext("Median, months from the landmark (95% CI)"),
+            gettext("Log-rank P"),
         ],
         rows=rows,
         footnote=(
@@ -629,8 +629,8 @@ def landmark_excluded(frame: pd.DataFrame) -> DisplayTable:
             )
     return DisplayTable(
         key="landmark_excluded",
-        title=(gettext("Landmark analysis: patients included and excluded")),
-        columns=["", (gettext("Reason")), (gettext("Patients"))],
+        title=gettext("Landmark analysis: patients included and excluded"),
+        columns=["", gettext("Reason"), gettext("Patients")],
         rows=rows,
         sources=["landmark_excluded.csv"],
     )
@@ -659,13 +659,13 @@ def cox_time_varying(frame: pd.DataFrame, ph_test: pd.DataFrame | None) -> Displ
         rows += _cox_term_rows(part, endpoint, model, ph)
     return DisplayTable(
         key="cox_time_varying",
-        title=(gettext("Cox models with allogeneic SCT and response as time-varying covariates")),
+        title=gettext("Cox models with allogeneic SCT and response as time-varying covariates"),
         columns=[
-            (gettext("Covariate")),
-            (gettext("HR (95% CI)")),
+            gettext("Covariate"),
+            gettext("HR (95% CI)"),
             "P",
-            (gettext("PH test P")),
-            (gettext("Note")),
+            gettext("PH test P"),
+            gettext("Note"),
         ],
         rows=rows,
         footnote=(
@@ -686,15 +686,15 @@ def response_rates(frame: pd.DataFrame) -> DisplayTable:
     rows = []
     reference = frame["reference_rate"].iloc[0] if len(frame) else beyond.DEFAULT_REFERENCE_RATE
     for variable, part in frame.groupby("variable", sort=False):
-        rows.append(section((gettext("Overall")) if variable == "overall" else fmt.label(variable)))
+        rows.append(section(gettext("Overall") if variable == "overall" else fmt.label(variable)))
         for _, record in part.iterrows():
             rows.append(
                 Row(
                     [
                         text(
-                            (gettext("Evaluable patients"))
+                            gettext("Evaluable patients")
                             if record["level"] == "evaluable"
-                            else (gettext("All treated patients"))
+                            else gettext("All treated patients")
                             if record["level"] == "all treated"
                             else fmt.fmt_level(record["level"])
                         ),
@@ -723,10 +723,10 @@ def response_rates(frame: pd.DataFrame) -> DisplayTable:
         ),
         columns=[
             "",
-            (gettext("Response rate")),
-            (gettext("Exact 95% CI, %")),
-            (gettext("Wilson 95% CI, %")),
-            (gettext("P (rate > reference)")),
+            gettext("Response rate"),
+            gettext("Exact 95% CI, %"),
+            gettext("Wilson 95% CI, %"),
+            gettext("P (rate > reference)"),
         ],
         rows=rows,
         footnote=(
@@ -761,8 +761,8 @@ COLUMN_LABELS = {
     "cumulative_incidence": gettext_lazy("Cumulative incidence"),
     "ci_lower": gettext_lazy("95% CI lower"),
     "ci_upper": gettext_lazy("95% CI upper"),
-    "one_minus_km": gettext_lazy("1 \u2212 Kaplan-Meier"),
-    "km_excess": gettext_lazy("Excess of 1 \u2212 KM"),
+    "one_minus_km": gettext_lazy("1 − Kaplan-Meier"),
+    "km_excess": gettext_lazy("Excess of 1 − KM"),
 }
 CODED = {"endpoint", "grouping", "cause"}
 COUNTS = {"n_risk", "n_event", "n_competing", "n_censor", "landmark_days"}
@@ -802,7 +802,7 @@ def cumulative_incidence(frame: pd.DataFrame) -> DisplayTable:
     return step_table(
         frame,
         "cumulative_incidence",
-        (gettext("Cumulative incidence of relapse or progression and of non-relapse mortality")),
+        gettext("Cumulative incidence of relapse or progression and of non-relapse mortality"),
         (
             gettext(
                 "Aalen-Johansen estimates with log-transformed 95%% CIs (R multi-state "
@@ -819,7 +819,7 @@ def landmark_survival_table(frame: pd.DataFrame) -> DisplayTable:
     return step_table(
         frame,
         "landmark_survival_table",
-        (gettext("Landmark analysis: Kaplan-Meier tables")),
+        gettext("Landmark analysis: Kaplan-Meier tables"),
         (
             gettext("Months from the landmark; Greenwood SE, log-transformed 95%% CI. %(MONTHS)s")
             % {"MONTHS": MONTHS}
@@ -964,12 +964,12 @@ def sections(
     out = [
         Section(
             "table1",
-            (gettext("Patient characteristics")),
+            gettext("Patient characteristics"),
             tables=present(_safe(table1, frames, "table1.csv", n_patients)),
         ),
         Section(
             "figure1",
-            (gettext("Treatment flow")),
+            gettext("Treatment flow"),
             figures=present(
                 figure(
                     "flow_diagram",
@@ -986,7 +986,7 @@ def sections(
         ),
         Section(
             "table2",
-            (gettext("Response by subgroup")),
+            gettext("Response by subgroup"),
             tables=present(
                 _safe(
                     table2,
@@ -999,9 +999,10 @@ def sections(
             figures=present(
                 figure(
                     "forest_table2",
-                    (gettext("Odds ratio of response by subgroup (Table 2), 95% CI, log scale")),
+                    gettext("Odds ratio of response by subgroup (Table 2), 95% CI, log scale"),
                     (
                         gettext(
+                            # xgettext:no-python-format
                             "Forest plot of the odds ratios of Table 2 with their 95% confidence "
                             "intervals, n and P for each subgroup."
                         )
@@ -1026,7 +1027,7 @@ def sections(
     out.append(
         Section(
             "figure2",
-            (gettext("Survival")),
+            gettext("Survival"),
             caption=(
                 gettext(
                     "Figure 2. Kaplan-Meier survival curves for event-free survival and "
@@ -1053,7 +1054,7 @@ def sections(
     out.append(
         Section(
             "table3",
-            (gettext("Adverse events")),
+            gettext("Adverse events"),
             tables=present(
                 _safe(table3, frames, "table3_adverse_events.csv", n_patients),
                 _safe(ae_by_term, frames, "adverse_events_by_term.csv", n_patients),
@@ -1063,11 +1064,11 @@ def sections(
     out.append(
         Section(
             "swimmer",
-            (gettext("Patients over time")),
+            gettext("Patients over time"),
             figures=present(
                 figure(
                     "swimmer",
-                    (gettext("Course of each patient from day 1 of blinatumomab")),
+                    gettext("Course of each patient from day 1 of blinatumomab"),
                     (
                         gettext(
                             "Swimmer plot: one bar per patient from day 1 with cycles, best "
@@ -1118,7 +1119,7 @@ def _beyond_sections(frames, figure, ph) -> list[Section]:
     return [
         Section(
             "landmark",
-            (gettext("Beyond the paper: landmark analysis")),
+            gettext("Beyond the paper: landmark analysis"),
             note=beyond.NOTES["landmark"],
             figures=[f for f in figures if f is not None],
             tables=[
@@ -1140,13 +1141,13 @@ def _beyond_sections(frames, figure, ph) -> list[Section]:
         ),
         Section(
             "cox_time_varying",
-            (gettext("Beyond the paper: time-dependent Cox model")),
+            gettext("Beyond the paper: time-dependent Cox model"),
             tables=[t for t in [_safe(cox_time_varying, frames, "cox_time_varying.csv", ph)] if t],
             beyond_paper=True,
         ),
         Section(
             "cumulative_incidence",
-            (gettext("Beyond the paper: competing risks")),
+            gettext("Beyond the paper: competing risks"),
             tables=[
                 t for t in [_safe(cumulative_incidence, frames, "cumulative_incidence.csv")] if t
             ],
@@ -1154,7 +1155,7 @@ def _beyond_sections(frames, figure, ph) -> list[Section]:
         ),
         Section(
             "response_rate",
-            (gettext("Beyond the paper: response rate")),
+            gettext("Beyond the paper: response rate"),
             tables=[t for t in [_safe(response_rates, frames, "response_rate.csv")] if t],
             beyond_paper=True,
         ),

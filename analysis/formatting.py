@@ -167,7 +167,7 @@ LABELS: dict[str, str] = {
     "overall": _("All patients"),
     "responder": _("Response to blinatumomab (CR/CRi)"),
     "allo_sct_after": _("Allogeneic SCT after blinatumomab"),
-    "ecog_ge_2": _("ECOG PS \u2265 2"),
+    "ecog_ge_2": _("ECOG PS ≥ 2"),
     "sct": _("Allogeneic SCT"),
     "response": _("CR/CRi"),
     "response_by_landmark": _("CR/CRi by the landmark"),

@@ -674,6 +674,7 @@ class Baseline(TrackedRecord):
         if self.relapse_site == self.EXTRAMEDULLARY_ONLY and self.marrow_blasts_pct is not None:
             if self.marrow_blasts_pct >= rules.REMISSION_BLASTS_BELOW_PCT:
                 errors["marrow_blasts_pct"] = _(
+                    # xgettext:no-python-format
                     "Marrow blasts of 5% or more mean marrow relapse: choose 'marrow + "
                     "extramedullary'."
                 )

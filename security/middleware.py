@@ -19,15 +19,7 @@ from registry.access import request_memberships, requires_two_factor
 
 # Reachable before the second factor: the two-factor pages themselves and logging out.
 OPEN_BEFORE_SECOND_FACTOR = frozenset(
-    {
-        "security:two_factor_verify",
-        "security:two_factor_setup",
-        "logout",
-        "admin:logout",
-        "login",
-        "set_language",  # the pages' language, which the code page is in too
-        "javascript-catalog",
-    }
+    {"security:two_factor_verify", "security:two_factor_setup", "logout", "admin:logout", "login"}
 )
 TOKEN_BY_PASSWORD = "exchange:api_token_obtain"
 
