@@ -31,7 +31,7 @@ from playwright.sync_api import expect
 from registry import ctcae
 from registry.models import Institution, Patient
 
-from .conftest import SCREENSHOTS, Journey, log_in
+from .conftest import ARTIFACTS, SCREENSHOTS, Journey, log_in
 from .test_journeys import DEMO_PASSWORD, code_for
 
 pytestmark = pytest.mark.browser
@@ -62,6 +62,42 @@ ALLOWED_LATIN = frozenset(
         "MLL",
         "A",  # KMT2A
         "IWG",
+        "B",  # B-cell (B세포), as T-cell and CAR-T
+        "T",
+        "CAR",
+        "ID",  # 연구 ID: Korean forms write ID as is
+        # statistics: the methods' eponyms and the standard abbreviations of clinical papers
+        "Fisher",
+        "Pearson",
+        "Kaplan",
+        "Meier",
+        "KM",
+        "Cox",
+        "Wald",
+        "Schoenfeld",
+        "Clopper",
+        "Wilson",
+        "Woolf",
+        "Haldane",
+        "Anscombe",
+        "Greenwood",
+        "Aalen",
+        "Johansen",
+        "Efron",
+        "HR",  # hazard ratio
+        "OR",  # odds ratio
+        "RR",  # response rate
+        "CI",  # confidence interval
+        "SE",
+        "P",
+        "df",
+        "NA",  # not available, in a table cell
+        "NE",  # not estimable, in a table cell
+        "PH",  # proportional hazards
+        "PS",  # performance status
+        "BM",  # bone marrow
+        "EMD",  # extramedullary disease
+        "SOC",  # MedDRA system organ class
         # units
         "mg",
         "kg",
@@ -126,8 +162,9 @@ def _phrases_pattern(phrases):
 
 def standard_phrases():
     """The phrases that stay English as their source has them: CTCAE v4.03 (term names, system
-    organ classes, grade definitions) and the demo's data (site names, user names)."""
-    phrases = []
+    organ classes, grade definitions, and the "Other, specify" of its term names) and the demo's
+    data (site names, user names)."""
+    phrases = [ctcae.OTHER_SPECIFY_SUFFIX.strip(" -")]
     for term in ctcae.terms().values():
         phrases += [term.term, term.soc, *term.grade_definitions.values()]
     phrases += Institution.objects.values_list("name", flat=True)
@@ -135,15 +172,13 @@ def standard_phrases():
     return _phrases_pattern(phrases)
 
 
-def latin_words(texts, phrases) -> list[str]:
-    """The words of Latin letters in `texts` that are not allowed on a Korean page."""
+def latin_words(text, phrases) -> list[str]:
+    """The words of Latin letters in `text` that are not allowed on a Korean page."""
     found = []
-    for text in texts:
-        text = phrases.sub(" ", text)
-        for chunk in text.split():
-            if FILE_NAME.search(chunk) or "_" in chunk:
-                continue  # a file name or an identifier: a code
-            found += [w for w in LATIN_WORD.findall(chunk) if w not in ALLOWED_LATIN]
+    for chunk in phrases.sub(" ", text).split():
+        if FILE_NAME.search(chunk) or "_" in chunk:
+            continue  # a file name or an identifier: a code
+        found += [w for w in LATIN_WORD.findall(chunk) if w not in ALLOWED_LATIN]
     return found
 
 
@@ -153,21 +188,40 @@ class KoreanJourney(Journey):
     def __init__(self, page):
         super().__init__(page, "ko")
         self.phrases = standard_phrases()
-        self.english = {}  # screenshot file -> the English words left on the page
+        self.english = {}  # "screenshot URL" -> {text on the page: its English words}
 
     def look(self, name):
         violations = super().look(name)
         filename, url, _ = self.results[-1]
         expect(self.page.locator("html")).to_have_attribute("lang", "ko")
-        words = latin_words(self.page.evaluate(PAGE_TEXTS), self.phrases)
-        if words:
-            self.english[f"{filename} {url}"] = sorted(set(words))
+        left = {}
+        for text in self.page.evaluate(PAGE_TEXTS):
+            words = latin_words(text, self.phrases)
+            if words:
+                left[" ".join(text.split())] = words
+        if left:
+            self.english[f"{filename} {url}"] = left
         return violations
+
+    def write_english(self):
+        """test-artifacts/english-ko.txt: each page's texts with English left, for translators."""
+        lines = []
+        for page, left in self.english.items():
+            lines.append(page)
+            lines += [f"    {text}    <- {' '.join(words)}" for text, words in left.items()]
+        (ARTIFACTS / "english-ko.txt").write_text("\n".join(lines) + "\n")
 
     def assert_korean(self):
         assert self.results, "the journey looked at no page"
-        lines = [f"{page}: {' '.join(words)}" for page, words in self.english.items()]
-        assert not self.english, "English left on Korean pages:\n" + "\n".join(lines)
+        lines = []
+        for page, left in self.english.items():
+            words = sorted({w for found in left.values() for w in found})
+            samples = [text[:100] for text in list(left)[:3]]
+            lines.append(f"{page}: {' '.join(words)}\n    e.g. {' | '.join(samples)}")
+        assert not self.english, (
+            "English left on Korean pages (all of it in test-artifacts/english-ko.txt):\n"
+            + "\n".join(lines)
+        )
 
 
 @pytest.fixture
@@ -354,6 +408,7 @@ def test_a_korean_browser_gets_every_page_in_korean_and_english_comes_back(
     )
 
     j.write_report()
+    j.write_english()
     print(j.report())
     j.assert_korean()
     j.assert_accessible()
