@@ -66,6 +66,12 @@ ALLOWED_LATIN = frozenset(
         "T",
         "CAR",
         "ID",  # 연구 ID: Korean forms write ID as is
+        # the paper's citation: Jung et al., Ann Hematol 2018
+        "Jung",
+        "et",
+        "al",
+        "Ann",
+        "Hematol",
         # statistics: the methods' eponyms and the standard abbreviations of clinical papers
         "Fisher",
         "Pearson",
@@ -98,6 +104,12 @@ ALLOWED_LATIN = frozenset(
         "BM",  # bone marrow
         "EMD",  # extramedullary disease
         "SOC",  # MedDRA system organ class
+        "n",  # number of patients, in a table's head or title
+        "R",  # the R language, and the names of its functions the footnotes cite
+        "survfit",
+        "survdiff",
+        "coxph",
+        "tmerge",
         # units
         "mg",
         "kg",
@@ -112,6 +124,7 @@ ALLOWED_LATIN = frozenset(
         "CRF",
         "CSV",
         "PDF",
+        "PNG",
         "API",
         "zip",
         "SHA",  # SHA-256
@@ -125,6 +138,11 @@ ALLOWED_LATIN = frozenset(
 )
 
 LATIN_WORD = re.compile(r"[A-Za-z]+")
+# A code, not a word: a UUID (a run's ID), a dotted identifier (R's cox.zph, binom.test), a
+# figure's panel label ("(a)", "(b,").
+CODE = re.compile(
+    r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}|[A-Za-z]\.[A-Za-z]|^\(?[a-d][),]*$"
+)
 FILE_NAME = re.compile(
     r"[\w.-]+\.(csv|xlsx|docx|html|pdf|png|svg|zip|txt|json|xml|sav|dta)\b", re.IGNORECASE
 )
@@ -176,8 +194,8 @@ def latin_words(text, phrases) -> list[str]:
     """The words of Latin letters in `text` that are not allowed on a Korean page."""
     found = []
     for chunk in phrases.sub(" ", text).split():
-        if FILE_NAME.search(chunk) or "_" in chunk:
-            continue  # a file name or an identifier: a code
+        if FILE_NAME.search(chunk) or CODE.search(chunk) or "_" in chunk:
+            continue  # a file name, an identifier, a panel label: a code
         found += [w for w in LATIN_WORD.findall(chunk) if w not in ALLOWED_LATIN]
     return found
 
