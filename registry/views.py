@@ -261,7 +261,8 @@ def case_list(request):
 
 def _synthetic_label(*patients) -> str:
     """The demo twin's label when any of these cases is one of its invented patients."""
-    return paper_twin.LABEL if any(paper_twin.is_twin(p.site_case_number) for p in patients) else ""
+    twin = any(paper_twin.is_twin(p.site_case_number) for p in patients)
+    return _(paper_twin.LABEL) if twin else ""
 
 
 # --- Registration -------------------------------------------------------------------------------

@@ -14,8 +14,8 @@ Left out of that reading, each for a reason that holds in any language:
 - text marked lang="en": content that is English by design and says so to screen readers (the
   "English" button of the language switcher, the paper's printed items beside the run's);
 - standardised vocabularies and data, as phrases from their source: the CTCAE v4.03 term names,
-  system organ classes and grade definitions (registry/data, MedDRA), the sites' names and the
-  users' names (the demo's data).
+  system organ classes and grade definitions (registry/data, MedDRA), the sites' names, the
+  users' names and the reasons stored with changes (the demo's data, shown as written).
 Then, in the navigation, the switch to English brings every page back in English.
 """
 
@@ -29,7 +29,17 @@ from django_otp.plugins.otp_totp.models import TOTPDevice
 from playwright.sync_api import expect
 
 from registry import ctcae
-from registry.models import Institution, Patient
+from registry.models import (
+    AdverseEvent,
+    Baseline,
+    Cycle,
+    FollowUp,
+    Institution,
+    Patient,
+    ResponseAssessment,
+    SubsequentTherapy,
+    Transplant,
+)
 
 from .conftest import ARTIFACTS, SCREENSHOTS, Journey, log_in
 from .test_journeys import DEMO_PASSWORD, code_for
@@ -180,13 +190,17 @@ def _phrases_pattern(phrases):
 
 def standard_phrases():
     """The phrases that stay English as their source has them: CTCAE v4.03 (term names, system
-    organ classes, grade definitions, and the "Other, specify" of its term names) and the demo's
-    data (site names, user names)."""
+    organ classes, grade definitions, and the "Other, specify" of its term names) and the data
+    shown as stored (site names, user names, the reasons given for changes)."""
     phrases = [ctcae.OTHER_SPECIFY_SUFFIX.strip(" -")]
     for term in ctcae.terms().values():
         phrases += [term.term, term.soc, *term.grade_definitions.values()]
     phrases += Institution.objects.values_list("name", flat=True)
     phrases += User.objects.values_list("username", flat=True)
+    records = (Patient, Baseline, Cycle, ResponseAssessment, AdverseEvent, Transplant)
+    for model in (*records, SubsequentTherapy, FollowUp):
+        # the reasons stored with each change, shown as written (seed_demo's own among them)
+        phrases += model.history.values_list("history_change_reason", flat=True).distinct()
     return _phrases_pattern(phrases)
 
 
