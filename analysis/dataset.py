@@ -141,27 +141,47 @@ VARIABLES = {
 FLAG_COLUMNS = [c for c, (_, labels) in VARIABLES.items() if labels is YES_NO]
 
 # The censoring rule, stated once: the codebook, the report and the README say this.
-CENSORING_DEFINITION = (
+CENSORING_DEFINITION = gettext_noop(
     "censored at the latest date on any record of the case (any date of the patient, baseline, "
     "cycles, response assessments, adverse events, transplant, subsequent therapies or "
     "follow-up): the follow-up's last contact, unless another record is dated later (it shows "
     "the patient alive then); without a follow-up CRF, the latest dated record"
 )
-# How the variables that encode a rule are derived (codebook "rule" column, report.html).
-DEFINITIONS = {
-    "response_assessed": "At least one response assessment recorded, whatever its result "
-    "(NE included).",
-    "evaluable": f"Evaluable for response: {rules.EVALUABLE_DEFINITION} (registry.rules."
-    "is_evaluable; the paper's 49 of 50).",
-    "best_response": "The best category reached at any response assessment, in the order CR > "
-    "CRi > NR > PD; NE when no assessment gave a determinable response (not evaluable).",
-    "efs_days": "From day 1 to the first relapse or progression (follow-up CRF, or a PD "
-    f"response assessment) or death, whichever is first; without any, {CENSORING_DEFINITION}.",
-    "efs_event": "1 at the EFS event of efs_days (relapse, progression or death); 0 when "
-    f"{CENSORING_DEFINITION}.",
-    "os_days": f"From day 1 to death from any cause; alive, {CENSORING_DEFINITION}.",
-    "os_event": f"1 at death from any cause; 0 when alive, {CENSORING_DEFINITION}.",
+# How the variables that encode a rule are derived (codebook "rule" column, report.html), with
+# the censoring rule and the evaluable definition as %(censoring)s and %(evaluable)s.
+_DEFINITION_TEXTS = {
+    "response_assessed": gettext_noop(
+        "At least one response assessment recorded, whatever its result (NE included)."
+    ),
+    "evaluable": gettext_noop(
+        "Evaluable for response: %(evaluable)s (registry.rules.is_evaluable; the paper's 49 of 50)."
+    ),
+    "best_response": gettext_noop(
+        "The best category reached at any response assessment, in the order CR > CRi > NR > PD; "
+        "NE when no assessment gave a determinable response (not evaluable)."
+    ),
+    "efs_days": gettext_noop(
+        "From day 1 to the first relapse or progression (follow-up CRF, or a PD response "
+        "assessment) or death, whichever is first; without any, %(censoring)s."
+    ),
+    "efs_event": gettext_noop(
+        "1 at the EFS event of efs_days (relapse, progression or death); 0 when %(censoring)s."
+    ),
+    "os_days": gettext_noop("From day 1 to death from any cause; alive, %(censoring)s."),
+    "os_event": gettext_noop("1 at death from any cause; 0 when alive, %(censoring)s."),
 }
+
+
+def definition(column: str, translate=lambda text: text) -> str:
+    """The rule of `column`: in English for the files (the default), or through `translate`
+    (gettext) in the page's language."""
+    return translate(_DEFINITION_TEXTS[column]) % {
+        "censoring": translate(CENSORING_DEFINITION),
+        "evaluable": translate(rules.EVALUABLE_DEFINITION),
+    }
+
+
+DEFINITIONS = {column: definition(column) for column in _DEFINITION_TEXTS}  # English: files
 
 
 @dataclass

@@ -156,13 +156,15 @@ def table1(frame: pd.DataFrame, n_patients: int) -> DisplayTable:
     for record in frame.itertuples(index=False):
         characteristic, level = record.characteristic, record.level
         if fmt._missing(level):  # a summary row: median (range)
-            rows.append(Row([text(characteristic), text(fmt.reformat_median_range(record.value))]))
+            rows.append(
+                Row([text(_words(characteristic)), text(fmt.reformat_median_range(record.value))])
+            )
             current = None
             continue
         if characteristic != current:
             current = characteristic
             with_data = int(record.denominator)
-            heading = f"{_typeset(characteristic)}, n (%)"
+            heading = f"{_typeset(_words(characteristic))}, n (%)"
             if with_data < n_patients:
                 heading += " " + gettext("(%(n)s with data)") % {"n": with_data}
             rows.append(section(heading))
@@ -194,6 +196,15 @@ def table1(frame: pd.DataFrame, n_patients: int) -> DisplayTable:
         ),
         sources=["table1.csv"],
     )
+
+
+def _words(english: str) -> str:
+    """A label the run's CSV holds in English (analysis.tables marks them for the catalogue), in
+    the page's language; Table 1's "Age > 65" carries its cut."""
+    match = re.fullmatch(r"Age > (\S+)", english)
+    if match:
+        return gettext("Age > %(cut)s") % {"cut": match.group(1)}
+    return gettext(english) if english else english
 
 
 def _typeset(characteristic: str) -> str:
@@ -242,7 +253,7 @@ def table2(
         ),
         columns=[
             gettext("Variables"),
-            f"{gettext('Response rates')} {overall}".strip(),
+            (gettext("Response rates") + f" {overall}").strip(),
             gettext("OR (95% CI)"),
             gettext("P value"),
         ],
@@ -485,7 +496,7 @@ def _note(record) -> str:
 def ph_tests(ph_test: pd.DataFrame) -> DisplayTable:
     rows = []
     for (source, endpoint), part in ph_test.groupby(["source", "endpoint"], sort=False):
-        kind = "Cox models" if source == "cox" else "Time-dependent Cox models"
+        kind = gettext("Cox models") if source == "cox" else gettext("Time-dependent Cox models")
         rows.append(
             section(gettext("%(value)s: %(kind)s") % {"value": fmt.label(endpoint), "kind": kind})
         )
@@ -623,7 +634,11 @@ def landmark_excluded(frame: pd.DataFrame) -> DisplayTable:
         for _, record in part.iterrows():
             rows.append(
                 Row(
-                    [text(fmt.label(record["status"])), text(record["reason"]), count(record["n"])],
+                    [
+                        text(fmt.label(record["status"])),
+                        text(_words(record["reason"])),
+                        count(record["n"]),
+                    ],
                     indent=True,
                 )
             )
@@ -678,7 +693,7 @@ def cox_time_varying(frame: pd.DataFrame, ph_test: pd.DataFrame | None) -> Displ
             )
         ),
         sources=["cox_time_varying.csv", "cox_ph_test.csv"],
-        note=beyond.NOTES["cox_time_varying"],
+        note=gettext(beyond.NOTES["cox_time_varying"]),
     )
 
 
@@ -738,7 +753,7 @@ def response_rates(frame: pd.DataFrame) -> DisplayTable:
             % {"value": f"{100 * float(reference):g}"}
         ),
         sources=["response_rate.csv"],
-        note=beyond.NOTES["response_rate"],
+        note=gettext(beyond.NOTES["response_rate"]),
     )
 
 
@@ -811,7 +826,7 @@ def cumulative_incidence(frame: pd.DataFrame) -> DisplayTable:
             )
             % {"MONTHS": MONTHS}
         ),
-        note=beyond.NOTES["cumulative_incidence"],
+        note=gettext(beyond.NOTES["cumulative_incidence"]),
     )
 
 
@@ -1120,7 +1135,7 @@ def _beyond_sections(frames, figure, ph) -> list[Section]:
         Section(
             "landmark",
             gettext("Beyond the paper: landmark analysis"),
-            note=beyond.NOTES["landmark"],
+            note=gettext(beyond.NOTES["landmark"]),
             figures=[f for f in figures if f is not None],
             tables=[
                 t

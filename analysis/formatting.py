@@ -138,10 +138,23 @@ def fmt_level(level) -> str:
         return str(LEVEL_LABELS[text])
     for ascii_op, typeset in _OPERATORS:
         if text.startswith(ascii_op):
-            return typeset + text[len(ascii_op) :].strip()
+            return typeset + _with_unit(text[len(ascii_op) :].strip())
     if re.fullmatch(r"\d+-\d+", text):
         return text.replace("-", DASH)
-    return text[:1].upper() + text[1:]
+    # a label the run's CSV holds in English (analysis.tables marks them): the page's language
+    return _translated(text[:1].upper() + text[1:])
+
+
+def _translated(english: str) -> str:
+    """`english` in the page's language when the catalogue has it (never gettext(""): that is
+    the catalogue's header)."""
+    return gettext(english) if english else english
+
+
+def _with_unit(value: str) -> str:
+    """A cut with its unit in words ("12 months") in the page's language."""
+    match = re.fullmatch(r"(\d+(?:\.\d+)?) months", value)
+    return gettext("%(n)s months") % {"n": match.group(1)} if match else value
 
 
 LEVEL_LABELS = {
@@ -179,6 +192,9 @@ LABELS: dict[str, str] = {
     "time_varying_univariate": _("Time-varying, one covariate"),
     "time_varying_both": _("Time-varying, both covariates"),
     "GLOBAL": _("Global (all terms)"),
+    # the landmark analysis's patients (landmark_excluded.csv)
+    "included": _("Included"),
+    "excluded": _("Excluded"),
     # competing risks
     "relapse_progression": _("Relapse or progression"),
     "non_relapse_mortality": _("Non-relapse mortality"),
@@ -249,9 +265,11 @@ def label(code) -> str:
     """The words for a code; a code without an entry is made readable rather than shown raw."""
     text = "" if _missing(code) else str(code)
     if text in LABELS:
-        return str(LABELS[text])
+        # Table 2's subgroup labels are English strings (analysis.tables): translated here
+        value = LABELS[text]
+        return _translated(value) if isinstance(value, str) else str(value)
     words = text.replace("_", " ").strip()
-    return words[:1].upper() + words[1:]
+    return _translated(words[:1].upper() + words[1:])
 
 
 def group_label(grouping, group) -> str:

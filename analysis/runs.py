@@ -9,6 +9,7 @@ from pathlib import Path
 
 from django.conf import settings
 from django.utils import timezone
+from django.utils.translation import gettext
 
 from registry import paper_twin
 from registry.models import Patient
@@ -62,13 +63,18 @@ def progress_view(run: AnalysisRun) -> dict:
             state = "failed"
         else:
             state = "pending"
-        steps.append({"pct": pct, "label": label, "state": state})
+        steps.append({"pct": pct, "label": gettext(label), "state": state})
+    # the step is stored in English (PROGRESS_STEPS): shown in the page's language
     if run.status == AnalysisRun.QUEUED:
-        step = "Waiting to start"
+        step = gettext("Waiting to start")
     elif run.status == AnalysisRun.FAILED:
-        step = f"Stopped at: {run.progress_step}" if run.progress_step else "Stopped"
+        step = (
+            gettext("Stopped at: %(step)s") % {"step": gettext(run.progress_step)}
+            if run.progress_step
+            else gettext("Stopped")
+        )
     else:
-        step = run.progress_step
+        step = gettext(run.progress_step) if run.progress_step else ""
     return {"step": step, "steps": steps}
 
 

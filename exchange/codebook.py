@@ -21,7 +21,7 @@ from django.utils.text import capfirst
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
-from analysis.dataset import DEFINITIONS, VARIABLES
+from analysis.dataset import DEFINITIONS, VARIABLES, definition
 from registry import ctcae, rules
 from registry.models import (
     Baseline,
@@ -318,7 +318,7 @@ def dataset_variables() -> list[Variable]:
         else:
             values = ()
         if name in DEFINITIONS:
-            rule = DEFINITIONS[name] + " " + _("Derived by analysis.dataset.derive().")
+            rule = definition(name, _) + " " + _("Derived by analysis.dataset.derive().")
         elif source_model is Institution:
             rule = _("The site's code (registry.Institution.code).")
         elif source is not None:
