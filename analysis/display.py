@@ -297,7 +297,7 @@ def _grade_cells(record, n_patients) -> list[Cell]:
 
 def table3(frame: pd.DataFrame, n_patients: int) -> DisplayTable:
     rows = [
-        Row([text(record["table3_row"]), *_grade_cells(record, n_patients)])
+        Row([text(_words(record["table3_row"])), *_grade_cells(record, n_patients)])
         for _, record in frame.iterrows()
     ]
     return DisplayTable(

@@ -115,6 +115,8 @@ ALLOWED_LATIN = frozenset(
         "EMD",  # extramedullary disease
         "SOC",  # MedDRA system organ class
         "n",  # number of patients, in a table's head or title
+        "t",  # time, in a formula ("g(t)", "t일째")
+        "logit",
         "R",  # the R language, and the names of its functions the footnotes cite
         "survfit",
         "survdiff",
@@ -124,7 +126,7 @@ ALLOWED_LATIN = frozenset(
         "mg",
         "kg",
         "m",  # m²
-        "g",  # g/dL
+        "g",  # g/dL; also a function of time in a formula, g(t)
         "dL",
         "L",  # ×10⁹/L, /µL
         "µL",
@@ -148,10 +150,12 @@ ALLOWED_LATIN = frozenset(
 )
 
 LATIN_WORD = re.compile(r"[A-Za-z]+")
-# A code, not a word: a UUID (a run's ID), a dotted identifier (R's cox.zph, binom.test), a
-# figure's panel label ("(a)", "(b,").
+# A code, not a word: a UUID (a run's ID), a dotted identifier or version (R's cox.zph,
+# binom.test, survival 3.x), a path (tests/analysis), a number in scientific notation (1e-6), a
+# figure's panel label ("(a)", "(b,", "d)").
 CODE = re.compile(
-    r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}|[A-Za-z]\.[A-Za-z]|^\(?[a-d][),]*$"
+    r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
+    r"|[A-Za-z0-9]\.[A-Za-z]|\w/\w|\de-?\d|^\([a-d][),]?|^[a-d]\)"
 )
 FILE_NAME = re.compile(
     r"[\w.-]+\.(csv|xlsx|docx|html|pdf|png|svg|zip|txt|json|xml|sav|dta)\b", re.IGNORECASE
@@ -188,11 +192,15 @@ def _phrases_pattern(phrases):
     return re.compile("|".join(re.escape(p) for p in ordered))
 
 
+# Proper names that are phrases of ordinary words: an organisation, a software package.
+PROPER_NAMES = ("Eastern Cooperative Oncology Group", "R survival")
+
+
 def standard_phrases():
     """The phrases that stay English as their source has them: CTCAE v4.03 (term names, system
     organ classes, grade definitions, and the "Other, specify" of its term names) and the data
     shown as stored (site names, user names, the reasons given for changes)."""
-    phrases = [ctcae.OTHER_SPECIFY_SUFFIX.strip(" -")]
+    phrases = [ctcae.OTHER_SPECIFY_SUFFIX.strip(" -"), *PROPER_NAMES]
     for term in ctcae.terms().values():
         phrases += [term.term, term.soc, *term.grade_definitions.values()]
     phrases += Institution.objects.values_list("name", flat=True)
