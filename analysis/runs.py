@@ -8,7 +8,7 @@ import traceback
 from pathlib import Path
 
 from django.conf import settings
-from django.utils import timezone
+from django.utils import timezone, translation
 
 from registry import paper_twin
 from registry.models import Patient
@@ -141,22 +141,25 @@ def execute(run: AnalysisRun) -> AnalysisRun:
             code_version=version,
             n_patients=len(snapshot.dataset),
         )
-        write_run(
-            snapshot,
-            run.output_dir,
-            run.parameters,
-            metadata={
-                "run_id": str(run.pk),
-                "code_version": version,
-                "generated_at": now.isoformat(),
-                "language": run.language,
-                # The demo twin is labelled synthetic wherever its results show.
-                "synthetic": paper_twin.LABEL
-                if paper_twin.registry_holds_twin(Patient.objects.all())
-                else "",
-            },
-            progress=progress,
-        )
+        # The data files and the formatted tables in English whatever thread or request runs
+        # this; the report in the run's language (outputs.write_run, metadata "language").
+        with translation.override("en"):
+            write_run(
+                snapshot,
+                run.output_dir,
+                run.parameters,
+                metadata={
+                    "run_id": str(run.pk),
+                    "code_version": version,
+                    "generated_at": now.isoformat(),
+                    "language": run.language,
+                    # The demo twin is labelled synthetic wherever its results show.
+                    "synthetic": paper_twin.LABEL
+                    if paper_twin.registry_holds_twin(Patient.objects.all())
+                    else "",
+                },
+                progress=progress,
+            )
     except Exception as exc:  # any failure must end the run as failed, with the error shown
         AnalysisRun.objects.filter(pk=run.pk).update(
             status=AnalysisRun.FAILED,
