@@ -9,6 +9,7 @@ from pathlib import Path
 
 from django.conf import settings
 from django.utils import timezone, translation
+from django.utils.translation import gettext
 
 from registry import paper_twin
 from registry.models import Patient
@@ -51,7 +52,8 @@ def failure_message(step: str, exc: BaseException) -> str:
 
 
 def progress_view(run: AnalysisRun) -> dict:
-    """The run's steps for its page: each done, current, failed or pending."""
+    """The run's steps for its page: each done, current, failed or pending, in the page's
+    language (the run stores the step's English name)."""
     steps = []
     for pct, label in PROGRESS_STEPS.values():
         if run.status == AnalysisRun.SUCCEEDED or pct < run.progress_pct:
@@ -62,13 +64,16 @@ def progress_view(run: AnalysisRun) -> dict:
             state = "failed"
         else:
             state = "pending"
-        steps.append({"pct": pct, "label": label, "state": state})
+        steps.append({"pct": pct, "label": gettext(label), "state": state})
+    current = gettext(run.progress_step) if run.progress_step else ""
     if run.status == AnalysisRun.QUEUED:
-        step = "Waiting to start"
+        step = gettext("Waiting to start")
     elif run.status == AnalysisRun.FAILED:
-        step = f"Stopped at: {run.progress_step}" if run.progress_step else "Stopped"
+        step = (
+            gettext("Stopped at: %(step)s") % {"step": current} if current else gettext("Stopped")
+        )
     else:
-        step = run.progress_step
+        step = current
     return {"step": step, "steps": steps}
 
 
