@@ -3,8 +3,8 @@ web process and the Celery worker load this at start-up, analysis.outputs only o
 
 from django.utils.translation import gettext_noop
 
-# (percentage reached, what the run is doing), in order. Stored in English with the run
-# (AnalysisRun.progress_step); analysis.runs.progress_view shows them in the page's language.
+# (percentage reached, what the run is doing), in order; stored on the run in English, shown in
+# the page's language (analysis.runs.progress_view).
 PROGRESS_STEPS = {
     "read": (0, gettext_noop("Reading the registry")),
     "dataset": (10, gettext_noop("Writing the analysis dataset")),

@@ -28,10 +28,17 @@ class Query(models.Model):
     ]
     UNRESOLVED = (OPEN, ANSWERED)  # counted as open queries until a monitor closes them
 
-    patient = models.ForeignKey(Patient, on_delete=models.CASCADE, related_name="queries")
+    patient = models.ForeignKey(
+        Patient, verbose_name=_("patient"), on_delete=models.CASCADE, related_name="queries"
+    )
     crf = models.CharField(_("CRF"), max_length=16, choices=CrfStatus.CRF_CHOICES)
     content_type = models.ForeignKey(
-        ContentType, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+        ContentType,
+        verbose_name=_("content type"),
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
     )
     object_id = models.PositiveBigIntegerField(_("object id"), null=True, blank=True)
     record = GenericForeignKey("content_type", "object_id")
@@ -60,11 +67,15 @@ class Query(models.Model):
         ),
     )
     opened_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, related_name="+"
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("opened by"),
+        on_delete=models.PROTECT,
+        null=True,
+        related_name="+",
     )
     opened_at = models.DateTimeField(_("opened at"), default=timezone.now)
     closed_at = models.DateTimeField(_("closed at"), null=True, blank=True)
-    updated_at = models.DateTimeField(auto_now=True)
+    updated_at = models.DateTimeField(_("updated at"), auto_now=True)
 
     class Meta:
         ordering = ["-opened_at", "-pk"]
@@ -117,10 +128,13 @@ class QueryEvent(models.Model):
         (AUTO_CLOSED, _("Closed by the edit checks")),
         (DATA_CHANGED, _("Value changed")),
     ]
-    query = models.ForeignKey(Query, on_delete=models.CASCADE, related_name="events")
+    query = models.ForeignKey(
+        Query, verbose_name=_("query"), on_delete=models.CASCADE, related_name="events"
+    )
     action = models.CharField(_("action"), max_length=16, choices=ACTION_CHOICES)
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL,
+        verbose_name=_("user"),
         on_delete=models.PROTECT,
         null=True,
         blank=True,
@@ -142,10 +156,17 @@ class Finding(models.Model):
 
     key = models.CharField(_("key"), max_length=200, unique=True)
     rule = models.CharField(_("rule"), max_length=40)
-    patient = models.ForeignKey(Patient, on_delete=models.CASCADE, related_name="findings")
+    patient = models.ForeignKey(
+        Patient, verbose_name=_("patient"), on_delete=models.CASCADE, related_name="findings"
+    )
     crf = models.CharField(_("CRF"), max_length=16, choices=CrfStatus.CRF_CHOICES)
     content_type = models.ForeignKey(
-        ContentType, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+        ContentType,
+        verbose_name=_("content type"),
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
     )
     object_id = models.PositiveBigIntegerField(_("object id"), null=True, blank=True)
     record = GenericForeignKey("content_type", "object_id")
@@ -178,10 +199,13 @@ class Finding(models.Model):
 
 
 class EditCheckRun(models.Model):
-    institution = models.ForeignKey(Institution, on_delete=models.CASCADE, related_name="+")
+    institution = models.ForeignKey(
+        Institution, verbose_name=_("institution"), on_delete=models.CASCADE, related_name="+"
+    )
     ran_at = models.DateTimeField(_("ran at"), default=timezone.now)
     ran_by = models.ForeignKey(
         settings.AUTH_USER_MODEL,
+        verbose_name=_("ran by"),
         on_delete=models.PROTECT,
         null=True,
         blank=True,
@@ -207,9 +231,14 @@ class Signature(models.Model):
         "I attest that the data in this case are accurate and complete, and that I have "
         "reviewed them as the principal investigator of this site."
     )
-    patient = models.ForeignKey(Patient, on_delete=models.CASCADE, related_name="signatures")
+    patient = models.ForeignKey(
+        Patient, verbose_name=_("patient"), on_delete=models.CASCADE, related_name="signatures"
+    )
     signed_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("signed by"),
+        on_delete=models.PROTECT,
+        related_name="+",
     )
     signed_at = models.DateTimeField(_("signed at"), default=timezone.now)
     meaning = models.TextField(
@@ -242,9 +271,12 @@ class LockEvent(models.Model):
 
     LOCK, UNLOCK = "lock", "unlock"
     ACTION_CHOICES = [(LOCK, _("Locked")), (UNLOCK, _("Unlocked"))]
-    institution = models.ForeignKey(Institution, on_delete=models.PROTECT, related_name="+")
+    institution = models.ForeignKey(
+        Institution, verbose_name=_("institution"), on_delete=models.PROTECT, related_name="+"
+    )
     patient = models.ForeignKey(
         Patient,
+        verbose_name=_("patient"),
         on_delete=models.CASCADE,
         null=True,
         blank=True,
@@ -252,7 +284,9 @@ class LockEvent(models.Model):
         help_text=_("Empty: the whole site."),
     )
     action = models.CharField(_("action"), max_length=8, choices=ACTION_CHOICES)
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, verbose_name=_("user"), on_delete=models.PROTECT, related_name="+"
+    )
     at = models.DateTimeField(_("at"), default=timezone.now)
     reason = models.TextField(_("reason"), blank=True)
 

@@ -10,7 +10,10 @@ class NotificationPreference(models.Model):
     """No row means the defaults: every message on, the browser's language."""
 
     user = models.OneToOneField(
-        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="notification_preference"
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("user"),
+        on_delete=models.CASCADE,
+        related_name="notification_preference",
     )
     query_opened = models.BooleanField(
         _("a query is opened on a case of my sites"),

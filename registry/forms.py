@@ -81,8 +81,6 @@ class CrfForm(forms.ModelForm):
         for field in self.fields.values():
             if isinstance(field, forms.DateField):
                 field.widget = DateInput()
-        if "cycle" in self.fields:  # a foreign key without a verbose name: labelled here
-            self.fields["cycle"].label = _("Cycle")
         if "cycle" in self.fields and patient is not None:
             self.fields["cycle"].iterator = CachedChoiceIterator  # before the queryset: it
             self.fields["cycle"].queryset = patient.cycles.all()  # sets the widget's choices
@@ -136,7 +134,6 @@ class RegistrationForm(CrfForm):
         super().__init__(*args, **kwargs)
         if "institution" in self.fields:
             self.fields["institution"].queryset = institutions
-            self.fields["institution"].label = _("Institution")  # a foreign key: labelled here
         if self.instance.pk is None:
             # The investigator confirms each criterion: no box comes ticked from the model's
             # default (an unticked inclusion box is refused by Patient.clean()).

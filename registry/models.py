@@ -80,6 +80,7 @@ class Institution(models.Model):
     )
     locked_by = models.ForeignKey(
         settings.AUTH_USER_MODEL,
+        verbose_name=_("locked by"),
         on_delete=models.PROTECT,
         null=True,
         blank=True,
@@ -106,10 +107,16 @@ class Membership(models.Model):
         (MONITOR, _("Data monitor")),
     ]
     user = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships"
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("user"),
+        on_delete=models.CASCADE,
+        related_name="memberships",
     )
     institution = models.ForeignKey(
-        Institution, on_delete=models.CASCADE, related_name="memberships"
+        Institution,
+        verbose_name=_("institution"),
+        on_delete=models.CASCADE,
+        related_name="memberships",
     )
     role = models.CharField(_("role"), max_length=20, choices=ROLE_CHOICES)
     is_principal_investigator = models.BooleanField(_("is principal investigator"), default=False)
@@ -208,9 +215,9 @@ def _case_lock_sql() -> str:
 class TrackedRecord(models.Model):
     """Common columns of every case record. `version` guards against lost concurrent edits."""
 
-    created_at = models.DateTimeField(auto_now_add=True)
-    updated_at = models.DateTimeField(auto_now=True)
-    version = models.PositiveIntegerField(default=1, editable=False)
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+    updated_at = models.DateTimeField(_("updated at"), auto_now=True)
+    version = models.PositiveIntegerField(_("version"), default=1, editable=False)
 
     class Meta:
         abstract = True
@@ -286,7 +293,12 @@ class Patient(TrackedRecord):
     MALE, FEMALE = "male", "female"
     SEX_CHOICES = [(MALE, _("Male")), (FEMALE, _("Female"))]
 
-    institution = models.ForeignKey(Institution, on_delete=models.PROTECT, related_name="patients")
+    institution = models.ForeignKey(
+        Institution,
+        verbose_name=_("institution"),
+        on_delete=models.PROTECT,
+        related_name="patients",
+    )
     sequence = models.PositiveIntegerField(editable=False)
     study_id = models.CharField(
         _("study id"),
@@ -745,7 +757,9 @@ class Cycle(PatientRecord):
         ("patient_decision", _("Patient decision")),
         ("other", _("Other")),
     ]
-    patient = models.ForeignKey(Patient, on_delete=models.CASCADE, related_name="cycles")
+    patient = models.ForeignKey(
+        Patient, verbose_name=_("patient"), on_delete=models.CASCADE, related_name="cycles"
+    )
     number = models.PositiveSmallIntegerField(
         _("cycle number"), validators=[MinValueValidator(1), MaxValueValidator(20)]
     )
@@ -883,9 +897,12 @@ class ResponseAssessment(PatientRecord):
         ("negative", _("Negative (< 10^-4)")),
         ("positive", _("Positive")),
     ]
-    patient = models.ForeignKey(Patient, on_delete=models.CASCADE, related_name="assessments")
+    patient = models.ForeignKey(
+        Patient, verbose_name=_("patient"), on_delete=models.CASCADE, related_name="assessments"
+    )
     cycle = models.ForeignKey(
         Cycle,
+        verbose_name=_("cycle"),
         on_delete=models.PROTECT,
         related_name="assessments",
         help_text=_("The cycle it follows."),
@@ -1032,9 +1049,12 @@ class AdverseEvent(PatientRecord):
         (FATAL, _("Fatal")),
         ("unknown", _("Unknown")),
     ]
-    patient = models.ForeignKey(Patient, on_delete=models.CASCADE, related_name="adverse_events")
+    patient = models.ForeignKey(
+        Patient, verbose_name=_("patient"), on_delete=models.CASCADE, related_name="adverse_events"
+    )
     cycle = models.ForeignKey(
         Cycle,
+        verbose_name=_("cycle"),
         on_delete=models.PROTECT,
         null=True,
         blank=True,
@@ -1189,7 +1209,10 @@ class SubsequentTherapy(PatientRecord):
         ("other", _("Other")),
     ]
     patient = models.ForeignKey(
-        Patient, on_delete=models.CASCADE, related_name="subsequent_therapies"
+        Patient,
+        verbose_name=_("patient"),
+        on_delete=models.CASCADE,
+        related_name="subsequent_therapies",
     )
     category = models.CharField(_("category"), max_length=24, choices=CATEGORY_CHOICES)
     regimen = models.CharField(_("regimen"), max_length=200)
@@ -1376,7 +1399,9 @@ class CrfStatus(models.Model):
     # transplant or evaluable assessment, but always has a baseline, a cycle and a follow-up).
     NEEDS_RECORD = frozenset({BASELINE, CYCLES, FOLLOW_UP})
 
-    patient = models.ForeignKey(Patient, on_delete=models.CASCADE, related_name="crf_statuses")
+    patient = models.ForeignKey(
+        Patient, verbose_name=_("patient"), on_delete=models.CASCADE, related_name="crf_statuses"
+    )
     crf = models.CharField(_("CRF"), max_length=16, choices=CRF_CHOICES)
     status = models.CharField(
         _("status"), max_length=12, choices=STATUS_CHOICES, default=IN_PROGRESS
@@ -1384,6 +1409,7 @@ class CrfStatus(models.Model):
     marked_complete_at = models.DateTimeField(_("marked complete at"), null=True, blank=True)
     marked_complete_by = models.ForeignKey(
         settings.AUTH_USER_MODEL,
+        verbose_name=_("marked complete by"),
         on_delete=models.PROTECT,
         null=True,
         blank=True,
@@ -1398,7 +1424,7 @@ class CrfStatus(models.Model):
             "to it needs a reason."
         ),
     )
-    updated_at = models.DateTimeField(auto_now=True)
+    updated_at = models.DateTimeField(_("updated at"), auto_now=True)
     # Facts kept by the monitoring app; `status` follows them (refresh_status()).
     open_queries = models.PositiveIntegerField(
         _("open queries"),
@@ -1409,6 +1435,7 @@ class CrfStatus(models.Model):
     verified_at = models.DateTimeField(_("source data verified at"), null=True, blank=True)
     verified_by = models.ForeignKey(
         settings.AUTH_USER_MODEL,
+        verbose_name=_("verified by"),
         on_delete=models.PROTECT,
         null=True,
         blank=True,
@@ -1426,6 +1453,7 @@ class CrfStatus(models.Model):
     locked_at = models.DateTimeField(_("locked at"), null=True, blank=True)
     locked_by = models.ForeignKey(
         settings.AUTH_USER_MODEL,
+        verbose_name=_("locked by"),
         on_delete=models.PROTECT,
         null=True,
         blank=True,

@@ -137,6 +137,7 @@ ALLOWED_LATIN = frozenset(
         "CSV",
         "PDF",
         "PNG",
+        "Word",  # Microsoft Word (report.docx)
         "API",
         "zip",
         "SHA",  # SHA-256
