@@ -35,10 +35,21 @@ def entered_fields(model) -> list[str]:
 
 
 class DateInput(forms.DateInput):
-    input_type = "date"
+    """A text box for YYYY-MM-DD. Not the browser's date picker: that shows the browser's own
+    locale format (mm/dd/yyyy, 2026. 11. 29.), and the study writes dates as ISO in English and
+    in Korean alike (source documents are copied as they read)."""
+
+    input_type = "text"
 
     def __init__(self, attrs=None):
-        super().__init__(attrs, format="%Y-%m-%d")
+        iso = {
+            "placeholder": "YYYY-MM-DD",
+            "pattern": r"\d{4}-\d{2}-\d{2}",
+            "inputmode": "numeric",
+            "autocomplete": "off",
+            "maxlength": "10",
+        }
+        super().__init__({**iso, **(attrs or {})}, format="%Y-%m-%d")
 
 
 def cycle_label(cycle) -> str:

@@ -76,6 +76,9 @@ ALLOWED_LATIN = frozenset(
         "T",
         "CAR",
         "ID",  # 연구 ID: Korean forms write ID as is
+        "YYYY",  # the date boxes' ISO format, written as is in Korean forms too
+        "MM",
+        "DD",
         # the paper's citation: Jung et al., Ann Hematol 2018
         "Jung",
         "et",

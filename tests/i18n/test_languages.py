@@ -161,6 +161,19 @@ def test_dates_are_iso_in_both_languages(language):
     assert shown == "2017-03-06|2017-03-06"
 
 
+@pytest.mark.parametrize("headers", [{}, KO])
+def test_a_crf_date_box_shows_and_takes_iso_whatever_the_browsers_locale(investigator, headers):
+    # The browser's own date picker would show mm/dd/yyyy or "2017. 03. 06." by its locale.
+    patient = f.patient()  # KR01, the investigator's site
+    f.baseline(patient)
+    page = logged_in(investigator, **headers).get(
+        reverse("registry:record_new", args=[patient.pk, "assessments"])
+    )
+    box = re.search(r'<input[^>]*name="assessment_date"[^>]*>', page.content.decode()).group(0)
+    assert 'type="text"' in box
+    assert 'placeholder="YYYY-MM-DD"' in box
+
+
 def test_the_api_answers_in_english_whatever_the_browser_asks(investigator):
     client = logged_in(investigator, **KO)
     response = client.post("/api/v1/patients/", {}, content_type="application/json")
