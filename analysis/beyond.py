@@ -26,8 +26,6 @@ from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
-from lifelines import CoxTimeVaryingFitter
-from lifelines.exceptions import ConvergenceError
 from scipy import stats
 
 from . import survival, tables
@@ -319,19 +317,30 @@ def start_stop(
     days = _days(df[duration_col])
     event = pd.to_numeric(df[event_col], errors="coerce").astype(float).to_numpy()
     changes = {name: _days(df[TIME_VARYING[name][0]]) for name in covariates}
-    rows = []
-    for i in range(len(df)):
-        stop, died = days[i], event[i]
-        if np.isnan(stop) or np.isnan(died) or stop <= 0:
-            continue
-        cuts = sorted({c[i] for c in changes.values() if 0 < c[i] < stop})
-        bounds = [0.0, *cuts, stop]
-        for start, end in zip(bounds[:-1], bounds[1:], strict=True):
-            row = {"id": i, "start": start, "stop": end, "event": int(died and end == stop)}
-            for name, when in changes.items():
-                row[name] = int(not np.isnan(when[i]) and when[i] <= start)
-            rows.append(row)
-    return pd.DataFrame(rows, columns=["id", "start", "stop", "event", *covariates])
+    kept = np.flatnonzero(~np.isnan(days) & ~np.isnan(event) & (days > 0))
+    stop = days[kept]
+    # Each patient's interval bounds: 0, the changes strictly inside (0, stop), stop; sorted
+    # along the row with the changes outside left as NaN (sorted last), a repeated day once.
+    inside = [np.where((c[kept] > 0) & (c[kept] < stop), c[kept], np.nan) for c in changes.values()]
+    bounds = np.sort(np.column_stack([np.zeros(len(kept)), *inside, stop]), axis=1)
+    repeated = np.zeros_like(bounds, dtype=bool)
+    repeated[:, 1:] = bounds[:, 1:] == bounds[:, :-1]
+    valid = ~np.isnan(bounds) & ~repeated
+    row, _ = np.nonzero(valid)  # row-major: each patient's bounds in order
+    flat = bounds[valid]
+    pair = np.flatnonzero(row[:-1] == row[1:])  # an interval between consecutive bounds
+    patient, starts, stops = kept[row[pair]], flat[pair], flat[pair + 1]
+    out = pd.DataFrame(
+        {
+            "id": patient,
+            "start": starts,
+            "stop": stops,
+            "event": ((event[patient] == 1) & (stops == days[patient])).astype(int),
+        }
+    )
+    for name, when in changes.items():
+        out[name] = (~np.isnan(when[patient]) & (when[patient] <= starts)).astype(int)
+    return out[["id", "start", "stop", "event", *covariates]]
 
 
 def _cox_rows(coef, se, terms, note="") -> list[dict]:
@@ -373,30 +382,27 @@ def cox_time_varying_fit(
         return _not_estimable(terms, "not estimable: no events")
     if any(data[t].nunique() < 2 for t in terms):
         return _not_estimable(terms, "not estimable: a covariate does not vary")
-    try:
-        with survival.recorded_warnings() as notes:
-            fitter = CoxTimeVaryingFitter().fit(
-                data[["id", "start", "stop", "event", *terms]].astype(float),
-                event_col="event",
-                start_col="start",
-                stop_col="stop",
-                id_col="id",
-                fit_options=survival.COX_FIT_OPTIONS,
-            )
-    except ConvergenceError as error:  # a note on the model, not a failed run
-        return _not_estimable(terms, survival.not_converged(error))
-    se = fitter.standard_errors_
+    fit = survival.efron_fit(
+        data["stop"].to_numpy(dtype=float),
+        data["event"].to_numpy(dtype=float),
+        data[terms],
+        start=data["start"].to_numpy(dtype=float) if counting else None,
+    )
+    if isinstance(fit, str):  # a note on the model, not a failed run
+        return _not_estimable(terms, fit)
+    notes = survival.fit_notes(fit, data, "event", terms)
+    params, se = dict(zip(terms, fit.coef, strict=True)), dict(zip(terms, fit.se, strict=True))
     diverging = [t for t in terms if not (np.isfinite(se[t]) and se[t] <= MAX_COX_SE)]
     if diverging:
-        limits = [f"{t} to {'infinity' if fitter.params_[t] > 0 else 'zero'}" for t in diverging]
+        limits = [f"{t} to {'infinity' if params[t] > 0 else 'zero'}" for t in diverging]
         note = f"not estimable: the HR of {', '.join(limits)} diverges (monotone likelihood)"
         return _not_estimable(terms, survival.join_notes(note, *notes))
-    rows = _cox_rows(fitter.params_.to_dict(), se.to_dict(), terms, survival.join_notes(*notes))
+    rows = _cox_rows(params, se, terms, survival.join_notes(*notes))
     ph_test = survival.cox_zph(
         data["stop"].to_numpy(),
         data["event"].to_numpy(),
         data[terms].to_numpy(),
-        fitter.params_[terms].to_numpy(),
+        fit.coef,
         terms=terms,
         start=data["start"].to_numpy() if counting else None,
     )
