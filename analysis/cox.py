@@ -32,64 +32,71 @@ class CoxFit(NamedTuple):
 
 
 class _RiskSets:
-    """What does not change between Newton steps: the orders and the positions of each death's
-    risk set in them."""
+    """What does not change between Newton steps, for rows sorted by stop time: the blocks of
+    rows sharing a stop (start) time, and where each death's risk set begins in them."""
 
     def __init__(self, time, event, start=None):
-        dead = np.flatnonzero(event)
-        self.dead = dead[np.argsort(time[dead], kind="stable")]  # deaths, earliest first
+        # Rows sharing a stop time form a block; suffix sums over the blocks give the sums over
+        # stop >= t (np.add.reduceat on sorted rows: no per-row fancy indexing per step).
+        self.stop_blocks = np.flatnonzero(np.r_[True, time[1:] != time[:-1]])
+        block_times = time[self.stop_blocks]
+        self.dead = np.flatnonzero(event)  # deaths, earliest first (rows are sorted by time)
         td = time[self.dead]
+        self.at_stop = np.searchsorted(block_times, td, side="left")  # stop >= t
         # Tied deaths: [first, last) of each death's time among the deaths; rank l = 0..d-1.
+        self.tie_blocks = np.flatnonzero(np.r_[True, td[1:] != td[:-1]]) if len(td) else td
         self.first = np.searchsorted(td, td, side="left")
         self.last = np.searchsorted(td, td, side="right")
+        self.tie_of = np.searchsorted(self.tie_blocks, self.first)
         self.frac = (np.arange(len(td)) - self.first) / (self.last - self.first)
-        self.by_stop = np.argsort(time, kind="stable")
-        self.at_stop = np.searchsorted(time[self.by_stop], td, side="left")  # stop >= t
         if start is None:
             self.by_start = None
         else:
             self.by_start = np.argsort(start, kind="stable")
-            self.at_start = np.searchsorted(start[self.by_start], td, side="left")  # start >= t
+            starts = start[self.by_start]
+            self.start_blocks = np.flatnonzero(np.r_[True, starts[1:] != starts[:-1]])
+            self.at_start = np.searchsorted(starts[self.start_blocks], td, side="left")
 
     @staticmethod
-    def _suffix(values, order, at):
-        """Sums of values over the rows from position `at` on, in `order`."""
-        sums = np.cumsum(values[order][::-1], axis=0)[::-1]
-        sums = np.concatenate([sums, np.zeros((1, values.shape[1]))])
-        return sums[at]
+    def _suffix(values, blocks, at):
+        """Sums of values over the rows from block `at` on (rows sorted, blocks contiguous)."""
+        sums = np.add.reduceat(values, blocks, axis=0)
+        sums = np.cumsum(sums[::-1], axis=0)[::-1]
+        return np.concatenate([sums, np.zeros((1, values.shape[1]))])[at]
 
     def risk_sums(self, values):
-        """Sums of values (rows x columns) over each death's risk set."""
-        sums = self._suffix(values, self.by_stop, self.at_stop)
+        """Sums of values (rows x columns) over each death's risk set, start < t <= stop."""
+        sums = self._suffix(values, self.stop_blocks, self.at_stop)
         if self.by_start is not None:
-            sums -= self._suffix(values, self.by_start, self.at_start)
+            sums -= self._suffix(values[self.by_start], self.start_blocks, self.at_start)
         return sums
 
     def tie_sums(self, values):
         """Sums of values over the deaths tied with each death."""
-        c = np.concatenate([np.zeros((1, values.shape[1])), np.cumsum(values, axis=0)])
-        return c[self.last] - c[self.first]
+        return np.add.reduceat(values, self.tie_blocks, axis=0)[self.tie_of]
 
 
 def _efron_terms(beta, x, risk_sets: _RiskSets):
-    """Log partial likelihood, gradient and information at beta (x centred)."""
-    n, p = x.shape
+    """Log partial likelihood, gradient and information at beta (x centred, sorted by time)."""
+    p = x.shape[1]
+    upper = np.triu_indices(p)  # x x' is symmetric: its upper triangle only
     eta = x @ beta
     shift = eta.max()
     w = np.exp(eta - shift)  # the shift cancels in every ratio below
     wx = w[:, None] * x
-    wxx = (wx[:, :, None] * x[:, None, :]).reshape(n, p * p)
-    stacked = np.column_stack([w, wx, wxx])
+    stacked = np.column_stack([w, wx, wx[:, upper[0]] * x[:, upper[1]]])
     at_risk = risk_sets.risk_sums(stacked)
     dead = risk_sets.dead
     tied = risk_sets.tie_sums(stacked[dead])
     sums = at_risk - risk_sets.frac[:, None] * tied
     den = sums[:, 0]
     a = sums[:, 1 : 1 + p] / den[:, None]
-    second = sums[:, 1 + p :] / den[:, None]
+    second = np.zeros((p, p))
+    second[upper] = (sums[:, 1 + p :] / den[:, None]).sum(axis=0)
+    second = second + np.triu(second, 1).T
     loglik = float((eta[dead] - shift).sum() - np.log(den).sum())
     grad = x[dead].sum(axis=0) - a.sum(axis=0)
-    info = second.sum(axis=0).reshape(p, p) - a.T @ a
+    info = second - a.T @ a
     return loglik, grad, info
 
 
@@ -107,7 +114,10 @@ def cox_efron(
     if x.ndim == 1:
         x = x[:, None]
     x = x - x.mean(axis=0)
-    risk_sets = _RiskSets(time, event, None if start is None else np.asarray(start, dtype=float))
+    order = np.argsort(time, kind="stable")
+    time, event, x = time[order], event[order], x[order]
+    start = None if start is None else np.asarray(start, dtype=float)[order]
+    risk_sets = _RiskSets(time, event, start)
     beta = np.zeros(x.shape[1])
     loglik, grad, info = _efron_terms(beta, x, risk_sets)
     converged, iterations = False, 0

@@ -376,19 +376,18 @@ def cox_zph(stop, event, X, beta, terms: Sequence[str], start=None) -> pd.DataFr
     x_dead = np.zeros((len(times), p))
     np.add.at(x_dead, death_index, X[event])
 
-    score = x_dead.copy()
-    info = np.zeros((len(times), p, p))
-    for k in range(1, n_dead.max() + 1):
-        # Efron: the k-th of d tied deaths sees the others' risk weighted by 1 - (k - 1) / d
-        # (the same d fractions as k / d).
-        rows = n_dead >= k
-        share = (k / n_dead[rows])[:, None]
-        sums = at_risk[rows] - dead[rows] + share * dead[rows]
-        denominator = sums[:, :1]
-        mean = sums[:, 1 : 1 + p] / denominator
-        second = sums[:, 1 + p :].reshape(-1, p, p) / denominator[:, :, None]
-        score[rows] -= mean
-        info[rows] += second - mean[:, :, None] * mean[:, None, :]
+    # Efron, one row per death: the k-th of d tied deaths sees the others' risk weighted by
+    # 1 - (k - 1) / d (the same d fractions as k / d); each time sums its deaths' rows.
+    tied = np.repeat(np.arange(len(times)), n_dead)
+    k = np.arange(len(tied)) - np.repeat(np.cumsum(n_dead) - n_dead, n_dead) + 1
+    share = (k / n_dead[tied])[:, None]
+    sums = at_risk[tied] - dead[tied] + share * dead[tied]
+    denominator = sums[:, :1]
+    mean = sums[:, 1 : 1 + p] / denominator
+    second = sums[:, 1 + p :].reshape(-1, p, p) / denominator[:, :, None]
+    starts = np.cumsum(n_dead) - n_dead
+    score = x_dead - np.add.reduceat(mean, starts, axis=0)
+    info = np.add.reduceat(second - mean[:, :, None] * mean[:, None, :], starts, axis=0)
     u = np.concatenate([np.zeros(p), (g[:, None] * score).sum(axis=0)])
     imat = np.block(
         [
