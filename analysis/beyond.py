@@ -26,13 +26,13 @@ from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
-from scipy import stats
+from scipy import special
 
 from . import survival, tables
 from .defaults import DEFAULT_LANDMARK_DAYS, DEFAULT_REFERENCE_RATE
 
 DAYS_PER_MONTH = 30.4375  # as analysis.dataset; repeated so this module needs no Django
-Z_95 = stats.norm.ppf(0.975)
+Z_95 = float(special.ndtri(0.975))
 
 DEFAULT_AT_RISK_MONTHS = (0, 3, 6, 9, 12, 15, 18)
 DEFAULT_CUTS = tables.SubgroupCuts()
@@ -355,7 +355,7 @@ def _cox_rows(coef, se, terms, note="") -> list[dict]:
                 "hazard_ratio": math.exp(b),
                 "ci_lower": math.exp(b - Z_95 * s),
                 "ci_upper": math.exp(b + Z_95 * s),
-                "p_value": float(2 * stats.norm.sf(abs(b / s))) if s > 0 else math.nan,
+                "p_value": float(2 * special.ndtr(-abs(b / s))) if s > 0 else math.nan,
                 "note": note,
             }
         )
@@ -642,7 +642,9 @@ def binomial_test_greater(k: int, n: int, reference_rate: float) -> float:
     binom.test(k, n, p = p0, alternative = "greater")."""
     if n == 0:
         return math.nan
-    return float(stats.binomtest(k, n, reference_rate, alternative="greater").pvalue)
+    if k == 0:
+        return 1.0
+    return float(special.betainc(k, n - k + 1, reference_rate))  # P(X >= k), exactly
 
 
 def _rate_row(variable, level, responders: pd.Series, reference_rate) -> dict:

@@ -12,11 +12,11 @@ from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
-from scipy import stats
+from scipy import special
 
 from .cox import cox_efron
 
-Z_95 = stats.norm.ppf(0.975)
+Z_95 = float(special.ndtri(0.975))
 
 # R's survmean() tolerance for "the curve is exactly 0.5".
 _MEDIAN_TOLERANCE = np.finfo(float).eps ** 0.5
@@ -160,7 +160,7 @@ def logrank(df: pd.DataFrame, duration_col: str, event_col: str, group_col: str)
     diff = (observed - expected)[used][1:]
     vv = var[np.ix_(used, used)][1:, 1:]
     chisq = float(diff @ np.linalg.solve(vv, diff))
-    return LogRank(chisq, df_, float(stats.chi2.sf(chisq, df_)))
+    return LogRank(chisq, df_, float(special.chdtrc(df_, chisq)))
 
 
 COX_COLUMNS = ["term", "coef", "se", "hazard_ratio", "ci_lower", "ci_upper", "p_value", "note"]
@@ -305,7 +305,7 @@ def _coefficients(covariates, coef, se, z, note) -> pd.DataFrame:
             "hazard_ratio": np.exp(coef.to_numpy()),
             "ci_lower": np.exp((coef - Z_95 * se).to_numpy()),
             "ci_upper": np.exp((coef + Z_95 * se).to_numpy()),
-            "p_value": 2 * stats.norm.sf(np.abs(z.to_numpy())),
+            "p_value": 2 * special.ndtr(-np.abs(z.to_numpy())),
             "note": note,
         },
         columns=COX_COLUMNS,
@@ -404,7 +404,7 @@ def cox_zph(stop, event, X, beta, terms: Sequence[str], start=None) -> pd.DataFr
         except np.linalg.LinAlgError:
             chisq = np.nan
         rows.append(
-            {"term": term, "chisq": chisq, "df": df, "p_value": float(stats.chi2.sf(chisq, df))}
+            {"term": term, "chisq": chisq, "df": df, "p_value": float(special.chdtrc(df, chisq))}
         )
     return pd.DataFrame(rows, columns=PH_TEST_COLUMNS)
 
