@@ -28,6 +28,7 @@ _REL = "http://schemas.openxmlformats.org/officeDocument/2006/relationships"
 _PKG_REL = "http://schemas.openxmlformats.org/package/2006/relationships"
 _XML = '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n'
 _SHEET_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml."
+_KEEP = ' xml:space="preserve"'  # leading and trailing spaces stay
 _ILLEGAL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
 _CHUNK = 5000  # rows per write into the zip stream
 
@@ -122,7 +123,7 @@ def _cell(ref: str, value, style: int = 0) -> str:
         else:
             return f'<c r="{ref}"{s}><v>{value!r}</v></c>'
     text = _text(str(value))
-    return f'<c r="{ref}"{s} t="inlineStr"><is><t xml:space="preserve">{text}</t></is></c>'
+    return f'<c r="{ref}"{s} t="inlineStr"><is><t{_KEEP}>{text}</t></is></c>'
 
 
 def _column_cells(values, letter: str, first_row: int) -> list[str]:
@@ -147,11 +148,30 @@ def _column_cells(values, letter: str, first_row: int) -> list[str]:
             f'<c r="{letter}{r}" t="b"><v>{int(v)}</v></c>'
             for r, v in zip(rows, values.tolist(), strict=True)
         ]
-    # Text, nullable and mixed columns: cell by cell (missing values as None).
-    objects = values.astype(object)
-    objects = objects.where(values.notna(), None).tolist()
+    missing = values.isna().to_numpy()
+    if kind == "O" and not isinstance(values.dtype, np.dtype):  # nullable Int64, boolean, Float64
+        if values.dtype.kind in "iu":
+            numbers = values.to_numpy(dtype="int64", na_value=0).tolist()
+            return [
+                "" if gap else f'<c r="{letter}{r}"><v>{v}</v></c>'
+                for r, v, gap in zip(rows, numbers, missing.tolist(), strict=True)
+            ]
+        if values.dtype.kind == "b":
+            flags = values.to_numpy(dtype=bool, na_value=False).tolist()
+            return [
+                "" if gap else f'<c r="{letter}{r}" t="b"><v>{int(v)}</v></c>'
+                for r, v, gap in zip(rows, flags, missing.tolist(), strict=True)
+            ]
+        if values.dtype.kind == "f":
+            return _column_cells(values.astype("float64"), letter, first_row)
+    # Text and mixed columns: cell by cell (missing values as None); plain text the fast way.
+    objects = values.astype(object).where(~missing, None).tolist()
     cells = []
     for r, v in zip(rows, objects, strict=True):
+        if type(v) is str:
+            text = _text(v)
+            cells.append(f'<c r="{letter}{r}" t="inlineStr"><is><t{_KEEP}>{text}</t></is></c>')
+            continue
         if v is not None and not isinstance(v, (bool, int, float, str)):
             v = v.item() if hasattr(v, "item") else str(v)  # numpy scalars, dates
         cells.append(_cell(f"{letter}{r}", v))
