@@ -338,10 +338,42 @@ class FigureSpec:
         used += [self.options["group_col"]] if self.options.get("group_col") else []
         return FigureSpec(self.stem, self.frame[used], self.options)
 
+    def figure(self):
+        return figures.km_figure(self.frame, **self.options)
 
-def _draw(specs: list[FigureSpec], out: Path) -> None:
+
+@dataclass(frozen=True)
+class ChartSpec:
+    """One of the run's other figures: file stem, the analysis.charts function and its
+    arguments (a worker draws it like a Kaplan-Meier figure)."""
+
+    stem: str
+    function: str
+    args: tuple
+
+    def columns(self) -> "ChartSpec":
+        return self
+
+    def figure(self):
+        return getattr(charts, self.function)(*self.args)
+
+
+def chart_specs(snapshot: RegistrySnapshot, results: dict) -> list[ChartSpec]:
+    """Figure 1, the forest plot of Table 2 and the swimmer plot."""
+    return [
+        ChartSpec("flow_diagram", "flow_diagram", (results["flow.csv"],)),
+        ChartSpec("forest_table2", "forest_plot", (results["table2_subgroups.csv"],)),
+        swimmer_spec(snapshot),
+    ]
+
+
+def swimmer_spec(snapshot: RegistrySnapshot) -> ChartSpec:
+    return ChartSpec("swimmer", "swimmer_plot", (snapshot.dataset, snapshot.cycles))
+
+
+def _draw(specs: list, out: Path) -> None:
     for spec in specs:
-        figures.save_figure(figures.km_figure(spec.frame, **spec.options), out / spec.stem)
+        figures.save_figure(spec.figure(), out / spec.stem)
 
 
 @contextmanager
@@ -410,6 +442,15 @@ class Drawing:
             logger.info("Figures drawn in this process: %r", refused)
             self.close()
 
+    def add(self, specs: list) -> None:
+        """More figures to draw (e.g. those drawn from the tables, once they are computed)."""
+        self.specs = [*self.specs, *specs]
+        if self.pool is not None:
+            try:
+                self.jobs += [self.pool.submit(_draw, [spec.columns()], self.out) for spec in specs]
+            except self.REFUSED:
+                self.close()
+
     def close(self):
         """Stop the workers and give this process its BLAS threads back (wait() does it too)."""
         if self.pool is not None:
@@ -450,8 +491,11 @@ def write_run(snapshot, out_dir, parameters, metadata=None, progress=lambda pct,
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     # The figures are drawn in worker processes while this one writes the data and the tables.
+    # The swimmer plot first (it needs no table): the run takes back, last first, the figures
+    # no worker has started; then Figure 1 and the forest plot, once their tables exist.
     drawing = Drawing(
-        paper_figure_specs(snapshot.dataset)
+        [swimmer_spec(snapshot)]
+        + paper_figure_specs(snapshot.dataset)
         + landmark_figure_specs(snapshot.dataset, _landmark_days(parameters)),
         out,
     )
@@ -472,7 +516,7 @@ def write_run(snapshot, out_dir, parameters, metadata=None, progress=lambda pct,
             ),
         )
         _step(progress, "charts")
-        files += draw_charts(snapshot, results, out)
+        drawing.add([spec for spec in chart_specs(snapshot, results) if spec.stem != "swimmer"])
         _step(progress, "km")
         figure_files = drawing.wait()
     finally:
@@ -503,14 +547,9 @@ def write_run(snapshot, out_dir, parameters, metadata=None, progress=lambda pct,
 
 def draw_charts(snapshot: RegistrySnapshot, results: dict, out: Path) -> list[str]:
     """Figure 1, the forest plot of Table 2 and the swimmer plot (PNG and SVG each)."""
-    drawn = {
-        "flow_diagram": charts.flow_diagram(results["flow.csv"]),
-        "forest_table2": charts.forest_plot(results["table2_subgroups.csv"]),
-        "swimmer": charts.swimmer_plot(snapshot.dataset, snapshot.cycles),
-    }
-    for stem, figure in drawn.items():
-        figures.save_figure(figure, out / stem)
-    return [f"{stem}.{ext}" for stem in drawn for ext in ("png", "svg")]
+    specs = chart_specs(snapshot, results)
+    _draw(specs, out)
+    return [f"{spec.stem}.{ext}" for spec in specs for ext in ("png", "svg")]
 
 
 def run_sections(out: Path, meta: dict, files, src) -> list[display.Section]:
