@@ -129,7 +129,7 @@ def logrank(df: pd.DataFrame, duration_col: str, event_col: str, group_col: str)
     """Log-rank test across the levels of group_col (R survdiff, rho = 0): observed minus
     expected deaths per group and their hypergeometric covariance, summed over the distinct
     death times with numpy. Groups without expected deaths are left out, as R does; df is the
-    number of groups left minus one."""
+    number of groups minus one."""
     data = df[[duration_col, event_col, group_col]].dropna()
     time = data[duration_col].to_numpy(dtype=float)
     died = data[event_col].to_numpy(dtype=float)
@@ -154,9 +154,9 @@ def logrank(df: pd.DataFrame, duration_col: str, event_col: str, group_col: str)
         scale[:, None, None] * share[:, :, None] * share[:, None, :]
     ).sum(axis=0)
     used = expected > 0
-    df_ = int(used.sum()) - 1
-    if df_ < 1:
-        return LogRank(0.0, max(df_, 0), float("nan"))
+    df_ = k - 1  # as R's print.survdiff and the tests' reference: the groups compared, less one
+    if used.sum() < 2:  # R: no test when fewer than two groups expect a death
+        return LogRank(0.0, df_, float(special.chdtrc(df_, 0.0)) if df_ > 0 else float("nan"))
     diff = (observed - expected)[used][1:]
     vv = var[np.ix_(used, used)][1:, 1:]
     chisq = float(diff @ np.linalg.solve(vv, diff))
