@@ -219,6 +219,13 @@ def main():
         help="time manage.py run_analysis only up to this size (it includes beyond and the "
         "dataset's xlsx); 0 = never",
     )
+    parser.add_argument(
+        "--phases",
+        nargs="*",
+        choices=PHASES,
+        help="only these phases (none given: only the command, e.g. `--phases --command-max "
+        "100000` times manage.py run_analysis alone)",
+    )
     parser.add_argument("--phase", choices=PHASES, help=argparse.SUPPRESS)
     parser.add_argument("--frame", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
@@ -231,7 +238,9 @@ def main():
         bench(
             n,
             args.repeat,
-            PHASES if n <= args.beyond_max else PHASES[:5],
+            args.phases
+            if args.phases is not None
+            else (PHASES if n <= args.beyond_max else PHASES[:5]),
             n <= args.command_max,
         )
         for n in args.patients
