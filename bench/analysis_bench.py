@@ -245,7 +245,11 @@ def main():
         )
         for n in args.patients
     ]
-    path = common.record("analysis", {"sizes": results})
+    # A run of some phases keeps its own file (bench/results/analysis_command_100000.json).
+    name = "analysis"
+    if args.phases is not None:
+        name += f"_{'_'.join(args.phases) or 'command'}_" + "_".join(map(str, args.patients))
+    path = common.record(name, {"sizes": results})
     print(f"   written: {path.relative_to(common.ROOT)}")
 
 
