@@ -508,11 +508,12 @@ def write_run(snapshot, out_dir, parameters, metadata=None, progress=lambda pct,
         _step(progress, "tables")
         results = compute_tables(snapshot, parameters)
         n_patients = len(snapshot.dataset)
+        frames = {}  # the table CSVs, read once for both layouts of the run
         files += write_tables(
             results,
             out,
             formatted=lambda: display.all_tables(
-                run_sections(out, {"n_patients": n_patients}, [], src=str)
+                run_sections(out, {"n_patients": n_patients}, [], src=str, frames=frames)
             ),
         )
         _step(progress, "charts")
@@ -533,7 +534,7 @@ def write_run(snapshot, out_dir, parameters, metadata=None, progress=lambda pct,
         "months": f"days / {DAYS_PER_MONTH}",
     }
     # Every formatted view is built from the files just written, as the dashboard builds it.
-    sections = run_sections(out, meta, files, src=lambda name: _data_uri(out / name))
+    sections = run_sections(out, meta, files, lambda name: _data_uri(out / name), frames)
     _step(progress, "report")
     (out / "report.html").write_text(render_report(sections, meta, out))
     files.append("report.html")
@@ -552,11 +553,16 @@ def draw_charts(snapshot: RegistrySnapshot, results: dict, out: Path) -> list[st
     return [f"{spec.stem}.{ext}" for spec in specs for ext in ("png", "svg")]
 
 
-def run_sections(out: Path, meta: dict, files, src) -> list[display.Section]:
+def run_sections(out: Path, meta: dict, files, src, frames: dict | None = None):
     """The run laid out as the paper (analysis.display), from the CSVs in `out`; footnotes
-    state the dataset's definitions (analysis.dataset.DEFINITIONS)."""
-    frames = display.load_frames(out, display.SOURCES)
-    return display.sections(frames, meta, files, src, definitions=DEFINITIONS)
+    state the dataset's definitions (analysis.dataset.DEFINITIONS). `frames`: a dict the CSVs
+    are read into on the first call and taken from on the next (write_run lays the run out
+    twice: for tables.xlsx, then for the reports)."""
+    if frames is None:
+        frames = {}
+    if not frames:
+        frames.update(display.load_frames(out, display.SOURCES))
+    return display.sections(dict(frames), meta, files, src, definitions=DEFINITIONS)
 
 
 # The dataset's rules stated with every view of a run (evaluable, best response, EFS and OS
