@@ -15,12 +15,13 @@ R:   bench/r/vs_r.R: the scripts the tests compare the app with (tests/analysis/
      multi-state survfit, binom.test, prop.test), cox.zph of every model, fisher.test and
      binom.test per Table 2 subgroup; timed with proc.time() inside R after reading the CSV.
 
-Best of --repeat for each. max_rel_diff: the largest |app - R| / max(|app|, |R|) over the
-estimates compared (KM survival, log-rank chi-square, Cox and time-varying Cox coefficients
-and standard errors, cumulative incidence and its standard error, cox.zph chi-square, Fisher
-P, the response rates' exact and Wilson limits and binomial P); differences under 1e-12 count
-as 0. The last line printed is one
-JSON object: {"patients", "app_s", "r_s", "ratio", "max_rel_diff"}.
+Best of --repeat for each, wall and CPU (user + system; R's proc.time, the app's
+process_time) apart: a loaded machine changes CPU time least. max_rel_diff: the largest
+|app - R| / max(|app|, |R|) over the estimates compared (KM survival, log-rank chi-square,
+Cox and time-varying Cox coefficients and standard errors, cumulative incidence and its
+standard error, cox.zph chi-square, Fisher P, the response rates' exact and Wilson limits and
+binomial P); differences under 1e-12 count as 0. The last line printed is one JSON object:
+{"patients", "app_s", "r_s", "ratio", "max_rel_diff"}.
 """
 
 from __future__ import annotations
@@ -144,17 +145,18 @@ def main():
     source = work / "frame.csv"
     r_frame(snapshot.dataset).to_csv(source, index=False, float_format="%.17g")
 
-    app_times, app = [], None
+    app_times, app_cpu, app = [], [], None
     for _ in range(args.repeat):
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
         tables = outputs.paper_tables(snapshot, parameters)
         extra = outputs.beyond_tables(snapshot, parameters)
         app_times.append(time.perf_counter() - started)
+        app_cpu.append(time.process_time() - cpu)
         app = {**tables, **extra}
         app["cox_ph_test.csv"] = pd.concat(
             [tables["cox_ph_test.csv"], extra["cox_ph_test.csv"]], ignore_index=True
         )
-    r_times, r_dir = [], work / "r"
+    r_times, r_cpu, r_dir = [], [], work / "r"
     r_dir.mkdir(exist_ok=True)
     at_risk = ",".join(str(m) for m in outputs.AT_RISK_MONTHS)
     for _ in range(args.repeat):
@@ -170,7 +172,9 @@ def main():
                 at_risk,
             ]
         )
-        r_times.append(float(pd.read_csv(r_dir / "timing.csv")["r_s"].iloc[0]))
+        timing = pd.read_csv(r_dir / "timing.csv")
+        r_times.append(float(timing["r_s"].iloc[0]))
+        r_cpu.append(float(timing["r_cpu_s"].iloc[0]))
     diffs = compare(app, r_dir)
     if args.keep:
         for name, frame in app.items():
@@ -188,7 +192,11 @@ def main():
     for family, value in diffs.items():
         print(f"  {family:<28} max relative difference {value:.2e}")
     print(f"  app runs {[round(t, 3) for t in app_times]}, R runs {r_times}")
-    common.record(f"vs_r_{n}", {**result, "app_runs": app_times, "r_runs": r_times, **diffs})
+    # CPU seconds (user + system): what a loaded machine changes least.
+    cpu = {"app_cpu_s": round(min(app_cpu), 3), "r_cpu_s": round(min(r_cpu), 3)}
+    cpu["cpu_ratio"] = round(cpu["app_cpu_s"] / cpu["r_cpu_s"], 2)
+    print(f"  CPU: app {cpu['app_cpu_s']} s, R {cpu['r_cpu_s']} s, ratio {cpu['cpu_ratio']}")
+    common.record(f"vs_r_{n}", {**result, **cpu, "app_runs": app_times, "r_runs": r_times, **diffs})
     print(json.dumps(result))
 
 
