@@ -114,13 +114,16 @@ def write_run(*args, **kwargs):
     return write(*args, **kwargs)
 
 
-def execute(run: AnalysisRun) -> AnalysisRun:
-    """Run the analysis; whatever happens, the run ends as succeeded or failed."""
+def execute(run: AnalysisRun, on_step=lambda step: None) -> AnalysisRun:
+    """Run the analysis; whatever happens, the run ends as succeeded or failed. `on_step` is
+    called with each step's text as it starts (`run_analysis -v 2` times them)."""
 
     current = {"step": PROGRESS_STEPS["read"][1]}
+    on_step(current["step"])
 
     def progress(pct, step):
         current["step"] = step
+        on_step(step)
         AnalysisRun.objects.filter(pk=run.pk).update(
             progress_pct=pct, progress_step=step, heartbeat_at=timezone.now()
         )
