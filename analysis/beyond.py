@@ -26,22 +26,21 @@ from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
-from lifelines import CoxTimeVaryingFitter
-from lifelines.exceptions import ConvergenceError
-from scipy import stats
+from scipy import special
 
 from . import survival, tables
 from .defaults import DEFAULT_LANDMARK_DAYS, DEFAULT_REFERENCE_RATE
+from .tables import gettext_noop  # marks a label for the catalogue; no Django here
 
 DAYS_PER_MONTH = 30.4375  # as analysis.dataset; repeated so this module needs no Django
-Z_95 = stats.norm.ppf(0.975)
+Z_95 = float(special.ndtri(0.975))
 
 DEFAULT_AT_RISK_MONTHS = (0, 3, 6, 9, 12, 15, 18)
 DEFAULT_CUTS = tables.SubgroupCuts()
 
 # One plain-language paragraph per analysis, shown on the dashboard and in the report.
 NOTES = {
-    "landmark": (
+    "landmark": gettext_noop(
         "Landmark analysis. The paper compares patients by response and by allogeneic SCT as "
         "if both were known on day 1, but a patient has to stay alive (and in remission) long "
         "enough to respond or to be transplanted, so those groups are credited with time in "
@@ -52,7 +51,7 @@ NOTES = {
         "before it, and time is counted from the landmark. Patients left out, and why, are "
         "listed; later responses or transplants stay in the 'no' group."
     ),
-    "cox_time_varying": (
+    "cox_time_varying": gettext_noop(
         "Time-dependent Cox model. Instead of labelling a patient 'transplanted' or "
         "'responder' from day 1, each patient counts as not transplanted (not in remission) "
         "until the day of the SCT (the first CR/CRi) and as transplanted (in remission) from "
@@ -61,7 +60,7 @@ NOTES = {
         "comparison. A change on day t applies from day t onwards: an event or censoring on "
         "the day of the SCT or response is counted before it."
     ),
-    "cumulative_incidence": (
+    "cumulative_incidence": gettext_noop(
         "Competing risks. Relapse/progression and death without relapse (non-relapse "
         "mortality) prevent each other: a patient who died in remission can no longer relapse. "
         "One minus Kaplan-Meier, treating the other event as censoring, pretends such patients "
@@ -70,7 +69,7 @@ NOTES = {
         "Groups by responder and allo_sct_after are the paper's day-1 groups and keep its "
         "immortal-time bias."
     ),
-    "response_rate": (
+    "response_rate": gettext_noop(
         "Response rate with confidence intervals and a test. The paper reports the CR/CRi "
         "rate without an interval; here it has the exact (Clopper-Pearson) and the Wilson "
         "95% CI, overall and in the Table 2 subgroups, and an exact one-sided binomial test "
@@ -99,15 +98,18 @@ LANDMARK_GROUP_LABELS = {
 }
 EXCLUSION_REASONS = {
     "efs": [
-        ("relapse_progression", "relapse or progression on or before the landmark day"),
-        ("death", "death without relapse on or before the landmark day"),
-        ("censored", "follow-up ended (censored) on or before the landmark day"),
-        ("missing", "EFS time or event missing"),
+        (
+            "relapse_progression",
+            gettext_noop("relapse or progression on or before the landmark day"),
+        ),
+        ("death", gettext_noop("death without relapse on or before the landmark day")),
+        ("censored", gettext_noop("follow-up ended (censored) on or before the landmark day")),
+        ("missing", gettext_noop("EFS time or event missing")),
     ],
     "os": [
-        ("death", "died on or before the landmark day"),
-        ("censored", "follow-up ended (censored) on or before the landmark day"),
-        ("missing", "OS time or event missing"),
+        ("death", gettext_noop("died on or before the landmark day")),
+        ("censored", gettext_noop("follow-up ended (censored) on or before the landmark day")),
+        ("missing", gettext_noop("OS time or event missing")),
     ],
 }
 LANDMARK_MEDIAN_COLUMNS = [
@@ -172,7 +174,7 @@ def landmark_frame(
             "endpoint": endpoint,
             "landmark_days": landmark_days,
             "status": "included",
-            "reason": "at risk after the landmark day",
+            "reason": gettext_noop("at risk after the landmark day"),
             "n": int(eligible.sum()),
         }
     ]
@@ -319,19 +321,30 @@ def start_stop(
     days = _days(df[duration_col])
     event = pd.to_numeric(df[event_col], errors="coerce").astype(float).to_numpy()
     changes = {name: _days(df[TIME_VARYING[name][0]]) for name in covariates}
-    rows = []
-    for i in range(len(df)):
-        stop, died = days[i], event[i]
-        if np.isnan(stop) or np.isnan(died) or stop <= 0:
-            continue
-        cuts = sorted({c[i] for c in changes.values() if 0 < c[i] < stop})
-        bounds = [0.0, *cuts, stop]
-        for start, end in zip(bounds[:-1], bounds[1:], strict=True):
-            row = {"id": i, "start": start, "stop": end, "event": int(died and end == stop)}
-            for name, when in changes.items():
-                row[name] = int(not np.isnan(when[i]) and when[i] <= start)
-            rows.append(row)
-    return pd.DataFrame(rows, columns=["id", "start", "stop", "event", *covariates])
+    kept = np.flatnonzero(~np.isnan(days) & ~np.isnan(event) & (days > 0))
+    stop = days[kept]
+    # Each patient's interval bounds: 0, the changes strictly inside (0, stop), stop; sorted
+    # along the row with the changes outside left as NaN (sorted last), a repeated day once.
+    inside = [np.where((c[kept] > 0) & (c[kept] < stop), c[kept], np.nan) for c in changes.values()]
+    bounds = np.sort(np.column_stack([np.zeros(len(kept)), *inside, stop]), axis=1)
+    repeated = np.zeros_like(bounds, dtype=bool)
+    repeated[:, 1:] = bounds[:, 1:] == bounds[:, :-1]
+    valid = ~np.isnan(bounds) & ~repeated
+    row, _ = np.nonzero(valid)  # row-major: each patient's bounds in order
+    flat = bounds[valid]
+    pair = np.flatnonzero(row[:-1] == row[1:])  # an interval between consecutive bounds
+    patient, starts, stops = kept[row[pair]], flat[pair], flat[pair + 1]
+    out = pd.DataFrame(
+        {
+            "id": patient,
+            "start": starts,
+            "stop": stops,
+            "event": ((event[patient] == 1) & (stops == days[patient])).astype(int),
+        }
+    )
+    for name, when in changes.items():
+        out[name] = (~np.isnan(when[patient]) & (when[patient] <= starts)).astype(int)
+    return out[["id", "start", "stop", "event", *covariates]]
 
 
 def _cox_rows(coef, se, terms, note="") -> list[dict]:
@@ -346,7 +359,7 @@ def _cox_rows(coef, se, terms, note="") -> list[dict]:
                 "hazard_ratio": math.exp(b),
                 "ci_lower": math.exp(b - Z_95 * s),
                 "ci_upper": math.exp(b + Z_95 * s),
-                "p_value": float(2 * stats.norm.sf(abs(b / s))) if s > 0 else math.nan,
+                "p_value": float(2 * special.ndtr(-abs(b / s))) if s > 0 else math.nan,
                 "note": note,
             }
         )
@@ -373,30 +386,27 @@ def cox_time_varying_fit(
         return _not_estimable(terms, "not estimable: no events")
     if any(data[t].nunique() < 2 for t in terms):
         return _not_estimable(terms, "not estimable: a covariate does not vary")
-    try:
-        with survival.recorded_warnings() as notes:
-            fitter = CoxTimeVaryingFitter().fit(
-                data[["id", "start", "stop", "event", *terms]].astype(float),
-                event_col="event",
-                start_col="start",
-                stop_col="stop",
-                id_col="id",
-                fit_options=survival.COX_FIT_OPTIONS,
-            )
-    except ConvergenceError as error:  # a note on the model, not a failed run
-        return _not_estimable(terms, survival.not_converged(error))
-    se = fitter.standard_errors_
+    fit = survival.efron_fit(
+        data["stop"].to_numpy(dtype=float),
+        data["event"].to_numpy(dtype=float),
+        data[terms],
+        start=data["start"].to_numpy(dtype=float) if counting else None,
+    )
+    if isinstance(fit, str):  # a note on the model, not a failed run
+        return _not_estimable(terms, fit)
+    notes = survival.fit_notes(fit, data, "event", terms)
+    params, se = dict(zip(terms, fit.coef, strict=True)), dict(zip(terms, fit.se, strict=True))
     diverging = [t for t in terms if not (np.isfinite(se[t]) and se[t] <= MAX_COX_SE)]
     if diverging:
-        limits = [f"{t} to {'infinity' if fitter.params_[t] > 0 else 'zero'}" for t in diverging]
+        limits = [f"{t} to {'infinity' if params[t] > 0 else 'zero'}" for t in diverging]
         note = f"not estimable: the HR of {', '.join(limits)} diverges (monotone likelihood)"
         return _not_estimable(terms, survival.join_notes(note, *notes))
-    rows = _cox_rows(fitter.params_.to_dict(), se.to_dict(), terms, survival.join_notes(*notes))
+    rows = _cox_rows(params, se, terms, survival.join_notes(*notes))
     ph_test = survival.cox_zph(
         data["stop"].to_numpy(),
         data["event"].to_numpy(),
         data[terms].to_numpy(),
-        fitter.params_[terms].to_numpy(),
+        fit.coef,
         terms=terms,
         start=data["start"].to_numpy() if counting else None,
     )
@@ -492,45 +502,51 @@ def aalen_johansen(durations, causes) -> pd.DataFrame:
     cause = np.asarray(causes, dtype=float)
     keep = ~(np.isnan(time) | np.isnan(cause))
     time, cause = time[keep], cause[keep].astype(int)
-    n = len(time)
-    surv_before = 1.0  # all-cause KM just before t
-    influence_surv = np.zeros(n)
-    cif = {k: 0.0 for k in CAUSES}
-    influence_cif = {k: np.zeros(n) for k in CAUSES}
-    rows = []
-    for t in np.unique(time):
-        at_risk = time >= t
-        n_risk = at_risk.sum()
-        at_t = time == t
-        row = {"time": t, "n_risk": int(n_risk), "n_censor": int((at_t & (cause == 0)).sum())}
-        hazard_all, influence_hazard_all = 0.0, np.zeros(n)
-        for k in CAUSES:
-            died = (at_t & (cause == k)).astype(float)
-            hazard = died.sum() / n_risk
-            # d hazard / d w_i = (dN_i - Y_i * hazard) / Y
-            influence_hazard = (died - at_risk * hazard) / n_risk
-            influence_cif[k] = (
-                influence_cif[k] + influence_surv * hazard + surv_before * influence_hazard
-            )
-            cif[k] += surv_before * hazard
-            hazard_all += hazard
-            influence_hazard_all += influence_hazard
-            row[f"n_event_{k}"] = int(died.sum())
-        influence_surv = influence_surv * (1 - hazard_all) - surv_before * influence_hazard_all
-        surv_before *= 1 - hazard_all
-        for k in CAUSES:
-            p = cif[k]
-            se = float(np.sqrt(np.sum(influence_cif[k] ** 2)))
-            row[f"cif_{k}"] = p
-            row[f"se_{k}"] = se
-            if p > 0:
-                log_se = se / p
-                row[f"lower_{k}"] = p * math.exp(-Z_95 * log_se)
-                row[f"upper_{k}"] = min(p * math.exp(Z_95 * log_se), 1.0)
-            else:
-                row[f"lower_{k}"] = row[f"upper_{k}"] = math.nan
-        rows.append(row)
-    return pd.DataFrame(rows)
+    times, at = np.unique(time, return_inverse=True)
+    counts = {k: np.bincount(at, weights=cause == k, minlength=len(times)) for k in (0, *CAUSES)}
+    leaving = np.bincount(at, minlength=len(times))
+    n_risk = (len(time) - (np.cumsum(leaving) - leaving)).astype(float)
+    hazard = {k: counts[k] / n_risk for k in CAUSES}
+    hazard_all = sum(hazard.values())
+    surv = np.cumprod(1 - hazard_all)
+    surv_before = np.concatenate([[1.0], surv[:-1]])  # all-cause KM just before t
+    # The standard errors: the infinitesimal jackknife (each patient's influence on the
+    # estimate, squared and summed), in closed form instead of one pass over the patients per
+    # time. While at risk every patient has the same influence on log S, sum h / (Y (1 - h))
+    # over earlier times; leaving at T_i adds its own term, and afterwards its influence on
+    # S(s-) is a constant A_i times S(s-), so on a cumulative incidence A_i times its increments.
+    with np.errstate(divide="ignore", invalid="ignore"):
+        step = np.where(hazard_all < 1, hazard_all / (n_risk * (1 - hazard_all)), 0.0)
+        own = np.where(hazard_all < 1, 1 / (n_risk * (1 - hazard_all)), 0.0)
+    log_influence = np.cumsum(step)  # through t
+    log_influence_before = log_influence - step
+    after = n_risk - leaving  # patients still at risk after t
+    died = cause != 0
+    # A_i: the patient's influence on log S from T_i on (0 where S(T_i) = 0: nothing follows).
+    a_i = log_influence[at] - died * own[at]
+    rows = {"time": times, "n_risk": n_risk.astype(int), "n_censor": counts[0].astype(int)}
+    for k in CAUSES:
+        increment = surv_before * hazard[k]
+        cif = np.cumsum(increment)
+        common = np.cumsum(increment * log_influence_before - surv_before * hazard[k] / n_risk)
+        c_i = common[at] + (cause == k) * surv_before[at] / n_risk[at]
+        e_i = c_i - a_i * cif[at]
+        sums = [
+            np.cumsum(np.bincount(at, weights=v, minlength=len(times)))
+            for v in (e_i * e_i, e_i * a_i, a_i * a_i)
+        ]
+        variance = after * common**2 + sums[0] + 2 * cif * sums[1] + cif**2 * sums[2]
+        se = np.sqrt(np.maximum(variance, 0.0))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            log_se = se / cif
+            lower = np.where(cif > 0, cif * np.exp(-Z_95 * log_se), np.nan)
+            upper = np.where(cif > 0, np.minimum(cif * np.exp(Z_95 * log_se), 1.0), np.nan)
+        rows[f"n_event_{k}"] = counts[k].astype(int)
+        rows.update({f"cif_{k}": cif, f"se_{k}": se, f"lower_{k}": lower, f"upper_{k}": upper})
+    order = ["time", "n_risk", "n_censor"]
+    order += [f"n_event_{k}" for k in CAUSES]
+    order += [f"{c}_{k}" for k in CAUSES for c in ("cif", "se", "lower", "upper")]
+    return pd.DataFrame(rows)[order]
 
 
 def _cif_long(durations, causes) -> pd.DataFrame:
@@ -630,7 +646,9 @@ def binomial_test_greater(k: int, n: int, reference_rate: float) -> float:
     binom.test(k, n, p = p0, alternative = "greater")."""
     if n == 0:
         return math.nan
-    return float(stats.binomtest(k, n, reference_rate, alternative="greater").pvalue)
+    if k == 0:
+        return 1.0
+    return float(special.betainc(k, n - k + 1, reference_rate))  # P(X >= k), exactly
 
 
 def _rate_row(variable, level, responders: pd.Series, reference_rate) -> dict:

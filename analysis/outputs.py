@@ -19,16 +19,15 @@ from pathlib import Path
 import pandas as pd
 import pyreadstat
 from django.template.loader import render_to_string
-from openpyxl import Workbook
-from openpyxl.styles import Alignment, Font
+from django.utils import translation
 from threadpoolctl import threadpool_limits
 
 from exchange.safe import safe_cell, safe_frame
 from registry.ctcae import TABLE3_MAP_CSV
 
-from . import beyond, charts, display, docx_report, figures, reproduction, survival, tables
+from . import beyond, charts, display, docx_report, figures, reproduction, survival, tables, xlsx
 from . import formatting as fmt
-from .dataset import DAYS_PER_MONTH, DEFINITIONS, VARIABLES, Cuts, RegistrySnapshot
+from .dataset import DAYS_PER_MONTH, DEFINITIONS, VARIABLES, Cuts, RegistrySnapshot, definition
 from .progress import PROGRESS_STEPS
 
 logger = logging.getLogger(__name__)
@@ -55,7 +54,10 @@ TABLE_FILES = {
     "cumulative_incidence.csv": "Cumulative incidence of relapse and non-relapse mortality",
     "response_rate.csv": "Response rate: exact and Wilson 95% CIs, test against a reference rate",
     # analysis/reproduction.py; shown as its own side-by-side table (REPRODUCTION).
-    "reproduction.csv": "The paper's printed numbers beside the registry's",
+    # shown as a heading in the page's (the report's) language; the key stays the file's name
+    "reproduction.csv": translation.gettext_noop(
+        "The paper's printed numbers beside the registry's"
+    ),
 }
 REPRODUCTION = "reproduction.csv"
 # The plain-language note of each "beyond the paper" analysis goes before its first table.
@@ -245,16 +247,10 @@ def write_tables(results: dict[str, pd.DataFrame], out: Path, formatted=lambda: 
 
 
 def _write_xlsx(df: pd.DataFrame, path: Path, sheet_name: str) -> None:
-    """The frame as one sheet (header row, empty cells for missing values), streamed with
-    openpyxl's write-only workbook: DataFrame.to_excel builds and styles every cell first,
-    minutes for the 100,000-row dataset."""
-    book = Workbook(write_only=True)
-    sheet = book.create_sheet(sheet_name)
-    sheet.append([str(c) for c in df.columns])
-    values = safe_frame(df).astype(object).where(df.notna(), None)
-    for row in values.itertuples(index=False, name=None):
-        sheet.append(row)
-    book.save(path)
+    """The frame as one sheet (header row, empty cells for missing values), streamed by
+    analysis.xlsx: openpyxl's per-cell objects took ~40 s for the 100,000-row dataset."""
+    with xlsx.Workbook(path) as book:
+        book.frame_sheet(sheet_name, safe_frame(df))
 
 
 def _labelled(df: pd.DataFrame):
@@ -346,10 +342,72 @@ class FigureSpec:
         used += [self.options["group_col"]] if self.options.get("group_col") else []
         return FigureSpec(self.stem, self.frame[used], self.options)
 
+    def figure(self):
+        return figures.km_figure(self.frame, **self.options)
 
-def _draw(specs: list[FigureSpec], out: Path) -> None:
+    def write(self, out: Path) -> None:
+        figures.save_figure(self.figure(), out / self.stem)
+
+    def files(self) -> list[str]:
+        return [f"{self.stem}.png", f"{self.stem}.svg"]
+
+
+@dataclass(frozen=True)
+class ChartSpec:
+    """One of the run's other figures: file stem, the analysis.charts function and its
+    arguments (a worker draws it like a Kaplan-Meier figure)."""
+
+    stem: str
+    function: str
+    args: tuple
+
+    def columns(self) -> "ChartSpec":
+        return self
+
+    def figure(self):
+        return getattr(charts, self.function)(*self.args)
+
+    write, files = FigureSpec.write, FigureSpec.files
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """One format of the analysis dataset, written by a worker like a figure (the xlsx, sav and
+    dta of 100,000 patients are seconds of CPU the run need not wait for)."""
+
+    fmt: str
+    frame: pd.DataFrame
+
+    @property
+    def stem(self) -> str:
+        return f"analysis_dataset.{self.fmt}"
+
+    def columns(self) -> "DatasetSpec":
+        return self
+
+    def write(self, out: Path) -> None:
+        write_dataset_as(self.frame, out, self.fmt)
+
+    def files(self) -> list[str]:
+        return [self.stem]
+
+
+def chart_specs(snapshot: RegistrySnapshot, results: dict) -> list[ChartSpec]:
+    """Figure 1, the forest plot of Table 2 and the swimmer plot."""
+    return [
+        ChartSpec("flow_diagram", "flow_diagram", (results["flow.csv"],)),
+        ChartSpec("forest_table2", "forest_plot", (results["table2_subgroups.csv"],)),
+        swimmer_spec(snapshot),
+    ]
+
+
+def swimmer_spec(snapshot: RegistrySnapshot) -> ChartSpec:
+    return ChartSpec("swimmer", "swimmer_plot", (snapshot.dataset, snapshot.cycles))
+
+
+def _draw(specs: list, out: Path) -> None:
     for spec in specs:
-        figures.save_figure(figures.km_figure(spec.frame, **spec.options), out / spec.stem)
+        spec.write(out)
 
 
 @contextmanager
@@ -418,6 +476,15 @@ class Drawing:
             logger.info("Figures drawn in this process: %r", refused)
             self.close()
 
+    def add(self, specs: list) -> None:
+        """More figures to draw (e.g. those drawn from the tables, once they are computed)."""
+        self.specs = [*self.specs, *specs]
+        if self.pool is not None:
+            try:
+                self.jobs += [self.pool.submit(_draw, [spec.columns()], self.out) for spec in specs]
+            except self.REFUSED:
+                self.close()
+
     def close(self):
         """Stop the workers and give this process its BLAS threads back (wait() does it too)."""
         if self.pool is not None:
@@ -446,7 +513,7 @@ class Drawing:
                 self.close()
         if not drawn:
             _draw(self.specs, self.out)
-        return [f"{spec.stem}.{ext}" for spec in self.specs for ext in ("png", "svg")]
+        return [name for spec in self.specs for name in spec.files()]
 
 
 def _step(progress, key):
@@ -457,30 +524,36 @@ def write_run(snapshot, out_dir, parameters, metadata=None, progress=lambda pct,
     """Write the whole run into out_dir; returns the metadata written to run.json."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    # The figures are drawn in worker processes while this one writes the data and the tables.
+    # The figures are drawn in worker processes while this one computes the tables.
+    # The swimmer plot next (it needs no table): the run takes back, last first, the figures
+    # no worker has started; then Figure 1 and the forest plot, once their tables exist.
+    # The dataset's files go first: a worker writes them while this process computes.
     drawing = Drawing(
-        paper_figure_specs(snapshot.dataset)
+        [DatasetSpec(fmt, snapshot.dataset) for fmt in DATASET_FORMATS]
+        + [swimmer_spec(snapshot)]
+        + paper_figure_specs(snapshot.dataset)
         + landmark_figure_specs(snapshot.dataset, _landmark_days(parameters)),
         out,
     )
     try:
         _step(progress, "dataset")
-        files = write_dataset(snapshot.dataset, out)
+        files = []
         safe_frame(snapshot.adverse_events).to_csv(out / "adverse_events.csv", index=False)
         safe_frame(snapshot.cycles).to_csv(out / "cycles.csv", index=False)
         files += ["adverse_events.csv", "cycles.csv"]
         _step(progress, "tables")
         results = compute_tables(snapshot, parameters)
         n_patients = len(snapshot.dataset)
+        frames = {}  # the table CSVs, read once for both layouts of the run
         files += write_tables(
             results,
             out,
             formatted=lambda: display.all_tables(
-                run_sections(out, {"n_patients": n_patients}, [], src=str)
+                run_sections(out, {"n_patients": n_patients}, [], src=str, frames=frames)
             ),
         )
         _step(progress, "charts")
-        files += draw_charts(snapshot, results, out)
+        drawing.add([spec for spec in chart_specs(snapshot, results) if spec.stem != "swimmer"])
         _step(progress, "km")
         figure_files = drawing.wait()
     finally:
@@ -496,14 +569,17 @@ def write_run(snapshot, out_dir, parameters, metadata=None, progress=lambda pct,
         "days_per_month": DAYS_PER_MONTH,
         "months": f"days / {DAYS_PER_MONTH}",
     }
-    # Every formatted view is built from the files just written, as the dashboard builds it.
-    sections = run_sections(out, meta, files, src=lambda name: _data_uri(out / name))
-    _step(progress, "report")
-    (out / "report.html").write_text(render_report(sections, meta, out))
-    files.append("report.html")
-    _step(progress, "docx")
-    docx_report.write(out / "report.docx", sections, meta, out)
-    files.append("report.docx")
+    # Every formatted view is built from the files just written, as the dashboard builds it;
+    # the report's words in the run's language (metadata "language"; the data files, figures
+    # and codes are the same in every language).
+    with translation.override(meta.get("language") or "en"):
+        sections = run_sections(out, meta, files, lambda name: _data_uri(out / name), frames)
+        _step(progress, "report")
+        (out / "report.html").write_text(render_report(sections, meta, out))
+        files.append("report.html")
+        _step(progress, "docx")
+        docx_report.write(out / "report.docx", sections, meta, out)
+        files.append("report.docx")
     meta["files"] = sorted([*files, "run.json"])
     (out / "run.json").write_text(json.dumps(meta, indent=2, default=str))
     return meta
@@ -511,21 +587,22 @@ def write_run(snapshot, out_dir, parameters, metadata=None, progress=lambda pct,
 
 def draw_charts(snapshot: RegistrySnapshot, results: dict, out: Path) -> list[str]:
     """Figure 1, the forest plot of Table 2 and the swimmer plot (PNG and SVG each)."""
-    drawn = {
-        "flow_diagram": charts.flow_diagram(results["flow.csv"]),
-        "forest_table2": charts.forest_plot(results["table2_subgroups.csv"]),
-        "swimmer": charts.swimmer_plot(snapshot.dataset, snapshot.cycles),
-    }
-    for stem, figure in drawn.items():
-        figures.save_figure(figure, out / stem)
-    return [f"{stem}.{ext}" for stem in drawn for ext in ("png", "svg")]
+    specs = chart_specs(snapshot, results)
+    _draw(specs, out)
+    return [f"{spec.stem}.{ext}" for spec in specs for ext in ("png", "svg")]
 
 
-def run_sections(out: Path, meta: dict, files, src) -> list[display.Section]:
+def run_sections(out: Path, meta: dict, files, src, frames: dict | None = None):
     """The run laid out as the paper (analysis.display), from the CSVs in `out`; footnotes
-    state the dataset's definitions (analysis.dataset.DEFINITIONS)."""
-    frames = display.load_frames(out, display.SOURCES)
-    return display.sections(frames, meta, files, src, definitions=DEFINITIONS)
+    state the dataset's definitions (analysis.dataset.DEFINITIONS) in the active language.
+    `frames`: a dict the CSVs are read into on the first call and taken from on the next
+    (write_run lays the run out twice: for tables.xlsx, then for the reports)."""
+    if frames is None:
+        frames = {}
+    if not frames:
+        frames.update(display.load_frames(out, display.SOURCES))
+    rules = {column: definition(column, translation.gettext) for column in DEFINITIONS}
+    return display.sections(dict(frames), meta, files, src, definitions=rules)
 
 
 # The dataset's rules stated with every view of a run (evaluable, best response, EFS and OS
@@ -534,8 +611,9 @@ DEFINED = ("evaluable", "best_response", "efs_days", "os_days")
 
 
 def definitions() -> list[tuple[str, str, str]]:
-    """(column, label, definition) of each DEFINED column."""
-    return [(c, VARIABLES[c][0], DEFINITIONS[c]) for c in DEFINED]
+    """(column, label, definition) of each DEFINED column, in the active language."""
+    gettext = translation.gettext
+    return [(c, gettext(VARIABLES[c][0]), definition(c, gettext)) for c in DEFINED]
 
 
 def _data_uri(path: Path) -> str:
@@ -564,42 +642,32 @@ def write_tables_xlsx(results: dict, formatted: list, out: Path) -> str:
     """tables.xlsx: the formatted tables as the page shows them (the paper's labels; numbers
     behind numeric cells stay numbers, with a format showing them the same), then every table
     as its CSV (machine-readable, numbers as numbers)."""
-    book = Workbook()
-    book.remove(book.active)
-    by_key = {table.key: table for table in formatted}
-    for key, title in SHEET_TITLES.items():  # the paper's tables first
-        if key not in by_key:
-            continue
-        table = by_key[key]
-        sheet = book.create_sheet(title)
-        sheet.append([table.title])
-        sheet["A1"].font = Font(bold=True)
-        sheet.append(list(table.columns))
-        for cell in sheet[2]:
-            cell.font = Font(bold=True)
-        for row in table.rows:
-            sheet.append([c.value if c.value is not None else safe_cell(c.text) for c in row.cells])
-            for cell, source in zip(sheet[sheet.max_row], row.cells, strict=False):
-                if source.number_format:
-                    cell.number_format = source.number_format
-                    cell.alignment = Alignment(horizontal="right")
-                if row.section:
-                    cell.font = Font(bold=True)
-                elif row.indent and cell.column == 1:
-                    cell.alignment = Alignment(indent=1)
-        if table.footnote:
-            sheet.append([])
-            sheet.append([table.footnote])
-        sheet.column_dimensions["A"].width = 48
-        for letter in "BCDEFGH":
-            sheet.column_dimensions[letter].width = 22
-    for name, frame in results.items():
-        sheet = book.create_sheet(name.removesuffix(".csv")[:31])
-        sheet.append([str(c) for c in frame.columns])
-        values = safe_frame(frame).astype(object).where(frame.notna(), None)
-        for row in values.itertuples(index=False, name=None):
-            sheet.append(list(row))
-    book.save(out / "tables.xlsx")
+    bold = xlsx.Style(bold=True)
+    widths = {0: 48, **{i: 22 for i in range(1, 8)}}
+    with xlsx.Workbook(out / "tables.xlsx") as book:
+        by_key = {table.key: table for table in formatted}
+        for key, title in SHEET_TITLES.items():  # the paper's tables first
+            if key not in by_key:
+                continue
+            table = by_key[key]
+            rows = [[(table.title, bold)], [(c, bold) for c in table.columns]]
+            for row in table.rows:
+                cells = []
+                for i, c in enumerate(row.cells):
+                    value = c.value if c.value is not None else safe_cell(c.text)
+                    style = xlsx.Style(
+                        bold=bool(row.section),
+                        number_format=c.number_format or None,
+                        right=bool(c.number_format),
+                        indent=1 if (row.indent and not row.section and i == 0) else 0,
+                    )
+                    cells.append((value, style))
+                rows.append(cells)
+            if table.footnote:
+                rows += [[], [(table.footnote, None)]]
+            book.sheet(title, rows, widths)
+        for name, frame in results.items():
+            book.frame_sheet(name.removesuffix(".csv")[:31], safe_frame(frame))
     return "tables.xlsx"
 
 
@@ -618,7 +686,7 @@ def render_report(sections, meta, out: Path | None = None) -> str:
             "sections": sections,
             "parameters": fmt.parameter_items(meta["parameters"]),
             "definitions": definitions(),
-            "reproduction_title": TABLE_FILES[REPRODUCTION],
+            "reproduction_title": translation.gettext(TABLE_FILES[REPRODUCTION]),
             "reproduction_html": side_by_side,
             "report": True,
         },
@@ -632,7 +700,7 @@ def reproduction_view(out: Path) -> dict | None:
         return None
     frame = pd.read_csv(out / REPRODUCTION, dtype=str, keep_default_na=False)
     return {
-        "title": TABLE_FILES[REPRODUCTION],
+        "title": translation.gettext(TABLE_FILES[REPRODUCTION]),
         "name": REPRODUCTION,
         "rows": frame.to_dict("records"),
         "summary": reproduction.summary(frame),

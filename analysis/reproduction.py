@@ -115,6 +115,7 @@ class Run:
     def __init__(self, results: dict[str, pd.DataFrame], dataset: pd.DataFrame, events):
         self.results, self.df, self.ae = results, dataset, events
         self.n = len(dataset)
+        self._events, self._worst = None, {}
 
     def table(self, name) -> pd.DataFrame:
         return self.results.get(name, pd.DataFrame())
@@ -217,27 +218,53 @@ class Run:
         denominator = self.n if denominator is None else denominator
         return [count, 100 * count / denominator if denominator else math.nan]
 
+    def _event_columns(self) -> dict:
+        """The events' columns as worst_grade() filters them, computed once per run (a dozen
+        keys ask; at 100,000 patients each pass over the half-million events took a second)."""
+        if self._events is None:
+            ae = self.ae
+            codes, ids = pd.factorize(ae["study_id"], sort=True)
+            self._events = {
+                "term": ae["ctcae_term"].str.casefold().to_numpy(),
+                "soc": ae["soc"].str.casefold().to_numpy(),
+                "soc_exact": ae["soc"].to_numpy(),
+                "term_exact": ae["ctcae_term"].to_numpy(),
+                "cycle": pd.to_numeric(ae["cycle"], errors="coerce").to_numpy(),
+                "grade": pd.to_numeric(ae["grade"]).to_numpy(),
+                "codes": codes,
+                "ids": ids,
+            }
+        return self._events
+
     def worst_grade(self, rows=None, soc=None, term=None, cycle=None) -> pd.Series:
         """Worst grade per study ID among the events of Table 3 `rows`, a SOC or a term."""
         ae = self.ae
         if ae is None or ae.empty:
             return pd.Series(dtype=float)
-        mask = pd.Series(True, index=ae.index)
+        key = (None if rows is None else tuple(rows), soc, term, cycle)
+        if key in self._worst:
+            return self._worst[key].copy()
+        events = self._event_columns()
+        mask = np.ones(len(ae), dtype=bool)
         if rows is not None:
             table_map = tables.parse_table3_map(_table3_map())
             wanted = table_map[table_map["table3_row"].isin(rows)]
             terms = {t.casefold() for ts in wanted["terms"] for t in ts}
             socs = {s.casefold() for s in wanted["soc"].dropna()}
-            mask &= ae["ctcae_term"].str.casefold().isin(terms) | ae["soc"].str.casefold().isin(
-                socs
+            mask &= (
+                pd.Series(events["term"]).isin(terms).to_numpy()
+                | pd.Series(events["soc"]).isin(socs).to_numpy()
             )
         if soc is not None:
-            mask &= ae["soc"] == soc
+            mask &= events["soc_exact"] == soc
         if term is not None:
-            mask &= ae["ctcae_term"] == term
+            mask &= events["term_exact"] == term
         if cycle is not None:
-            mask &= pd.to_numeric(ae["cycle"], errors="coerce") == cycle
-        return pd.to_numeric(ae.loc[mask, "grade"]).groupby(ae.loc[mask, "study_id"]).max()
+            mask &= events["cycle"] == cycle
+        worst = pd.Series(events["grade"][mask]).groupby(events["codes"][mask]).max()
+        worst.index = pd.Index(events["ids"][worst.index], name="study_id")
+        self._worst[key] = worst
+        return worst.copy()
 
     def patients(self, study_ids) -> pd.Series:
         return self.df["study_id"].isin(list(study_ids))

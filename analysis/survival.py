@@ -7,20 +7,16 @@ Durations are in months; the conversion from days happens where the dataset is b
 
 from __future__ import annotations
 
-import re
-import warnings
 from collections.abc import Iterable, Sequence
-from contextlib import contextmanager
 from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
-from lifelines import CoxPHFitter
-from lifelines.exceptions import ConvergenceError
-from lifelines.statistics import multivariate_logrank_test
-from scipy import stats
+from scipy import special
 
-Z_95 = stats.norm.ppf(0.975)
+from .cox import cox_efron
+
+Z_95 = float(special.ndtri(0.975))
 
 # R's survmean() tolerance for "the curve is exactly 0.5".
 _MEDIAN_TOLERANCE = np.finfo(float).eps ** 0.5
@@ -130,21 +126,42 @@ class LogRank(NamedTuple):
 
 
 def logrank(df: pd.DataFrame, duration_col: str, event_col: str, group_col: str) -> LogRank:
-    """Log-rank test across the levels of group_col (R survdiff, rho = 0)."""
+    """Log-rank test across the levels of group_col (R survdiff, rho = 0): observed minus
+    expected deaths per group and their hypergeometric covariance, summed over the distinct
+    death times with numpy. Groups without expected deaths are left out, as R does; df is the
+    number of groups minus one."""
     data = df[[duration_col, event_col, group_col]].dropna()
-    result = multivariate_logrank_test(
-        data[duration_col].astype(float),
-        data[group_col],
-        data[event_col].astype(float),
-    )
-    return LogRank(
-        float(result.test_statistic), int(result.degrees_of_freedom), float(result.p_value)
-    )
+    time = data[duration_col].to_numpy(dtype=float)
+    died = data[event_col].to_numpy(dtype=float)
+    _, group = np.unique(data[group_col].to_numpy(), return_inverse=True)
+    k = int(group.max()) + 1 if len(group) else 0
+    times, at = np.unique(time, return_inverse=True)
+    leaving = np.zeros((len(times), k))
+    np.add.at(leaving, (at, group), 1.0)
+    deaths = np.zeros((len(times), k))
+    np.add.at(deaths, (at, group), died)
+    # At risk at each time: those whose time is on or after it (suffix sums).
+    n_risk = np.cumsum(leaving[::-1], axis=0)[::-1]
+    n, d = n_risk.sum(axis=1), deaths.sum(axis=1)
+    keep = d > 0
+    n_risk, n, d = n_risk[keep], n[keep], d[keep]
+    observed = deaths[keep].sum(axis=0)
+    share = n_risk / n[:, None]
+    expected = (d[:, None] * share).sum(axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        scale = np.where(n > 1, d * (n - d) / (n - 1), 0.0)
+    var = np.diag((scale[:, None] * share).sum(axis=0)) - (
+        scale[:, None, None] * share[:, :, None] * share[:, None, :]
+    ).sum(axis=0)
+    used = expected > 0
+    df_ = k - 1  # as R's print.survdiff and the tests' reference: the groups compared, less one
+    if used.sum() < 2:  # R: no test when fewer than two groups expect a death
+        return LogRank(0.0, df_, float(special.chdtrc(df_, 0.0)) if df_ > 0 else float("nan"))
+    diff = (observed - expected)[used][1:]
+    vv = var[np.ix_(used, used)][1:, 1:]
+    chisq = float(diff @ np.linalg.solve(vv, diff))
+    return LogRank(chisq, df_, float(special.chdtrc(df_, chisq)))
 
-
-# lifelines stops by default once the log-likelihood changes by < 1e-9 relative, which can
-# leave coefficients ~1e-6 from the maximum (and from R); iterate until the change is nil.
-COX_FIT_OPTIONS = {"precision": 1e-14, "r_precision": 1e-16, "max_steps": 500}
 
 COX_COLUMNS = ["term", "coef", "se", "hazard_ratio", "ci_lower", "ci_upper", "p_value", "note"]
 PH_TEST_COLUMNS = ["term", "chisq", "df", "p_value"]
@@ -160,41 +177,8 @@ PH_TEST_TABLE_COLUMNS = [
 GLOBAL_TERM = "GLOBAL"
 
 
-def describe_warning(message: str) -> str:
-    """A fit's warning in a sentence a statistician reads beside the model, not lifelines'
-    paragraph of advice (with code samples and links)."""
-    text = " ".join(str(message).split())
-    separation = re.search(r"Column (\S+) have very low variance", text)
-    if separation:
-        column = separation.group(1)
-        return (
-            f"near or complete separation on {column}: it (almost) does not vary among the "
-            "patients with the event or among those without, so its hazard ratio and CI are "
-            "unreliable"
-        )
-    if "converge" in text.lower():
-        return "the fit did not converge: the estimates are unreliable"
-    return text.split(". ")[0].rstrip(".")
-
-
-@contextmanager
-def recorded_warnings():
-    """Collect the warnings raised inside the block (each described once, in order) instead
-    of letting them reach only the worker's log."""
-    notes: list[str] = []
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        yield notes
-    for warning in caught:
-        if issubclass(warning.category, DeprecationWarning):
-            continue
-        described = describe_warning(warning.message)
-        if described not in notes:
-            notes.append(described)
-
-
 def not_converged(error: Exception) -> str:
-    """Why a fit that lifelines gave up on is not estimable, in a sentence."""
+    """Why a fit that failed is not estimable, in a sentence."""
     text = " ".join(str(error).split())
     reason = (
         "a singular information matrix (collinear covariates?)"
@@ -206,6 +190,56 @@ def not_converged(error: Exception) -> str:
 
 def join_notes(*notes) -> str:
     return "; ".join(n for n in notes if n)
+
+
+def separated(covariates: pd.DataFrame, events) -> list[str]:
+    """Covariates that (almost) do not vary among the rows with the event or among those
+    without, although they vary overall: near or complete separation (lifelines' check, a
+    sample variance under 1e-4 on either side), where the hazard ratio runs off to 0 or
+    infinity."""
+    events = np.asarray(events, dtype=float) != 0
+    values = covariates.to_numpy(dtype=float)
+
+    def low(rows):
+        if rows.sum() < 2:
+            return np.zeros(values.shape[1], dtype=bool)
+        return values[rows].var(axis=0, ddof=1) < 1e-4
+
+    return [
+        str(c)
+        for c, side, total in zip(
+            covariates.columns, low(events) | low(~events), low(np.ones_like(events)), strict=True
+        )
+        if side and not total
+    ]
+
+
+SEPARATION = (
+    "near or complete separation on {}: it (almost) does not vary among the patients with the "
+    "event or among those without, so its hazard ratio and CI are unreliable"
+)
+NOT_CONVERGED = "the fit did not converge: the estimates are unreliable"
+
+
+def efron_fit(stop, event, covariates: pd.DataFrame, start=None):
+    """analysis.cox.cox_efron on the model's rows, or why it is not estimable (a sentence)."""
+    x = covariates.to_numpy(dtype=float)
+    centred = x - x.mean(axis=0)
+    if np.linalg.matrix_rank(centred) < x.shape[1]:
+        return not_converged(np.linalg.LinAlgError("singular matrix"))
+    try:
+        return cox_efron(stop, event, x, start=start)
+    except np.linalg.LinAlgError as error:
+        return not_converged(error)
+
+
+def fit_notes(fit, data: pd.DataFrame, event_col: str, covariates=None) -> list[str]:
+    """The warnings of a fit, in words: separation (each covariate), then non-convergence."""
+    covariates = [c for c in data.columns if c != event_col] if covariates is None else covariates
+    notes = [SEPARATION.format(c) for c in separated(data[list(covariates)], data[event_col])]
+    if not fit.converged:
+        notes.append(NOT_CONVERGED)
+    return notes
 
 
 class CoxFit(NamedTuple):
@@ -240,21 +274,18 @@ def cox_fit(
     if constant:
         values = ", ".join(f"{c} is always {data[c].iloc[0]:g}" for c in constant)
         return _not_estimable(covariates, f"not estimable: an empty group ({values})")
-    try:
-        with recorded_warnings() as notes:
-            fitter = CoxPHFitter().fit(
-                data,
-                duration_col=duration_col,
-                event_col=event_col,
-                fit_options=COX_FIT_OPTIONS,
-            )
-    except ConvergenceError as error:  # e.g. collinear covariates: a note, not a failed run
-        return _not_estimable(covariates, not_converged(error))
-    coef = fitter.params_.reindex(covariates)
-    se = fitter.standard_errors_.reindex(covariates)
+    fit = efron_fit(
+        data[duration_col].to_numpy(), data[event_col].to_numpy(), data[list(covariates)]
+    )
+    if isinstance(fit, str):  # e.g. collinear covariates: a note, not a failed run
+        return _not_estimable(covariates, fit)
+    coef = pd.Series(fit.coef, index=list(covariates))
+    se = pd.Series(fit.se, index=list(covariates))
     z = coef / se
     with np.errstate(over="ignore"):  # a diverging fit: its CI limit is infinite, as in R
-        table = _coefficients(covariates, coef, se, z, join_notes(*notes))
+        table = _coefficients(
+            covariates, coef, se, z, join_notes(*fit_notes(fit, data, event_col, covariates))
+        )
     ph_test = cox_zph(
         data[duration_col].to_numpy(),
         data[event_col].to_numpy(),
@@ -274,7 +305,7 @@ def _coefficients(covariates, coef, se, z, note) -> pd.DataFrame:
             "hazard_ratio": np.exp(coef.to_numpy()),
             "ci_lower": np.exp((coef - Z_95 * se).to_numpy()),
             "ci_upper": np.exp((coef + Z_95 * se).to_numpy()),
-            "p_value": 2 * stats.norm.sf(np.abs(z.to_numpy())),
+            "p_value": 2 * special.ndtr(-np.abs(z.to_numpy())),
             "note": note,
         },
         columns=COX_COLUMNS,
@@ -345,19 +376,18 @@ def cox_zph(stop, event, X, beta, terms: Sequence[str], start=None) -> pd.DataFr
     x_dead = np.zeros((len(times), p))
     np.add.at(x_dead, death_index, X[event])
 
-    score = x_dead.copy()
-    info = np.zeros((len(times), p, p))
-    for k in range(1, n_dead.max() + 1):
-        # Efron: the k-th of d tied deaths sees the others' risk weighted by 1 - (k - 1) / d
-        # (the same d fractions as k / d).
-        rows = n_dead >= k
-        share = (k / n_dead[rows])[:, None]
-        sums = at_risk[rows] - dead[rows] + share * dead[rows]
-        denominator = sums[:, :1]
-        mean = sums[:, 1 : 1 + p] / denominator
-        second = sums[:, 1 + p :].reshape(-1, p, p) / denominator[:, :, None]
-        score[rows] -= mean
-        info[rows] += second - mean[:, :, None] * mean[:, None, :]
+    # Efron, one row per death: the k-th of d tied deaths sees the others' risk weighted by
+    # 1 - (k - 1) / d (the same d fractions as k / d); each time sums its deaths' rows.
+    tied = np.repeat(np.arange(len(times)), n_dead)
+    k = np.arange(len(tied)) - np.repeat(np.cumsum(n_dead) - n_dead, n_dead) + 1
+    share = (k / n_dead[tied])[:, None]
+    sums = at_risk[tied] - dead[tied] + share * dead[tied]
+    denominator = sums[:, :1]
+    mean = sums[:, 1 : 1 + p] / denominator
+    second = sums[:, 1 + p :].reshape(-1, p, p) / denominator[:, :, None]
+    starts = np.cumsum(n_dead) - n_dead
+    score = x_dead - np.add.reduceat(mean, starts, axis=0)
+    info = np.add.reduceat(second - mean[:, :, None] * mean[:, None, :], starts, axis=0)
     u = np.concatenate([np.zeros(p), (g[:, None] * score).sum(axis=0)])
     imat = np.block(
         [
@@ -374,7 +404,7 @@ def cox_zph(stop, event, X, beta, terms: Sequence[str], start=None) -> pd.DataFr
         except np.linalg.LinAlgError:
             chisq = np.nan
         rows.append(
-            {"term": term, "chisq": chisq, "df": df, "p_value": float(stats.chi2.sf(chisq, df))}
+            {"term": term, "chisq": chisq, "df": df, "p_value": float(special.chdtrc(df, chisq))}
         )
     return pd.DataFrame(rows, columns=PH_TEST_COLUMNS)
 

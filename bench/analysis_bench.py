@@ -126,8 +126,9 @@ def run_command(n: int) -> dict:
             "import resource, subprocess, sys, time, json; t = time.perf_counter(); "
             "p = subprocess.run(sys.argv[1:], capture_output=True, text=True); "
             "w = time.perf_counter() - t; sys.stderr.write(p.stderr); "
+            "u = resource.getrusage(resource.RUSAGE_CHILDREN); "
             "print(json.dumps({'rc': p.returncode, 'wall_s': w, 'peak_rss_mib': "
-            "resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024}))"
+            "u.ru_maxrss / 1024, 'cpu_s': u.ru_utime + u.ru_stime}))"
         )
         proc = subprocess.run(
             [common.PYTHON, "-c", code, common.PYTHON, "manage.py", "run_analysis", "--out", out],
@@ -178,7 +179,8 @@ def bench(n: int, repeat: int, phases: list[str], command: bool) -> dict:
         runs = [run_command(n) for _ in range(repeat)]
         results["command"] = min(runs, key=lambda r: r["wall_s"])
         print(
-            f"  n={n:>6} {'command':<11} {results['command']['wall_s']:8.2f} s   peak RSS "
+            f"  n={n:>6} {'command':<11} {results['command']['wall_s']:8.2f} s "
+            f"(CPU {results['command']['cpu_s']:.2f} s, the run and its workers)   peak RSS "
             f"{results['command']['peak_rss_mib']:6.0f} MiB (manage.py run_analysis: process "
             f"start, imports, every file; process start + imports alone "
             f"{results['command']['imports_s']:.2f} s)",
@@ -219,6 +221,13 @@ def main():
         help="time manage.py run_analysis only up to this size (it includes beyond and the "
         "dataset's xlsx); 0 = never",
     )
+    parser.add_argument(
+        "--phases",
+        nargs="*",
+        choices=PHASES,
+        help="only these phases (none given: only the command, e.g. `--phases --command-max "
+        "100000` times manage.py run_analysis alone)",
+    )
     parser.add_argument("--phase", choices=PHASES, help=argparse.SUPPRESS)
     parser.add_argument("--frame", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
@@ -231,12 +240,18 @@ def main():
         bench(
             n,
             args.repeat,
-            PHASES if n <= args.beyond_max else PHASES[:5],
+            args.phases
+            if args.phases is not None
+            else (PHASES if n <= args.beyond_max else PHASES[:5]),
             n <= args.command_max,
         )
         for n in args.patients
     ]
-    path = common.record("analysis", {"sizes": results})
+    # A run of some phases keeps its own file (bench/results/analysis_command_100000.json).
+    name = "analysis"
+    if args.phases is not None:
+        name += f"_{'_'.join(args.phases) or 'command'}_" + "_".join(map(str, args.patients))
+    path = common.record(name, {"sizes": results})
     print(f"   written: {path.relative_to(common.ROOT)}")
 
 

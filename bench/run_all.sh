@@ -10,7 +10,9 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 exec bash scripts/with_services.sh bash -c '
     set -euo pipefail
     py=.venv/bin/python
-    $py bench/analysis_bench.py --patients 50 10000 100000
+    $py bench/analysis_bench.py --patients 50 10000 100000 --command-max 100000
+    $py bench/vs_r.py --patients 10000
+    $py bench/vs_r.py --patients 100000
     $py bench/pages_bench.py --patients 10000 100000
     $py bench/exports_bench.py --patients 10000 100000
     $py bench/load_bench.py --patients 100000

@@ -43,6 +43,8 @@ from typing import BinaryIO
 from django.conf import settings
 from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
 from django.db import IntegrityError, connection, models, transaction
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_noop
 from simple_history.utils import bulk_create_with_history
 
 from monitoring import services
@@ -112,8 +114,8 @@ MIB = 1024 * 1024
 RATIO_CHECK_FROM_BYTES = MIB
 # Archives within a zip upload are refused, not opened: one level of unpacking only.
 ARCHIVE_SUFFIXES = (".zip", ".xlsx", ".xlsm", ".ods", ".gz", ".tgz", ".bz2", ".xz")
-UNREADABLE_ZIP = "Not a readable zip file."
-UNREADABLE_XLSX = "Not a readable Excel workbook (.xlsx)."
+UNREADABLE_ZIP = gettext_noop("Not a readable zip file.")
+UNREADABLE_XLSX = gettext_noop("Not a readable Excel workbook (.xlsx).")
 ARCHIVE_MAGIC = (b"PK\x03\x04", b"\x1f\x8b", b"BZh", b"\xfd7zXZ", b"7z\xbc\xaf", b"Rar!")
 
 
@@ -143,11 +145,11 @@ class Limits:
 
     def upload_too_large(self, size: int) -> str | None:
         if size > self.upload_bytes:
-            return (
-                f"The upload is {_size(size)}; the limit is {_size(self.upload_bytes)} per "
-                "upload. Split the files into several uploads (e.g. patients first, then the "
-                "other files naming their cases by study_id)."
-            )
+            return _(
+                "The upload is %(size)s; the limit is %(limit)s per upload. Split the files into "
+                "several uploads (e.g. patients first, then the other files naming their cases "
+                "by study_id)."
+            ) % {"size": _size(size), "limit": _size(self.upload_bytes)}
         return None
 
 
@@ -170,9 +172,12 @@ class Budget:
         if self.rows > self.limits.rows:
             self.exhausted = True
             raise LimitExceeded(
-                f"More than {self.limits.rows:,} data rows: the limit is {self.limits.rows:,} "
-                "rows per upload. Split the import into several uploads (e.g. patients first, "
-                "then the other files naming their cases by study_id)."
+                _(
+                    "More than %(rows)s data rows: the limit is %(rows)s rows per upload. Split "
+                    "the import into several uploads (e.g. patients first, then the other files "
+                    "naming their cases by study_id)."
+                )
+                % {"rows": f"{self.limits.rows:,}"}
             )
 
     def add_unzipped(self, n: int):
@@ -180,8 +185,11 @@ class Budget:
         if self.unzipped > self.limits.unzipped_bytes:
             self.exhausted = True
             raise LimitExceeded(
-                f"Unzipped, the upload is more than {_size(self.limits.unzipped_bytes)}, the "
-                "limit per upload (its archives declared less): reading stopped there."
+                _(
+                    "Unzipped, the upload is more than %(limit)s, the limit per upload (its "
+                    "archives declared less): reading stopped there."
+                )
+                % {"limit": _size(self.limits.unzipped_bytes)}
             )
 
 
@@ -235,7 +243,14 @@ def _table(stem, source, filename, header, rows, problems) -> Table | None:
     record_type = spec.BY_NAME.get(stem.strip().lower())
     if record_type is None:
         names = ", ".join(rt.name for rt in spec.RECORD_TYPES)
-        problems.append(Problem(source, None, "", f"Not a template file or sheet ({names})."))
+        problems.append(
+            Problem(
+                source,
+                None,
+                "",
+                (_("Not a template file or sheet (%(names)s).") % {"names": names}),
+            )
+        )
         return None
     return Table(record_type, source, filename, header, rows)
 
@@ -258,8 +273,10 @@ def _header(source, cells, problems) -> list[str] | None:
                     source,
                     1,
                     name,
-                    f"The column comes twice (columns {first} and {get_column_letter(index)}): "
-                    "keep one.",
+                    (
+                        _("The column comes twice (columns %(first)s and %(value)s): keep one.")
+                        % {"first": first, "value": get_column_letter(index)}
+                    ),
                 )
             )
             ok = False
@@ -282,7 +299,12 @@ def _row_values(source, number, header, cells, problems) -> dict | None:
                     source,
                     number,
                     get_column_letter(index + 1),
-                    "A value in a column without a header: is a comma inside an unquoted cell?",
+                    (
+                        _(
+                            "A value in a column without a header: is a comma inside an unquoted "
+                            "cell?"
+                        )
+                    ),
                 )
             )
             return None
@@ -301,10 +323,10 @@ CSV_ERRORS = {
 def _csv_message(error: csv.Error) -> str:
     text = str(error)
     what = next((m for key, m in CSV_ERRORS.items() if key in text), text)
-    return (
-        f"Not valid CSV: {what}. Nothing after it can be read reliably. A cell holding a quote, "
+    return _(
+        "Not valid CSV: %(what)s. Nothing after it can be read reliably. A cell holding a quote, "
         'a comma or a line break is enclosed in quotes, and each quote inside it is doubled ("").'
-    )
+    ) % {"what": what}
 
 
 def _take_row(source, number, header, cells, rows, problems, budget) -> bool:
@@ -345,7 +367,9 @@ def read_csv(
         first = next(reader, None)
         number = 1
         if first is None:
-            problems.append(Problem(name, None, "", "The file is empty: keep at least the header."))
+            problems.append(
+                Problem(name, None, "", _("The file is empty: keep at least the header."))
+            )
             return None
         header = _header(name, first, problems)
         if header is None:
@@ -355,7 +379,7 @@ def read_csv(
             if not _take_row(name, number, header, cells, rows, problems, budget):
                 return None
     except UnicodeDecodeError:
-        problems.append(Problem(name, None, "", "Not UTF-8 text: save the file as UTF-8 CSV."))
+        problems.append(Problem(name, None, "", _("Not UTF-8 text: save the file as UTF-8 CSV.")))
         return None
     except csv.Error as e:
         problems.append(Problem(name, number + 1, "", _csv_message(e)))
@@ -386,7 +410,7 @@ def _open_archive(name, stream, problems, budget, unreadable_message):
     """The archive, once its declared sizes pass the limits: a zip bomb is refused before
     anything is unpacked."""
     limits = budget.limits
-    unreadable = Problem(name, None, "", unreadable_message)
+    unreadable = Problem(name, None, "", _(unreadable_message))
     members = _declared_members(stream)
     if members is None:
         problems.append(unreadable)
@@ -397,7 +421,10 @@ def _open_archive(name, stream, problems, budget, unreadable_message):
                 name,
                 None,
                 "",
-                f"The archive holds {members:,} files; the limit is {limits.members:,}.",
+                (
+                    _("The archive holds %(members)s files; the limit is %(members2)s.")
+                    % {"members": f"{members:,}", "members2": f"{limits.members:,}"}
+                ),
             )
         )
         return None
@@ -414,8 +441,13 @@ def _open_archive(name, stream, problems, budget, unreadable_message):
                 name,
                 None,
                 "",
-                f"Unzipped, it would be {_size(declared)}; the limit is "
-                f"{_size(limits.unzipped_bytes)} per upload. Nothing was unpacked.",
+                (
+                    _(
+                        "Unzipped, it would be %(value)s; the limit is %(value2)s per upload. "
+                        "Nothing was unpacked."
+                    )
+                    % {"value": _size(declared), "value2": _size(limits.unzipped_bytes)}
+                ),
             )
         )
         archive.close()
@@ -428,9 +460,18 @@ def _open_archive(name, stream, problems, budget, unreadable_message):
                     name,
                     None,
                     "",
-                    f"{info.filename} is compressed {ratio:,.0f} to 1, far more than data "
-                    f"compresses (the limit is {limits.ratio} to 1): refused as a possible zip "
-                    "bomb. Nothing was unpacked.",
+                    (
+                        _(
+                            "%(filename)s is compressed %(ratio)s to 1, far more than data "
+                            "compresses (the limit is %(ratio2)s to 1): refused as a possible zip "
+                            "bomb. Nothing was unpacked."
+                        )
+                        % {
+                            "filename": info.filename,
+                            "ratio": f"{ratio:,.0f}",
+                            "ratio2": limits.ratio,
+                        }
+                    ),
                 )
             )
             archive.close()
@@ -457,7 +498,7 @@ def read_zip(source: Source, problems: list, budget: Budget) -> list[Table]:
                             where,
                             None,
                             "",
-                            "An archive inside the zip: put the CSV files themselves in it.",
+                            _("An archive inside the zip: put the CSV files themselves in it."),
                         )
                     )
                     continue
@@ -467,7 +508,7 @@ def read_zip(source: Source, problems: list, budget: Budget) -> list[Table]:
                     with io.BufferedReader(_Counted(archive.open(info), budget)) as raw:
                         if raw.peek(8)[:8].startswith(ARCHIVE_MAGIC):
                             problems.append(
-                                Problem(where, None, "", "An archive, not a CSV file: unzip it.")
+                                Problem(where, None, "", _("An archive, not a CSV file: unzip it."))
                             )
                             continue
                         table = read_csv(member, raw, problems, budget, filename=where)
@@ -475,7 +516,7 @@ def read_zip(source: Source, problems: list, budget: Budget) -> list[Table]:
                     problems.append(Problem(where, None, "", str(e)))
                     return tables
                 except (zipfile.BadZipFile, OSError, EOFError, zlib.error):
-                    problems.append(Problem(where, None, "", "Not a readable zip file member."))
+                    problems.append(Problem(where, None, "", _("Not a readable zip file member.")))
                     continue
                 if table:
                     tables.append(table)
@@ -500,7 +541,7 @@ def _check_archive_members(name, stream, problems, budget) -> bool:
             problems.append(Problem(name, None, "", str(e)))
             return False
         except (zipfile.BadZipFile, OSError, EOFError, zlib.error, NotImplementedError):
-            problems.append(Problem(name, None, "", UNREADABLE_XLSX))
+            problems.append(Problem(name, None, "", _(UNREADABLE_XLSX)))
             return False
     return True
 
@@ -525,13 +566,21 @@ def _cell(source, number, column, value_cell, formula_cell, problems):
                 source,
                 number,
                 column,
-                "A formula without a saved value: open the workbook in Excel and save it, or "
-                "paste the values instead of the formula.",
+                (
+                    _(
+                        "A formula without a saved value: open the workbook in Excel and save "
+                        "it, or paste the values instead of the formula."
+                    )
+                ),
             )
         )
         return None
     if value_cell.data_type == "e":
-        problems.append(Problem(source, number, column, f"An Excel error value ({value})."))
+        problems.append(
+            Problem(
+                source, number, column, (_("An Excel error value (%(value)s).") % {"value": value})
+            )
+        )
         return None
     return value
 
@@ -594,7 +643,7 @@ def read_xlsx(source: Source, problems: list, budget: Budget) -> list[Table]:
                 stack.callback(book.close)
                 books.append(book)
         except Exception:  # noqa: BLE001 - openpyxl raises many kinds for a bad file
-            problems.append(Problem(source.name, None, "", UNREADABLE_XLSX))
+            problems.append(Problem(source.name, None, "", _(UNREADABLE_XLSX)))
             return []
         values_book, formula_book = books
         for sheet in values_book.worksheets:
@@ -604,7 +653,9 @@ def read_xlsx(source: Source, problems: list, budget: Budget) -> list[Table]:
                 table = _read_sheet(source.name, sheet, formula_book[sheet.title], problems, budget)
             except Exception:  # noqa: BLE001 - a malformed sheet's XML
                 problems.append(
-                    Problem(f"{source.name} sheet {sheet.title}", None, "", "Not a readable sheet.")
+                    Problem(
+                        f"{source.name} sheet {sheet.title}", None, "", _("Not a readable sheet.")
+                    )
                 )
                 return tables
             if table:
@@ -627,7 +678,7 @@ def read_upload(source: Source, problems: list, budget: Budget) -> list[Table]:
         with source.open() as stream:
             table = read_csv(source.name, stream, problems, budget)
         return [table] if table else []
-    message = "Upload .csv files, a .zip of them or an .xlsx."
+    message = _("Upload .csv files, a .zip of them or an .xlsx.")
     problems.append(Problem(source.name, None, "", message))
     return []
 
@@ -691,11 +742,11 @@ def read_path(
         for csv_path in csv_paths:
             tables += read_upload(Source.from_path(csv_path), problems, budget)
         if not tables and not problems:
-            problems.append(Problem(str(path), None, "", "No CSV files in this directory."))
+            problems.append(Problem(str(path), None, "", _("No CSV files in this directory.")))
         return tables
     if path.is_file():
         return read_upload(Source.from_path(path), problems, budget)
-    problems.append(Problem(str(path), None, "", "No such file or directory."))
+    problems.append(Problem(str(path), None, "", _("No such file or directory.")))
     return []
 
 
@@ -783,14 +834,18 @@ class CaseImport:
             return result
         self._check_tables()
         if not any(table.rows for table in self.tables):
-            names = sorted({t.filename.split("/")[0] for t in self.tables}) or ["The upload"]
+            names = sorted({t.filename.split("/")[0] for t in self.tables}) or [_("The upload")]
             result.problems.append(
                 Problem(
                     ", ".join(names),
                     None,
                     "",
-                    "No data rows: the files hold only their header rows. Fill in the template "
-                    "below its header, one row per record.",
+                    (
+                        _(
+                            "No data rows: the files hold only their header rows. Fill in the "
+                            "template below its header, one row per record."
+                        )
+                    ),
                 )
             )
             return result
@@ -879,18 +934,18 @@ class CaseImport:
             for name in table.header:
                 if name and name not in known:
                     problems.append(
-                        Problem(table.source, 1, name, "Unknown column: see the template.")
+                        Problem(table.source, 1, name, _("Unknown column: see the template."))
                     )
             missing = [c for c in rt.required_columns() if c not in table.header]
             for name in missing:
-                problems.append(Problem(table.source, 1, name, "Required column is missing."))
+                problems.append(Problem(table.source, 1, name, _("Required column is missing.")))
             if rt.key == "case" and not {spec.STUDY_ID, spec.SITE_CASE_NUMBER} & set(table.header):
                 problems.append(
                     Problem(
                         table.source,
                         1,
                         spec.STUDY_ID,
-                        "Give study_id or site_case_number to name the case.",
+                        _("Give study_id or site_case_number to name the case."),
                     )
                 )
 
@@ -1016,7 +1071,7 @@ class _Pass:
                     table,
                     number,
                     spec.INSTITUTION,
-                    "Give the site code (or choose the site for the whole import).",
+                    _("Give the site code (or choose the site for the whole import)."),
                 )
             return self.institution
         if self.institution is not None and code != self.institution.code:
@@ -1024,12 +1079,20 @@ class _Pass:
                 table,
                 number,
                 spec.INSTITUTION,
-                f"This import is for {self.institution.code}; the row says {code}.",
+                (
+                    _("This import is for %(code)s; the row says %(code2)s.")
+                    % {"code": self.institution.code, "code2": code}
+                ),
             )
             return None
         site = self._site_of(code)
         if site is None:
-            self.problem(table, number, spec.INSTITUTION, f"You cannot import into site {code}.")
+            self.problem(
+                table,
+                number,
+                spec.INSTITUTION,
+                (_("You cannot import into site %(code)s.") % {"code": code}),
+            )
         return site
 
     def _key_of(self, row) -> tuple[int, str] | None:
@@ -1121,7 +1184,12 @@ class _Pass:
             self._find_study_ids([study_id])
             patient = self._patient(self.by_study_id[study_id])
             if patient is None:
-                self.problem(table, number, spec.STUDY_ID, f"No case {study_id} at your sites.")
+                self.problem(
+                    table,
+                    number,
+                    spec.STUDY_ID,
+                    (_("No case %(study_id)s at your sites.") % {"study_id": study_id}),
+                )
                 return None
             code = str(row.get(spec.INSTITUTION) or "").strip()
             site = self.institution.code if self.institution else code
@@ -1130,7 +1198,10 @@ class _Pass:
                     table,
                     number,
                     spec.STUDY_ID,
-                    f"{study_id} is a case of another site than {site}.",
+                    (
+                        _("%(study_id)s is a case of another site than %(site)s.")
+                        % {"study_id": study_id, "site": site}
+                    ),
                 )
                 return None
             if case_number and patient.site_case_number != case_number:
@@ -1138,13 +1209,22 @@ class _Pass:
                     table,
                     number,
                     spec.SITE_CASE_NUMBER,
-                    f"{study_id} has site case number “{patient.site_case_number}”, "
-                    f"not “{case_number}”.",
+                    (
+                        _(
+                            "%(study_id)s has site case number “%(site_case_number)s”, not "
+                            "“%(case_number)s”."
+                        )
+                        % {
+                            "study_id": study_id,
+                            "site_case_number": patient.site_case_number,
+                            "case_number": case_number,
+                        }
+                    ),
                 )
                 return None
             return patient
         if not case_number:
-            self.problem(table, number, spec.STUDY_ID, "Give study_id or site_case_number.")
+            self.problem(table, number, spec.STUDY_ID, _("Give study_id or site_case_number."))
             return None
         site = self._site(table, number, row)
         if site is None:
@@ -1157,12 +1237,15 @@ class _Pass:
         matches = self.registered.get(key, [])[:2]
         if len(matches) != 1:
             message = (
-                f"No case with site case number “{case_number}” at {site.code}, "
-                "neither in patients nor in the registry."
+                _(
+                    "No case with site case number “%(number)s” at %(site)s, neither in "
+                    "patients nor in the registry."
+                )
                 if not matches
-                else f"Several cases at {site.code} have site case number “{case_number}”: "
-                "use study_id."
-            )
+                else _(
+                    "Several cases at %(site)s have site case number “%(number)s”: use study_id."
+                )
+            ) % {"number": case_number, "site": site.code}
             self.problem(table, number, spec.SITE_CASE_NUMBER, message)
             return None
         self.cases[key] = matches[0][0]
@@ -1175,7 +1258,13 @@ class _Pass:
         status = next((s for s in patient.crf_statuses.all() if s.crf == crf), None)
         if status and status.is_locked:
             self.problem(
-                table, number, "", f"The {status.get_crf_display()} CRF of {patient} is locked."
+                table,
+                number,
+                "",
+                (
+                    _("The %(value)s CRF of %(patient)s is locked.")
+                    % {"value": status.get_crf_display(), "patient": patient}
+                ),
             )
             return False
         return True
@@ -1195,7 +1284,7 @@ class _Pass:
                 continue
             raw = row.get(name)
             if required and not _is_filled(raw):
-                self.problem(table, number, name, "Required.")
+                self.problem(table, number, name, _("Required."))
                 bad.add(name)
                 continue
             try:
@@ -1289,7 +1378,12 @@ class _Pass:
                     with transaction.atomic():
                         bulk_create_with_history([instance], model)
                 except IntegrityError as e:
-                    self.problem(table, number, "", f"Not saved: the database refused it ({e}).")
+                    self.problem(
+                        table,
+                        number,
+                        "",
+                        _("Not saved: the database refused it (%(e)s).") % {"e": e},
+                    )
                     refused.add(id(instance))
         services.records_created(i for _t, _n, i in ready if id(i) not in refused)
         return refused
@@ -1371,7 +1465,7 @@ class _Pass:
         patient = patient_model(institution=site, site_case_number=case_number, **values)
         ok = site is not None and bool(case_number)
         if not case_number:
-            self.problem(table, number, spec.SITE_CASE_NUMBER, "Required: it links the case.")
+            self.problem(table, number, spec.SITE_CASE_NUMBER, _("Required: it links the case."))
         if site is not None and case_number:
             key = (site.pk, case_number)
             earlier = self.cases.get(key)
@@ -1380,7 +1474,10 @@ class _Pass:
                     table,
                     number,
                     spec.SITE_CASE_NUMBER,
-                    f"Site case number “{case_number}” comes twice at {site.code}.",
+                    (
+                        _("Site case number “%(case_number)s” comes twice at %(code)s.")
+                        % {"case_number": case_number, "code": site.code}
+                    ),
                 )
                 ok = False
             else:
@@ -1391,7 +1488,10 @@ class _Pass:
                         table,
                         number,
                         spec.SITE_CASE_NUMBER,
-                        f"Already registered as {registered[0][1]}: link its records by study_id.",
+                        (
+                            _("Already registered as %(study_id)s: link its records by study_id.")
+                            % {"study_id": registered[0][1]}
+                        ),
                     )
                     ok = False
         # The site was resolved by the import; the study ID is given when the case is stored.
@@ -1437,7 +1537,12 @@ class _Pass:
             if _is_filled(raw):
                 n = _number(raw)
                 if n is None:
-                    self.problem(table, number, spec.CYCLE_NUMBER, f"“{raw}” is not a number.")
+                    self.problem(
+                        table,
+                        number,
+                        spec.CYCLE_NUMBER,
+                        (_("“%(raw)s” is not a number.") % {"raw": raw}),
+                    )
                     bad.add(spec.CYCLE_NUMBER)
                 elif linked:
                     cycle = self._cycle(patient, n)
@@ -1447,12 +1552,17 @@ class _Pass:
                                 table,
                                 number,
                                 spec.CYCLE_NUMBER,
-                                f"{patient} has no cycle {n}, neither in cycles nor in the "
-                                "registry.",
+                                (
+                                    _(
+                                        "%(patient)s has no cycle %(n)s, neither in cycles "
+                                        "nor in the registry."
+                                    )
+                                    % {"patient": patient, "n": n}
+                                ),
                             )
                         bad.add(spec.CYCLE_NUMBER)
             elif not cycle_field.null:
-                self.problem(table, number, spec.CYCLE_NUMBER, "Required.")
+                self.problem(table, number, spec.CYCLE_NUMBER, _("Required."))
                 bad.add(spec.CYCLE_NUMBER)
         instance = model(**values)
         # The case and its cycle are the import's own look-ups (they exist): full_clean() need

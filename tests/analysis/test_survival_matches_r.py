@@ -196,3 +196,18 @@ def test_numbers_at_risk_match_r(case):
                     "endpoint == @endpoint and grouping == @grouping and group == @group"
                 )
                 assert_close(ours, theirs, ["time", "n_risk"], f"{endpoint}/{grouping}/{group}")
+
+
+def test_logrank_with_a_group_that_expects_no_death_is_no_test_with_its_df():
+    """As R's survdiff (and the reference script): a group whose patients all leave before the
+    first death expects none; chisq 0 on k - 1 df, P = 1."""
+    from analysis.survival import logrank
+
+    df = pd.DataFrame(
+        {
+            "months": [1.0, 1.5, 5.0, 6.0, 7.0, 8.0],
+            "event": [0, 0, 1, 0, 1, 1],
+            "group": [1, 1, 0, 0, 0, 0],
+        }
+    )
+    assert tuple(logrank(df, "months", "event", "group")) == (0.0, 1, 1.0)

@@ -178,3 +178,31 @@ def test_a_run_in_a_thread_of_the_web_process_draws_without_forking(dataset, tmp
     thread.start()
     thread.join()
     assert pools == [] and drawn == EXPECTED and written(tmp_path) == sorted(EXPECTED)
+
+
+def test_the_worker_writes_the_dataset_files_and_they_equal_those_written_here(
+    dataset, tmp_path, monkeypatch
+):
+    """The dataset's files are the worker's first jobs (DatasetSpec), the same bytes as the run
+    writing them itself (the SPSS header's creation time aside: compared as read back)."""
+    monkeypatch.setattr(outputs.os, "sched_getaffinity", lambda pid: {0, 1})
+    monkeypatch.setattr(outputs, "_draw", signed_draw)
+    (tmp_path / "worker").mkdir()
+    specs = [outputs.DatasetSpec(fmt, dataset) for fmt in ("csv", "xlsx")]
+    drawing = outputs.Drawing(specs + outputs.paper_figure_specs(dataset), tmp_path / "worker")
+    while not drawing.jobs[0].running() and not drawing.jobs[0].done():
+        time.sleep(0.01)
+    files = drawing.wait()
+    assert files[:2] == ["analysis_dataset.csv", "analysis_dataset.xlsx"]
+    assert files[2:] == EXPECTED
+    drawer = (tmp_path / "worker" / "analysis_dataset.csv.drawn-by").read_text()
+    assert drawer != str(os.getpid())  # the worker wrote it
+    (tmp_path / "here").mkdir()
+    for fmt in ("csv", "xlsx"):
+        outputs.write_dataset_as(dataset, tmp_path / "here", fmt)
+    name = "analysis_dataset.csv"
+    assert (tmp_path / "worker" / name).read_bytes() == (tmp_path / "here" / name).read_bytes()
+    pd.testing.assert_frame_equal(
+        pd.read_excel(tmp_path / "worker" / "analysis_dataset.xlsx"),
+        pd.read_excel(tmp_path / "here" / "analysis_dataset.xlsx"),
+    )
