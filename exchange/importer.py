@@ -18,10 +18,15 @@ Checking runs case by case in short transactions that are rolled back (every row
 the same one, so its cross-record rules hold), so a long check never holds the database's write
 lock for long: other users keep saving. Only an upload that passed the check is imported, in one
 transaction that checks every row again.
+
+Within a pass, rows are full_clean()ed in memory and stored in bulk, a part of CHUNK_ROWS rows of
+one file at a time (_Pass). A directory too large to hold (the command, beyond IMPORT_MAX_ROWS
+rows) is read from disk as it is imported (CsvRows), checked and stored in one transaction.
 """
 
 import contextlib
 import csv
+import functools
 import io
 import struct
 import time
@@ -40,8 +45,10 @@ from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
 from django.db import IntegrityError, connection, models, transaction
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_noop
+from simple_history.utils import bulk_create_with_history
 
-from registry.models import CaseLocked, CrfStatus, Cycle, Institution, Patient
+from monitoring import services
+from registry.models import CrfStatus, Cycle, Institution, Patient, lock_message
 
 from . import spec
 from .safe import safe_row
@@ -338,12 +345,24 @@ def _take_row(source, number, header, cells, rows, problems, budget) -> bool:
     return True
 
 
-def read_csv(name: str, stream, problems: list, budget: Budget, filename=None) -> Table | None:
-    """One CSV file, read row by row: only its filled cells are kept."""
+class _CountedRows(list):
+    """Where a reading that keeps no rows counts them (CsvRows reads them again later)."""
+
+    count = 0
+
+    def append(self, _row):
+        self.count += 1
+
+
+def read_csv(
+    name: str, stream, problems: list, budget: Budget, filename=None, keep=True
+) -> Table | None:
+    """One CSV file, read row by row: only its filled cells are kept (with keep=False, none:
+    the rows are counted, the file checked)."""
     text = io.TextIOWrapper(stream, encoding="utf-8-sig", newline="")
     reader = csv.reader(text, strict=True)
     number = 0  # rows read; the row being read is number + 1 (the header is row 1)
-    header, rows = None, []
+    header, rows = None, [] if keep else _CountedRows()
     try:
         first = next(reader, None)
         number = 1
@@ -664,15 +683,63 @@ def read_upload(source: Source, problems: list, budget: Budget) -> list[Table]:
     return []
 
 
-def read_path(path: Path, problems: list, budget: Budget | None = None) -> list[Table]:
-    """Tables from a directory of CSV files or one .xlsx workbook (the management command)."""
+class CsvRows:
+    """The data rows of a CSV file too large to hold (the command's legacy registries), read
+    again from the file on each iteration. The file was read whole once before (read_path), so
+    it is known to be valid CSV with a proper header."""
+
+    def __init__(self, path: Path, count: int):
+        self.path, self.count = Path(path), count
+
+    def __len__(self):
+        return self.count
+
+    def __iter__(self) -> Iterator[tuple[int, dict]]:
+        with self.path.open("rb") as stream:
+            reader = csv.reader(io.TextIOWrapper(stream, encoding="utf-8-sig", newline=""))
+            header = [str(h).strip() for h in next(reader)]
+            for number, cells in enumerate(reader, start=2):
+                values = _row_values(self.path.name, number, header, cells, [])
+                if values:
+                    yield number, values
+
+    def in_order_of(self, key) -> Iterator[tuple[int, dict]]:
+        """The rows ordered by key(row) (stable): one reading per distinct key."""
+        for wanted in sorted({key(row) for _number, row in self}):
+            for number, row in self:
+                if key(row) == wanted:
+                    yield number, row
+
+
+def read_path(
+    path: Path, problems: list, budget: Budget | None = None, stream=False
+) -> list[Table]:
+    """Tables from a directory of CSV files or one .xlsx workbook (the management command).
+
+    stream: a directory holding more rows than an upload may (IMPORT_MAX_ROWS; the command's
+    --max-rows allows it) is not held in memory: each file is checked once, then its rows are
+    read again as the import takes them (CsvRows)."""
     path = Path(path)
     budget = budget or Budget()
     if path.is_dir():
+        csv_paths = [p for p in sorted(path.glob("*.csv")) if not _ignored(p.name)]
+        if stream and csv_paths:
+            counted = []
+            for csv_path in csv_paths:
+                if budget.exhausted:
+                    break
+                with csv_path.open("rb") as file:
+                    table = read_csv(csv_path.name, file, problems, budget, keep=False)
+                if table:
+                    counted.append((csv_path, table))
+            rows = sum(t.rows.count for _p, t in counted)
+            if problems or rows > settings.IMPORT_MAX_ROWS:
+                for csv_path, table in counted:
+                    table.rows = CsvRows(csv_path, table.rows.count)
+                return [t for _p, t in counted]
+            budget = Budget(budget.limits)  # small enough to hold: read again, keeping the rows
         tables = []
-        for csv_path in sorted(path.glob("*.csv")):
-            if _ignored(csv_path.name):
-                continue
+        for csv_path in csv_paths:
             tables += read_upload(Source.from_path(csv_path), problems, budget)
         if not tables and not problems:
             problems.append(Problem(str(path), None, "", _("No CSV files in this directory.")))
@@ -739,6 +806,7 @@ FAILED = _Failed()
 # 100 ms). Between the check's transactions the import pauses a little longer than that, so that
 # a user's save waiting for the lock gets it rather than the import's next transaction.
 SQLITE_HANDOVER_SECONDS = 0.12
+CHECK_GROUP_ROWS = 100  # rows of whole cases the check takes at once, between looks at the time
 
 
 class CaseImport:
@@ -781,6 +849,8 @@ class CaseImport:
                 )
             )
             return result
+        if any(isinstance(table.rows, CsvRows) for table in self.tables):
+            return self._run_streamed(commit)
         imported = Counter()
         cases = self._cases()
         done = 0
@@ -789,15 +859,22 @@ class CaseImport:
                 time.sleep(SQLITE_HANDOVER_SECONDS)
             # One transaction, rolled back, per part: whole cases until the part has
             # IMPORT_CHECK_CHUNK_ROWS rows or has run IMPORT_CHECK_CHUNK_SECONDS.
+            # The cases are checked together in groups of up to CHECK_GROUP_ROWS rows (a few
+            # queries per group and file), the time looked at between groups.
             started, rows = time.monotonic(), 0
             with transaction.atomic():
                 check = _Pass(self)
                 while done < len(cases) and rows < settings.IMPORT_CHECK_CHUNK_ROWS:
                     if time.monotonic() - started >= settings.IMPORT_CHECK_CHUNK_SECONDS:
                         break
-                    check.run(self._tables_of(cases[done]))
-                    rows += len(cases[done])
-                    done += 1
+                    group = []
+                    while done < len(cases) and rows < settings.IMPORT_CHECK_CHUNK_ROWS:
+                        if len(group) >= CHECK_GROUP_ROWS:
+                            break
+                        group += cases[done]
+                        rows += len(cases[done])
+                        done += 1
+                    check.run(self._tables_of(group))
                 transaction.set_rollback(True)
             imported.update(check.imported)
             result.problems.extend(check.problems)
@@ -817,6 +894,25 @@ class CaseImport:
             else:
                 result.saved = True
                 result.imported = {t.source: write.imported[t.source] for t in self.tables}
+                result.study_ids = write.study_ids
+        return result
+
+    def _run_streamed(self, commit) -> ImportResult:
+        """Files too large to hold (the command, beyond IMPORT_MAX_ROWS rows): checked and
+        stored file by file in one transaction, every row full_clean()ed once, rolled back on
+        any problem or for a check only. All or nothing as the two passes of an upload, in half
+        the work; it holds its sites' row locks (new registrations there wait) until it ends."""
+        result = self.result
+        with transaction.atomic():
+            write = _Pass(self)
+            write.run(self.tables)
+            result.problems.extend(write.problems)
+            self._sort_problems()
+            result.imported = {t.source: write.imported[t.source] for t in self.tables}
+            if result.problems or not commit:
+                transaction.set_rollback(True)
+            else:
+                result.saved = True
                 result.study_ids = write.study_ids
         return result
 
@@ -911,16 +1007,25 @@ class CaseImport:
 
 
 class _Pass:
-    """Rows imported inside the caller's transaction: each built, full_clean()ed and saved, in
-    dependency order (the tables given to run() are in import order), its problems collected."""
+    """Rows imported inside the caller's transaction, in dependency order (the tables given to
+    run() are in import order), their problems collected.
+
+    Each table is taken in parts of CHUNK_ROWS rows. A part's cases are looked up and loaded with
+    their records in a few queries; each row is built and full_clean()ed in memory, against the
+    case's records as loaded or as accepted earlier in the part (the models' cross-record rules
+    read them through the prefetched relations); the rows that pass are then stored together
+    (bulk_create_with_history: each history row with the importing user and the reason), and
+    monitoring's receiver runs once for them (services.records_created). Cycles are taken in
+    cycle order, so cycle n - 1 of a case is accepted before cycle n is checked.
+    """
 
     def __init__(self, run: CaseImport, checked=False):
         # `checked`: these rows passed the check moments ago. The rows of a case this pass
         # registers are then not full_clean()ed again: only their own values and the case's other
         # rows decide their rules, except a lock or a registration under the same site case number,
-        # which save() and _import_case() check again. Rows of registered cases are checked again
-        # (another user may have changed the case). This halves the time the import's transaction
-        # holds the write lock.
+        # which the store and _import_case() check again. Rows of registered cases are checked
+        # again (another user may have changed the case). This halves the time the import's
+        # transaction holds the write lock.
         self.checked = checked
         self.user = run.user
         self.institutions = run.institutions
@@ -929,13 +1034,20 @@ class _Pass:
         self.problems: list[Problem] = []
         self.imported: Counter = Counter()  # rows saved per source
         self.study_ids: list[str] = []  # cases registered
-        self.cases: dict[tuple[int, str], Patient | _Failed] = {}  # (site pk, case number)
-        self.by_pk: dict[int, Patient] = {}  # one instance per case, so its caches agree
-        self.by_study_id: dict[str, Patient | None] = {}
+        # (site pk, case number) -> the case's pk, FAILED, or (while its part is checked) the new
+        # Patient; ids only, so that a pass over a large registry holds little per case.
+        self.cases: dict[tuple[int, str], int | Patient | _Failed] = {}
+        self.by_study_id: dict[str, int | None] = {}
         self.new_patient_ids: set[int] = set()
-        self.cycles: dict[tuple[int, int], Cycle | None] = {}  # (case pk, number)
         self.failed_cycles: set[tuple[int, int]] = set()
-        self.locked_crfs: dict[tuple[int, str], CrfStatus | None] = {}  # (case pk, CRF)
+        self.numbering: dict[int, list] = {}  # site pk -> [site, last number given]
+        self.site_locks: dict[int, str | None] = {}  # site pk -> lock message of a new case
+        # The part being checked: its cases with their records, and the rows accepted.
+        self.by_pk: dict[int, Patient] = {}
+        self.registered: dict[tuple[int, str], list[tuple[int, str]]] = {}  # -> [(pk, study ID)]
+        self.looked_up: set[tuple[int, str]] = set()
+        self.table: Table | None = None
+        self.pending: list[tuple[Table, int, models.Model]] = []
 
     def run(self, tables: list[Table]):
         for table in tables:
@@ -945,6 +1057,11 @@ class _Pass:
         self.problems.append(Problem(table.source, row, column, message))
 
     # -- sites and cases
+
+    def _site_of(self, code) -> Institution | None:
+        if code not in self._sites:
+            self._sites[code] = self.institutions.filter(code=code).first()
+        return self._sites[code]
 
     def _site(self, table, number, row) -> Institution | None:
         code = str(row.get(spec.INSTITUTION) or "").strip()
@@ -968,9 +1085,7 @@ class _Pass:
                 ),
             )
             return None
-        if code not in self._sites:
-            self._sites[code] = self.institutions.filter(code=code).first()
-        site = self._sites[code]
+        site = self._site_of(code)
         if site is None:
             self.problem(
                 table,
@@ -980,18 +1095,94 @@ class _Pass:
             )
         return site
 
+    def _key_of(self, row) -> tuple[int, str] | None:
+        """(site pk, case number) a row names by its site case number, without judging it (as
+        _site() and _case() read the row)."""
+        number = _text(row.get(spec.SITE_CASE_NUMBER))
+        code = str(row.get(spec.INSTITUTION) or "").strip()
+        if not number or (self.institution is not None and code not in ("", self.institution.code)):
+            return None
+        site = self.institution if not code else self._site_of(code)
+        return (site.pk, number) if site is not None else None
+
+    def _look_up(self, keys):
+        """The registered cases of these (site, case number) keys, in study ID order."""
+        keys = set(keys) - self.looked_up
+        self.looked_up |= keys
+        if not keys:
+            return
+        sites = sorted({site for site, _n in keys})
+        numbers = sorted({n for _s, n in keys})
+        for start in range(0, len(numbers), 500):
+            found = Patient.objects.filter(
+                institution_id__in=sites, site_case_number__in=numbers[start : start + 500]
+            ).order_by("study_id")
+            for site, number, pk, study_id in found.values_list(
+                "institution_id", "site_case_number", "pk", "study_id"
+            ):
+                if (site, number) in keys:
+                    self.registered.setdefault((site, number), []).append((pk, study_id))
+
+    def _prepare(self, table, part):
+        """Look up the cases a part's rows name and load them with their records (a few
+        queries for the part, instead of several per row)."""
+        self.table, self.registered, self.looked_up = table, {}, set()
+        study_ids = {str(row.get(spec.STUDY_ID) or "").strip() for _n, row in part} - {""}
+        self._find_study_ids(study_ids)
+        keys = {
+            key
+            for _n, row in part
+            if not _text(row.get(spec.STUDY_ID))
+            for key in [self._key_of(row)]
+            if key is not None and key not in self.cases
+        }
+        self._look_up(keys)
+        pks = {self.by_study_id[s] for s in study_ids} - {None}
+        pks |= {pk for key in keys for pk, _s in self.registered.get(key, [])[:1]}
+        pks |= {
+            known
+            for _n, row in part
+            for known in [self.cases.get(self._key_of(row))]
+            if isinstance(known, int)
+        }
+        self.by_pk = {}
+        self._load(pks)
+
+    def _find_study_ids(self, study_ids):
+        new = sorted(s for s in study_ids if s not in self.by_study_id)
+        for start in range(0, len(new), 500):
+            found = dict(
+                Patient.objects.filter(
+                    institution__in=self.institutions, study_id__in=new[start : start + 500]
+                ).values_list("study_id", "pk")
+            )
+            for study_id in new[start : start + 500]:
+                self.by_study_id[study_id] = found.get(study_id)
+
+    def _load(self, pks):
+        """Load cases with the records the part's rules read (CASE_RECORDS_READ)."""
+        joined, related = CASE_RECORDS_READ[self.table.record_type.name]
+        pks = sorted(set(pks) - set(self.by_pk))
+        for start in range(0, len(pks), 500):
+            self.by_pk.update(
+                (p.pk, p)
+                for p in Patient.objects.filter(pk__in=pks[start : start + 500])
+                .select_related("institution", *joined)
+                .prefetch_related("crf_statuses", *related)
+            )
+
+    def _patient(self, pk) -> Patient | None:
+        if pk is not None and pk not in self.by_pk:
+            self._load([pk])  # a row _prepare() read otherwise (it should not happen)
+        return self.by_pk.get(pk)
+
     def _case(self, table, number, row) -> Patient | _Failed | None:
         """The case a row belongs to, by study ID or by the site's case number."""
         study_id = str(row.get(spec.STUDY_ID) or "").strip()
         case_number = _text(row.get(spec.SITE_CASE_NUMBER))
         if study_id:
-            if study_id not in self.by_study_id:
-                self.by_study_id[study_id] = (
-                    Patient.objects.filter(institution__in=self.institutions, study_id=study_id)
-                    .select_related("institution")
-                    .first()
-                )
-            patient = self.by_study_id[study_id]
+            self._find_study_ids([study_id])
+            patient = self._patient(self.by_study_id[study_id])
             if patient is None:
                 self.problem(
                     table,
@@ -1031,7 +1222,7 @@ class _Pass:
                     ),
                 )
                 return None
-            return self.by_pk.setdefault(patient.pk, patient)
+            return patient
         if not case_number:
             self.problem(table, number, spec.STUDY_ID, _("Give study_id or site_case_number."))
             return None
@@ -1040,12 +1231,10 @@ class _Pass:
             return None
         key = (site.pk, case_number)
         if key in self.cases:
-            return self.cases[key]
-        matches = list(
-            Patient.objects.filter(institution=site, site_case_number=case_number)
-            .select_related("institution")
-            .order_by("study_id")[:2]
-        )
+            known = self.cases[key]
+            return known if isinstance(known, _Failed) else self._patient(known)
+        self._look_up([key])
+        matches = self.registered.get(key, [])[:2]
         if len(matches) != 1:
             message = (
                 _(
@@ -1059,19 +1248,15 @@ class _Pass:
             ) % {"number": case_number, "site": site.code}
             self.problem(table, number, spec.SITE_CASE_NUMBER, message)
             return None
-        self.cases[key] = self.by_pk.setdefault(matches[0].pk, matches[0])
-        return self.cases[key]
+        self.cases[key] = matches[0][0]
+        return self._patient(matches[0][0])
 
     def _check_crf_open(self, table, number, patient, model) -> bool:
         if patient.pk in self.new_patient_ids:
             return True
         crf = CrfStatus.crf_of(model)
-        key = (patient.pk, crf)
-        if key not in self.locked_crfs:
-            status = patient.crf_statuses.filter(crf=crf).first()
-            self.locked_crfs[key] = status if status and status.is_locked else None
-        status = self.locked_crfs[key]
-        if status:
+        status = next((s for s in patient.crf_statuses.all() if s.crf == crf), None)
+        if status and status.is_locked:
             self.problem(
                 table,
                 number,
@@ -1084,53 +1269,70 @@ class _Pass:
             return False
         return True
 
-    def _cycle(self, patient, number) -> Cycle | None:
-        """The case's cycle `number`: imported in this pass, or registered before."""
-        key = (patient.pk, number)
-        if key not in self.cycles:
-            new_case = patient.pk in self.new_patient_ids  # its cycles all come from this pass
-            self.cycles[key] = None if new_case else patient.cycles.filter(number=number).first()
-        return self.cycles[key]
+    @staticmethod
+    def _cycle(patient, number) -> Cycle | None:
+        """The case's cycle `number`: imported before, or registered."""
+        return next((c for c in patient.cycles.all() if c.number == number), None)
 
     # -- rows
 
     def _values(self, table, number, row, model, skip=()) -> tuple[dict, set]:
         """Field values of one model from a row, and the columns that could not be read."""
         values, bad = {}, set()
-        for column in table.record_type.columns:
-            if column.model is not model or column.name in spec.KEY_COLUMNS:
+        for name, f, required in _value_columns(table.record_type, model):
+            if name in skip:
                 continue
-            if column.name in skip:
-                continue
-            f = column.model_field
-            raw = row.get(column.name)
-            if not _is_filled(raw) and table.record_type.is_required(column):
-                self.problem(table, number, column.name, _("Required."))
-                bad.add(column.name)
+            raw = row.get(name)
+            if required and not _is_filled(raw):
+                self.problem(table, number, name, _("Required."))
+                bad.add(name)
                 continue
             try:
                 values[f.name] = cell_value(f, raw)
             except CellError as e:
-                self.problem(table, number, column.name, str(e))
-                bad.add(column.name)
+                self.problem(table, number, name, str(e))
+                bad.add(name)
         return values, bad
 
-    def _validate(self, table, number, instance, bad, exclude=()) -> bool:
-        """full_clean() the instance; report its errors under the template's columns."""
+    def _site_lock(self, site_id) -> str | None:
+        """Why no case can be registered at the site now (its lock), asked once per pass."""
+        if site_id not in self.site_locks:
+            self.site_locks[site_id] = lock_message(institution_id=site_id)
+        return self.site_locks[site_id]
+
+    def _validate(self, table, number, instance, bad, exclude=(), others=None) -> bool:
+        """full_clean() the instance; report its errors under the template's columns.
+
+        The links the import resolved itself (the case, its cycle, the site) are excluded, so
+        full_clean() asks the database nothing for them; their unique checks run against the
+        case's records in memory (`others`), with Django's own messages."""
         rt = table.record_type
         patient_id = getattr(instance, "patient_id", None)
-        new_case = patient_id in self.new_patient_ids or (
-            isinstance(instance, Patient) and instance.pk is None
-        )
+        new_patient = isinstance(instance, Patient) and instance.pk is None
+        new_case = patient_id in self.new_patient_ids or new_patient
         if self.checked and new_case:
             return not bad
+        if new_patient:
+            # A new case's site lock, once per site (save() would ask it per case).
+            message = self._site_lock(instance.institution_id)
+            if message:
+                self.problem(table, number, "", message)
+                return False
         # A case registered by this import cannot be locked yet (its site's lock was checked
-        # when it was registered): one query less per row. save() checks the locks again.
-        check_lock = patient_id is None or patient_id not in self.new_patient_ids
+        # when it was registered): one query less per row. The store checks the locks again.
+        check_lock = not new_case
+        errors = {}
         try:
             instance.full_clean(exclude=list(exclude) or None, check_lock=check_lock)
         except ValidationError as e:
-            for field_name, messages in e.message_dict.items():
+            errors = e.error_dict
+        locked = any(getattr(x, "code", "") == "locked" for x in errors.get(NON_FIELD_ERRORS, ()))
+        if others is not None and not locked:
+            unique = _unique_error(instance, others, errors)
+            if unique:
+                errors.setdefault(unique[0], []).append(unique[1])
+        if errors:
+            for field_name, messages in ValidationError(errors).message_dict.items():
                 column = (
                     ""
                     if field_name == NON_FIELD_ERRORS
@@ -1143,35 +1345,120 @@ class _Pass:
             return False
         return not bad
 
-    def _save(self, table, number, instance) -> bool:
+    def _accept(self, table, number, instance):
+        """Keep a row that passed, to be stored with the rest of its part."""
         instance._history_user = self.user
         instance._change_reason = f"import {table.filename}"[:REASON_MAX_LENGTH]
+        self.pending.append((table, number, instance))
+
+    def _store(self) -> set[int]:
+        """Store the accepted rows of the part (all of one model); the ids of those refused."""
+        pending, self.pending = self.pending, []
+        refused = set()
+        if not pending:
+            return refused
+        model = type(pending[0][2])
+        ready = []
+        for table, number, instance in pending:
+            message = self._lock_at_store(instance)
+            if message:  # locked by a monitor while the import ran
+                self.problem(table, number, "", message)
+                refused.add(id(instance))
+                continue
+            instance.fill_derived()
+            ready.append((table, number, instance))
         try:
             with transaction.atomic():
-                instance.save()
-        except IntegrityError as e:
-            self.problem(
-                table, number, "", (_("Not saved: the database refused it (%(e)s).") % {"e": e})
-            )
-            return False
-        except CaseLocked as e:  # locked by a monitor while the import ran
-            self.problem(table, number, "", str(e))
-            return False
-        return True
+                bulk_create_with_history([i for _t, _n, i in ready], model, batch_size=500)
+        except IntegrityError:
+            # Which rows the database refused: each on its own, as save() would have found.
+            for table, number, instance in ready:
+                instance.pk, instance._state.adding = None, True  # its batch was undone
+                try:
+                    with transaction.atomic():
+                        bulk_create_with_history([instance], model)
+                except IntegrityError as e:
+                    self.problem(
+                        table,
+                        number,
+                        "",
+                        _("Not saved: the database refused it (%(e)s).") % {"e": e},
+                    )
+                    refused.add(id(instance))
+        services.records_created(i for _t, _n, i in ready if id(i) not in refused)
+        return refused
+
+    def _lock_at_store(self, instance) -> str | None:
+        """What save() checks before it writes: the site's lock for a new case (which then gets
+        its study ID, the site's row locked until the import ends), the case's locks otherwise."""
+        if isinstance(instance, Patient):
+            if instance.institution_id not in self.numbering:
+                self.numbering[instance.institution_id] = list(
+                    Patient.lock_numbering(instance.institution_id)
+                )
+                self.site_locks.pop(instance.institution_id, None)  # asked again, now locked
+            message = self._site_lock(instance.institution_id)
+            if message:
+                return message
+            numbering = self.numbering[instance.institution_id]
+            numbering[1] += 1
+            instance.take_number(numbering[0], numbering[1])
+            return None
+        if instance.patient_id in self.new_patient_ids:
+            return None  # registered by this import: nobody else can lock it yet
+        return instance.case_lock_message()
 
     def _import_table(self, table):
         rows = table.rows
         if table.record_type is spec.CYCLES:
-            rows = sorted(rows, key=lambda r: _sort_number(r[1].get(spec.CYCLE_NUMBER)))
-        for number, row in rows:
+            rows = _in_cycle_order(rows)
+        for part in _parts(rows, CHUNK_ROWS):
+            self._prepare(table, part)
             if table.record_type.key == "patient":
-                ok = self._import_case(table, number, row)
-            else:
-                ok = self._import_record(table, number, row)
-            self.imported[table.source] += bool(ok)
+                self._import_cases(table, part)
+                continue
+            stored = []
+            for number, row in part:
+                if self._import_record(table, number, row):
+                    stored.append((number, self.pending[-1][2]))
+            refused = self._store()
+            for _number, instance in stored:
+                if id(instance) in refused:
+                    if isinstance(instance, Cycle):
+                        self.failed_cycles.add((instance.patient_id, instance.number))
+                    continue
+                self.imported[table.source] += 1
+
+    def _import_cases(self, table, part):
+        """A part of patients.csv: the cases first, stored, then their baselines (a baseline's
+        rules read its case's dates, which the case has once stored)."""
+        self.part_cases = []
+        for number, row in part:
+            self._import_case(table, number, row)
+        refused = self._store()
+        rows = []
+        for number, row, patient in self.part_cases:
+            key = (patient.institution_id, patient.site_case_number) if patient else None
+            if patient is not None and id(patient) in refused:
+                self.cases[key] = FAILED
+                patient = None
+            elif patient is not None:
+                self.cases[key] = patient.pk
+                self.new_patient_ids.add(patient.pk)
+                self.study_ids.append(patient.study_id)
+            rows.append((number, row, patient))
+        ok_rows = []
+        for number, row, patient in rows:
+            b_ok = self._import_baseline(table, number, row, patient)
+            ok_rows.append((number, b_ok, self.pending[-1][2] if b_ok == "pending" else None))
+        refused = self._store()
+        for _number, b_ok, baseline in ok_rows:
+            if baseline is not None:
+                b_ok = id(baseline) not in refused
+            self.imported[table.source] += bool(b_ok)
 
     def _import_case(self, table, number, row) -> bool:
-        patient_model, baseline_model = table.record_type.models
+        patient_model = table.record_type.models[0]
         site = self._site(table, number, row)
         case_number = _text(row.get(spec.SITE_CASE_NUMBER))
         values, bad = self._values(table, number, row, patient_model)
@@ -1194,30 +1481,34 @@ class _Pass:
                 )
                 ok = False
             else:
-                registered = Patient.objects.filter(institution=site, site_case_number=case_number)
-                first = registered.order_by("study_id").first()
-                if first is not None:
+                self._look_up([key])
+                registered = self.registered.get(key)
+                if registered:
                     self.problem(
                         table,
                         number,
                         spec.SITE_CASE_NUMBER,
                         (
                             _("Already registered as %(study_id)s: link its records by study_id.")
-                            % {"study_id": first.study_id}
+                            % {"study_id": registered[0][1]}
                         ),
                     )
                     ok = False
-        exclude = ["institution"] if site is None else []
+        # The site was resolved by the import; the study ID is given when the case is stored.
+        exclude = ["institution", "study_id"]
         ok = self._validate(table, number, patient, bad, exclude) and ok
-        ok = ok and self._save(table, number, patient)
+        if ok:
+            self._accept(table, number, patient)
         if site is not None and case_number:
             self.cases.setdefault((site.pk, case_number), patient if ok else FAILED)
-        if ok:
-            self.by_pk[patient.pk] = patient
-            self.new_patient_ids.add(patient.pk)
-            self.study_ids.append(patient.study_id)
+        self.part_cases.append((number, row, patient if ok else None))
+        return ok
 
-        # The baseline shares the row; a row with no baseline cell filled registers the case only.
+    def _import_baseline(self, table, number, row, patient) -> bool | str:
+        """The baseline shares the case's row; a row with no baseline cell filled registers the
+        case only. "pending": accepted, to be stored."""
+        baseline_model = table.record_type.models[1]
+        ok = patient is not None
         baseline_columns = [c.name for c in table.record_type.columns if c.model is baseline_model]
         if not any(_is_filled(row.get(c)) for c in baseline_columns):
             return ok
@@ -1225,11 +1516,12 @@ class _Pass:
         baseline = baseline_model(**b_values)
         if ok:
             baseline.patient = patient
-        b_ok = self._validate(table, number, baseline, b_bad, [] if ok else ["patient"])
-        b_ok = ok and b_ok and self._save(table, number, baseline)
-        if ok and not b_ok:
-            _forget(patient, baseline)
-        return b_ok
+        others = [] if ok else None  # a case registered by this import has no baseline yet
+        b_ok = self._validate(table, number, baseline, b_bad, ["patient"], others)
+        if ok and b_ok:
+            self._accept(table, number, baseline)
+            return "pending"
+        return False
 
     def _import_record(self, table, number, row) -> bool:
         rt = table.record_type
@@ -1273,34 +1565,126 @@ class _Pass:
                 self.problem(table, number, spec.CYCLE_NUMBER, _("Required."))
                 bad.add(spec.CYCLE_NUMBER)
         instance = model(**values)
-        exclude = []
+        # The case and its cycle are the import's own look-ups (they exist): full_clean() need
+        # not ask the database for them; the case's unique checks run in memory.
+        exclude = ["patient"]
+        others, previous = None, None
         if linked:
+            previous, others = _case_records(patient, model)
             instance.patient = patient
-        else:
-            exclude.append("patient")
         if cycle is not None:
             instance.cycle = cycle
-        elif cycle_column:
+        if cycle_column:
             exclude.append("cycle")
         if linked and not self._check_crf_open(table, number, patient, model):
+            _restore(patient, instance, previous)
             return False
-        ok = self._validate(table, number, instance, bad, exclude) and linked and not bad
-        ok = ok and self._save(table, number, instance)
-        if ok and model is Cycle:
-            self.cycles[(patient.pk, instance.number)] = instance
+        ok = self._validate(table, number, instance, bad, exclude, others) and linked and not bad
+        if ok:
+            self._accept(table, number, instance)
+            if model is Cycle:  # the case's next cycle is checked against it
+                patient.cycles.all()._result_cache.append(instance)
         if not ok and linked:
-            _forget(patient, instance)
+            _restore(patient, instance, previous)
             if model is Cycle and "number" in values:
                 self.failed_cycles.add((patient.pk, values["number"]))
         return ok
 
 
-def _forget(patient, instance):
-    """Drop the case's cached link to a one-to-one record that was not saved (e.g. a follow-up
-    whose death date must not count for the case's later rows)."""
+CHUNK_ROWS = 1000  # rows checked in memory, then stored together
+# The case's records a part of each file loads with its cases: those its rows' rules read
+# (death date, baseline blasts, cycles, the records a death date must not precede) and those it
+# must not duplicate (one-to-one records, cycle numbers). One the rules would read beyond these
+# is read from the database, row by row: slower, never wrong.
+CASE_RECORDS_READ = {
+    spec.PATIENTS.name: ((), ()),
+    spec.FOLLOW_UP.name: (
+        ("followup", "transplant"),
+        ("cycles", "assessments", "adverse_events", "subsequent_therapies"),
+    ),
+    spec.CYCLES.name: (("followup",), ("cycles",)),
+    spec.ASSESSMENTS.name: (("followup", "baseline"), ("cycles",)),
+    spec.ADVERSE_EVENTS.name: (("followup",), ("cycles",)),
+    spec.TRANSPLANTS.name: (("followup", "transplant"), ()),
+    spec.THERAPIES.name: (("followup",), ()),
+}
+
+
+@functools.cache
+def _value_columns(record_type, model) -> list[tuple[str, models.Field, bool]]:
+    """(column, model field, required) of the columns a row gives one of its models."""
+    return [
+        (c.name, c.model_field, record_type.is_required(c))
+        for c in record_type.columns
+        if c.model is model and c.name not in spec.KEY_COLUMNS
+    ]
+
+
+def _parts(rows, size):
+    part = []
+    for item in rows:
+        part.append(item)
+        if len(part) >= size:
+            yield part
+            part = []
+    if part:
+        yield part
+
+
+def _in_cycle_order(rows):
+    """Rows in cycle-number order (stable), so a case's cycle n - 1 comes before cycle n. A file
+    too large to hold is read once per cycle number instead of sorted in memory."""
+    if isinstance(rows, list):
+        return sorted(rows, key=lambda r: _sort_number(r[1].get(spec.CYCLE_NUMBER)))
+    return rows.in_order_of(lambda row: _sort_number(row.get(spec.CYCLE_NUMBER)))
+
+
+def _case_records(patient, model) -> tuple[models.Model | None, list]:
+    """The case's records a new record of `model` must not duplicate (its one-to-one record, or
+    its cycles), and the one-to-one record to restore if the new one fails."""
+    relation = model._meta.get_field("patient")
+    if relation.one_to_one:
+        previous = getattr(patient, relation.related_query_name(), None)
+        return previous, [previous] if previous is not None else []
+    if model is Cycle:
+        return None, list(patient.cycles.all())
+    return None, []
+
+
+def _unique_error(instance, others, errors) -> tuple[str, ValidationError] | None:
+    """Django's unique checks on the case (validate_unique() for a one-to-one record,
+    validate_constraints() for a UniqueConstraint naming it), against the case's records in
+    memory: the same key and message Django gives, and skipped, as Django skips them, when a
+    field of the check already has an error."""
+    model = type(instance)
+    checks = []
+    if model._meta.get_field("patient").unique:
+        checks.append(("patient",))
+    checks += [
+        tuple(c.fields)
+        for c in model._meta.constraints
+        if isinstance(c, models.UniqueConstraint) and "patient" in c.fields and c.condition is None
+    ]
+    for fields in checks:
+        rest = [model._meta.get_field(name).attname for name in fields if name != "patient"]
+        if any(name in errors for name in fields):
+            continue
+        values = [getattr(instance, name) for name in rest]
+        if any(v is None for v in values):
+            continue
+        for other in others:
+            if other is not instance and [getattr(other, name) for name in rest] == values:
+                key = fields[0] if len(fields) == 1 else NON_FIELD_ERRORS
+                return key, instance.unique_error_message(model, fields)
+    return None
+
+
+def _restore(patient, instance, previous):
+    """Put back the case's one-to-one record that a new record which failed replaced in its
+    cache (e.g. a follow-up whose death date must not count for the case's later rows)."""
     relation = instance._meta.get_field("patient")
-    if isinstance(relation, models.OneToOneField) and relation.remote_field.is_cached(patient):
-        relation.remote_field.delete_cached_value(patient)
+    if relation.one_to_one:
+        relation.remote_field.set_cached_value(patient, previous)
 
 
 def _cycle_ref(model) -> tuple[str, ...]:

@@ -354,24 +354,56 @@ def valid_signature(patient):
 # --- A case record changed ------------------------------------------------------------------------
 
 
-def record_changed(instance, action):
+def _case_id(instance) -> int:
+    return instance.pk if isinstance(instance, Patient) else instance.patient_id
+
+
+def records_created(instances):
+    """record_changed(instance, "created") for each of records stored together without save()
+    (a bulk import), in their order: the same effects, with two queries for all of them. The
+    first record of a verified CRF clears its verification and the first record of a signed case
+    voids the signature, as the first of the same records saved one by one would."""
+    instances = list(instances)
+    ids = {_case_id(i) for i in instances}
+    verified, signatures = {}, {}
+    for status in CrfStatus.objects.filter(patient_id__in=ids, verified_at__isnull=False):
+        verified.setdefault((status.patient_id, status.crf), status)
+    for signature in Signature.objects.filter(patient_id__in=ids, voided_at__isnull=True):
+        signatures.setdefault(signature.patient_id, signature)  # valid_signature(): the latest
+    for instance in instances:
+        case = _case_id(instance)
+        found = (
+            verified.pop((case, CrfStatus.crf_of(type(instance))), None),
+            signatures.pop(case, None),
+        )
+        if any(found):
+            record_changed(instance, "created", found=found)
+
+
+def record_changed(instance, action, found=None):
     """After a case record was created, changed or removed (monitoring.signals): clear the CRF's
     verification, void the case's signature and note the new value on open queries about it.
+
+    `found`: the CRF's verified status and the case's valid signature, when the caller looked
+    them up for many records at once (records_created).
 
     The notes are stored, so they are written in English whatever the page's language (as the
     history's change reasons are): the same record reads the same for every user."""
     with translation.override("en"):
-        _record_changed(instance, action)
+        _record_changed(instance, action, found)
 
 
-def _record_changed(instance, action):
+def _record_changed(instance, action, found=None):
     model = type(instance)
-    patient_id = instance.pk if isinstance(instance, Patient) else instance.patient_id
+    patient_id = _case_id(instance)
     crf = CrfStatus.crf_of(model)
-    verified = CrfStatus.objects.filter(
-        patient_id=patient_id, crf=crf, verified_at__isnull=False
-    ).first()
-    signature = valid_signature(patient_id)
+    if found is None:
+        verified = CrfStatus.objects.filter(
+            patient_id=patient_id, crf=crf, verified_at__isnull=False
+        ).first()
+        signature = valid_signature(patient_id)
+    else:
+        verified, signature = found
     queries = []
     if action != "created":
         queries = list(

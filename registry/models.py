@@ -266,12 +266,18 @@ class TrackedRecord(models.Model):
                 raise ValidationError({NON_FIELD_ERRORS: ValidationError(message, code="locked")})
         super().full_clean(*args, **kwargs)
 
+    def fill_derived(self):
+        """Set the values the record derives from its own and its case's values, before it is
+        stored: save() calls it, and so does a bulk import (exchange.importer), which stores
+        records without save()."""
+
     def save(self, *args, **kwargs):
         message = self.case_lock_message()
         if message:
             raise CaseLocked(message)
         if self.pk:
             self.version = (self.version or 0) + 1
+        self.fill_derived()
         super().save(*args, **kwargs)
 
     def delete(self, *args, **kwargs):
@@ -431,14 +437,23 @@ class Patient(TrackedRecord):
         candidates = [d for d in candidates if d]
         return min(candidates) if candidates else None
 
+    @staticmethod
+    def lock_numbering(site_id) -> tuple[Institution, int]:
+        """The site, its row locked until the transaction ends so that no other registration
+        takes a number meanwhile, and the last running number it gave."""
+        site = Institution.objects.select_for_update().get(pk=site_id)
+        return site, site.patients.aggregate(m=models.Max("sequence"))["m"] or 0
+
+    def take_number(self, site, sequence):
+        """The study ID: the site code and its running number, e.g. KR01-001."""
+        self.sequence = sequence
+        self.study_id = f"{site.code}-{sequence:03d}"
+
     def save(self, *args, **kwargs):
         if not self.pk and not self.study_id:
             with transaction.atomic():
-                # Lock the site row so two registrations at once never get the same number.
-                site = Institution.objects.select_for_update().get(pk=self.institution_id)
-                last = site.patients.aggregate(m=models.Max("sequence"))["m"] or 0
-                self.sequence = last + 1
-                self.study_id = f"{site.code}-{self.sequence:03d}"
+                site, last = self.lock_numbering(self.institution_id)
+                self.take_number(site, last + 1)
                 super().save(*args, **kwargs)
             return
         super().save(*args, **kwargs)
@@ -724,9 +739,8 @@ class Baseline(TrackedRecord):
         if errors:
             raise ValidationError(errors)
 
-    def save(self, *args, **kwargs):
+    def fill_derived(self):
         self.derive_risks()
-        super().save(*args, **kwargs)
 
 
 # --- Treatment cycles -------------------------------------------------------------------------
@@ -873,7 +887,11 @@ class Cycle(PatientRecord):
                     "Cycle 1 starts on the blinatumomab start date (%(start)s)."
                 ) % {"start": patient.blinatumomab_start_date}
             if self.number and self.number > 1 and self.start_date:
-                previous = patient.cycles.filter(number=self.number - 1).first()
+                # The case's cycles (a few), prefetched when the caller holds them in memory
+                # (an import checks a case's records before it stores them).
+                previous = next(
+                    (c for c in patient.cycles.all() if c.number == self.number - 1), None
+                )
                 if previous is None:
                     errors["number"] = gettext("Enter cycle %(n)s first.") % {"n": self.number - 1}
                 elif previous.end_date and self.start_date <= previous.end_date:
@@ -1015,9 +1033,8 @@ class ResponseAssessment(PatientRecord):
         if errors:
             raise ValidationError(errors)
 
-    def save(self, *args, **kwargs):
+    def fill_derived(self):
         self.response = self.derive()
-        super().save(*args, **kwargs)
 
 
 def _float(value):
@@ -1320,23 +1337,36 @@ class FollowUp(PatientRecord):
             raise ValidationError(errors)
 
     def patient_records_after(self, day) -> list[str]:
+        """The case's records dated after `day`. Reads all of the case's records (a few dozen),
+        the prefetched ones when the caller holds them (an import checking records in memory)."""
         p = self.patient
-        found = []
-        for c in p.cycles.filter(Q(start_date__gt=day) | Q(end_date__gt=day)):
-            found.append(gettext("cycle %(n)s") % {"n": c.number})
-        for a in p.assessments.filter(assessment_date__gt=day):
-            found.append(gettext("assessment of %(date)s") % {"date": a.assessment_date})
-        for ae in p.adverse_events.filter(Q(onset_date__gt=day) | Q(resolution_date__gt=day)):
-            found.append(
-                gettext("adverse event %(term)s (%(date)s)")
-                % {"term": ae.term_display, "date": ae.onset_date}
-            )
+
+        def after(*dates):
+            return any(d is not None and d > day for d in dates)
+
+        found = [
+            gettext("cycle %(n)s") % {"n": c.number}
+            for c in p.cycles.all()
+            if after(c.start_date, c.end_date)
+        ]
+        found += [
+            gettext("assessment of %(date)s") % {"date": a.assessment_date}
+            for a in p.assessments.all()
+            if after(a.assessment_date)
+        ]
+        found += [
+            gettext("adverse event %(term)s (%(date)s)")
+            % {"term": ae.term_display, "date": ae.onset_date}
+            for ae in p.adverse_events.all()
+            if after(ae.onset_date, ae.resolution_date)
+        ]
         if hasattr(p, "transplant") and p.transplant.sct_date > day:
             found.append(gettext("transplant of %(date)s") % {"date": p.transplant.sct_date})
-        for t in p.subsequent_therapies.filter(start_date__gt=day):
-            found.append(
-                gettext("%(regimen)s from %(date)s") % {"regimen": t.regimen, "date": t.start_date}
-            )
+        found += [
+            gettext("%(regimen)s from %(date)s") % {"regimen": t.regimen, "date": t.start_date}
+            for t in p.subsequent_therapies.all()
+            if after(t.start_date)
+        ]
         return found
 
 

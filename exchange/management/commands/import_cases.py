@@ -1,6 +1,8 @@
 """manage.py import_cases PATH [--institution CODE] [--user USERNAME] [--check]
-[--problems-csv FILE]"""
+[--problems-csv FILE] [--max-rows N]"""
 
+import sys
+from dataclasses import replace
 from pathlib import Path
 
 from django.contrib.auth import get_user_model
@@ -8,7 +10,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from registry.models import Institution
 
-from ...importer import import_tables, problems_csv, read_path
+from ...importer import Budget, Limits, import_tables, problems_csv, read_path
 
 
 class Command(BaseCommand):
@@ -37,9 +39,24 @@ class Command(BaseCommand):
             metavar="FILE",
             help="also write the problems to FILE as CSV (file or sheet, row, column, problem)",
         )
+        parser.add_argument(
+            "--max-rows",
+            type=int,
+            metavar="N",
+            help="data rows the import may hold, all files together (default: the upload "
+            "limit, IMPORT_MAX_ROWS; 0: no limit, for a legacy registry). A directory of more "
+            "rows than IMPORT_MAX_ROWS is read from disk as it is imported, not held in memory",
+        )
 
     def handle(
-        self, path, institution=None, user=None, check=False, problems_csv_path=None, **options
+        self,
+        path,
+        institution=None,
+        user=None,
+        check=False,
+        problems_csv_path=None,
+        max_rows=None,
+        **options,
     ):
         site = None
         if institution:
@@ -52,7 +69,10 @@ class Command(BaseCommand):
             if importer is None:
                 raise CommandError(f"No user {user}.")
         problems = []
-        tables = read_path(path, problems)
+        limits = Limits.from_settings()
+        if max_rows is not None:
+            limits = replace(limits, rows=max_rows if max_rows > 0 else sys.maxsize)
+        tables = read_path(path, problems, Budget(limits), stream=True)
         result = import_tables(
             tables, problems=problems, commit=not check, user=importer, institution=site
         )
