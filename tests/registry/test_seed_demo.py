@@ -84,3 +84,31 @@ def test_demo_users_exist_for_each_role():
     assert authenticate(username="admin", password=DEMO_PASSWORD).is_superuser
     monitor = authenticate(username="monitor", password=DEMO_PASSWORD)
     assert monitor.memberships.count() == 16 and monitor.is_staff
+
+
+def test_a_generated_blood_blast_count_in_the_log_normal_tail_stays_within_the_fields_limit():
+    # seed_demo writes with COPY, past the rules; at 100,000 patients one count came out above
+    # the field's 2,000,000 limit and the registry could not be exported and imported again.
+    import random
+    from datetime import date
+
+    from django.core.exceptions import ValidationError
+
+    from registry import demo
+    from registry.models import Baseline
+
+    class FarTail(random.Random):
+        def lognormvariate(self, mu, sigma):
+            return 9.5e6
+
+    patient = {"blinatumomab_start_date": date(2017, 3, 6), "diagnosis_date": date(2015, 11, 2)}
+    rng = FarTail(3)
+    for _ in range(20):  # some draws are extramedullary-only (count 0)
+        values = demo._baseline(rng, patient)
+        if values["pb_blasts_per_ul"]:
+            break
+    assert values["pb_blasts_per_ul"] == 2_000_000
+    field = Baseline._meta.get_field("pb_blasts_per_ul")
+    field.run_validators(values["pb_blasts_per_ul"])
+    with pytest.raises(ValidationError):
+        field.run_validators(values["pb_blasts_per_ul"] + 1)
