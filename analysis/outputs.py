@@ -248,12 +248,22 @@ def _write_xlsx(df: pd.DataFrame, path: Path, sheet_name: str) -> None:
     """The frame as one sheet (header row, empty cells for missing values), streamed with
     openpyxl's write-only workbook: DataFrame.to_excel builds and styles every cell first,
     minutes for the 100,000-row dataset."""
+    write_xlsx_frames([df], [str(c) for c in df.columns], path, sheet_name)
+
+
+def write_xlsx_frames(frames, columns, path: Path, sheet_name: str, on_frame=None) -> None:
+    """Frames with the same columns as one sheet, each written and dropped before the next is
+    read (the background xlsx export of the dataset: memory stays flat). `on_frame(n)`: called
+    with each frame's row count once written."""
     book = Workbook(write_only=True)
     sheet = book.create_sheet(sheet_name)
-    sheet.append([str(c) for c in df.columns])
-    values = safe_frame(df).astype(object).where(df.notna(), None)
-    for row in values.itertuples(index=False, name=None):
-        sheet.append(row)
+    sheet.append(list(columns))
+    for df in frames:
+        values = safe_frame(df).astype(object).where(df.notna(), None)
+        for row in values.itertuples(index=False, name=None):
+            sheet.append(row)
+        if on_frame is not None:
+            on_frame(len(df))
     book.save(path)
 
 
