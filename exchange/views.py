@@ -240,6 +240,7 @@ def _too_many(request, patients, kind) -> bool:
 
 
 @login_required
+@require_http_methods(["GET"])
 def cases_zip(request):
     """The cases of the user's own sites (registry.access.patients_for) in the import
     template's format: a zip of its CSV files, every field in full."""
