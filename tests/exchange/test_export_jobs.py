@@ -142,7 +142,7 @@ def test_an_investigator_may_not_start_the_dataset_export(client, registry):
     assert start(client, "everything").status_code == 403
     assert not ExportJob.objects.exists()
     page = client.get(reverse("exchange:exports")).content.decode()
-    assert 'value="template"' in page and 'value="dataset_xlsx"' not in page
+    assert 'name="kind" value="template"' in page and 'value="dataset_xlsx"' not in page
 
 
 def test_only_the_requester_sees_a_job_and_downloads_its_file(client, registry):
