@@ -28,7 +28,6 @@ import csv
 import io
 import zipfile
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
 from pathlib import Path
@@ -56,24 +55,14 @@ def cell_text(value) -> str:
     return str(value)
 
 
-@dataclass(frozen=True)
-class _Plan:
-    """What one file's rows are read from: a values_list() path per column, and the case's keys."""
-
-    record_type: spec.RecordType
-    paths: list[str]  # values_list paths: the case's keys first, then one per data column
-    case_prefix: str  # "" for patients.csv (the row is the case), "patient__" for the others
-
-
 KEY_PATHS = ("institution_id", "institution__code", "study_id", "site_case_number")
 
 
-def _plan(rt: spec.RecordType) -> _Plan:
+def _paths(rt: spec.RecordType) -> list[str]:
+    """values_list() paths of one file's rows: the case's keys, then one per data column."""
     prefix = "" if rt.key == "patient" else "patient__"
     paths = [prefix + p for p in KEY_PATHS]
-    for column in rt.columns:
-        if column.name in spec.KEY_COLUMNS:
-            continue
+    for column in _data_columns(rt):
         f = column.model_field
         path = f.name
         if f.is_relation:  # the cycle a record follows: named by its number
@@ -81,7 +70,11 @@ def _plan(rt: spec.RecordType) -> _Plan:
         if column.model is Baseline and rt.model is Patient:  # the baseline shares the row
             path = f"baseline__{path}"
         paths.append(path)
-    return _Plan(rt, paths, prefix)
+    return paths
+
+
+def _data_columns(rt: spec.RecordType) -> list[spec.Column]:
+    return [c for c in rt.columns if c.name not in spec.KEY_COLUMNS]
 
 
 def _ordered(rt: spec.RecordType, patients):
@@ -104,22 +97,16 @@ def iter_rows(rt: spec.RecordType, patients, full_sites=None):
     text. `full_sites`: the site pks whose cases are written with their identifying fields
     (exchange.spec.IDENTIFYING_FIELDS); None: every case in full. Outside them a case has no
     birth date and is named by its study ID (the API's and the ODM's de-identification)."""
-    plan = _plan(rt)
     yield rt.column_names
-    data_columns = [c for c in rt.columns if c.name not in spec.KEY_COLUMNS]
-    birth_date = next(
-        (i for i, c in enumerate(data_columns) if c.model is Patient and c.field == "birth_date"),
-        None,
-    )
-    rows = _ordered(rt, patients).values_list(*plan.paths)
+    hidden = [i for i, c in enumerate(_data_columns(rt)) if c.field in spec.IDENTIFYING_FIELDS]
+    rows = _ordered(rt, patients).values_list(*_paths(rt))
     for values in rows.iterator(chunk_size=CHUNK):
         site_pk, code, study_id, case_number = values[:4]
         cells = [cell_text(v) for v in values[4:]]
-        full = full_sites is None or site_pk in full_sites
-        if not full:
-            case_number = ""
-            if birth_date is not None:
-                cells[birth_date] = ""
+        if full_sites is not None and site_pk not in full_sites:
+            case_number = ""  # named by its study ID
+            for i in hidden:
+                cells[i] = ""
         keys = {
             spec.INSTITUTION: code,
             spec.STUDY_ID: "",

@@ -19,6 +19,7 @@ from rest_framework.response import Response
 from registry.access import (
     case_institutions_for,
     export_scope,
+    export_scope_allowed,
     full_access_sites,
     patients_for,
     readable_patients,
@@ -244,9 +245,9 @@ def _too_many(request, patients, kind) -> bool:
 def cases_zip(request):
     """The cases of the user's own sites (registry.access.patients_for) in the import
     template's format: a zip of its CSV files, every field in full."""
-    patients = patients_for(request.user)
     if not case_institutions_for(request.user).exists():
         raise PermissionDenied("The cases of a site are for its investigators and monitors.")
+    patients = patients_for(request.user)
     if _too_many(request, patients, ExportJob.TEMPLATE):
         return redirect("exchange:exports")
     spool = tempfile.TemporaryFile()  # closed by the response once sent
@@ -329,7 +330,7 @@ def export_download(request, job_id):
     job = _job(request, job_id)
     # The scope is checked again: a user who lost a site's rights no longer downloads its file.
     dataset = job.kind == ExportJob.DATASET_XLSX
-    if export_scope(request.user, dataset=dataset) != job.scope:
+    if not export_scope_allowed(request.user, job.scope, dataset=dataset):
         raise PermissionDenied("Your access has changed since this export: start it again.")
     if job.status != ExportJob.SUCCEEDED or not job.path.is_file():
         raise Http404("This export is not ready.")

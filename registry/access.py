@@ -320,6 +320,16 @@ def export_scope(user, dataset=False) -> str | None:
     return " ".join(codes) or None
 
 
+def export_scope_allowed(user, scope: str, dataset=False) -> bool:
+    """Whether the user still reads everything an export of `scope` holds (its download)."""
+    now = export_scope(user, dataset)
+    if now is None:
+        return False
+    if now == WHOLE_REGISTRY:
+        return True
+    return scope != WHOLE_REGISTRY and set(scope.split()) <= set(now.split())
+
+
 def exported_patients(user, scope: str, dataset=False):
     """The cases an export of `scope` holds for `user`, as the user's rights are now."""
     patients = analysis_patients_for(user) if dataset else readable_patients(user)

@@ -167,7 +167,10 @@ def test_a_requester_who_lost_the_scope_no_longer_downloads_the_file(client, reg
     client.force_login(owner)
     start(client, ExportJob.TEMPLATE)
     job = only_job()
-    Membership.objects.filter(user=owner).delete()
+    # A site more keeps the download; the site of the export gone refuses it.
+    Membership.objects.create(user=owner, institution=f.institution("KR02"), role="investigator")
+    assert client.get(reverse("exchange:export_download", args=[job.pk])).status_code == 200
+    Membership.objects.filter(user=owner, institution__code="KR01").delete()
     assert client.get(reverse("exchange:export_download", args=[job.pk])).status_code == 403
 
 
