@@ -32,6 +32,9 @@ from datetime import date
 from decimal import Decimal
 from pathlib import Path
 
+from django.db.models import Count, Value
+from django.db.models.functions import Coalesce, NullIf
+
 from registry.models import Baseline, Patient
 
 from . import spec
@@ -185,11 +188,14 @@ def write_zip(target, patients, full_sites=None, on_row: Callable[[], None] | No
 def shared_case_names(patients) -> list[tuple[str, str]]:
     """(site code, name) of case names that more than one case of a site would carry: their rows
     could not be told apart on import (the registry does not require site case numbers to be
-    unique)."""
-    names = {}
-    for code, study_id, number in patients.values_list(
-        "institution__code", "study_id", "site_case_number"
-    ).iterator(chunk_size=CHUNK):
-        key = (code, case_name(study_id, number))
-        names[key] = names.get(key, 0) + 1
-    return sorted(k for k, n in names.items() if n > 1)
+    unique). Counted by the database: nothing per case is held here."""
+    name = Coalesce(NullIf("site_case_number", Value("")), "study_id")
+    shared = (
+        patients.order_by()
+        .annotate(case_name=name)
+        .values("institution__code", "case_name")
+        .annotate(n=Count("pk"))
+        .filter(n__gt=1)
+        .order_by("institution__code", "case_name")
+    )
+    return [(row["institution__code"], row["case_name"]) for row in shared]

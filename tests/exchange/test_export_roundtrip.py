@@ -162,6 +162,11 @@ def test_cases_that_share_a_site_case_number_are_named_in_a_warning(tmp_path):
     f.patient(site_case_number="A1")
     f.patient(site_case_number="A1")
     assert "several cases at KR01 are named “A1”" in export_dir(tmp_path)
+    # A site case number that is another case's study ID, which names a case without one.
+    f.patient(site_case_number="KR01-004")
+    f.patient()  # KR01-004
+    printed = export_dir(tmp_path / "again")
+    assert "named “KR01-004”" in printed and "named “A1”" in printed
 
 
 def test_study_ids_keep_their_order_past_999_cases_of_a_site():
