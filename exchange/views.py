@@ -261,7 +261,11 @@ def _export_kinds(user) -> list[tuple[str, str, str]]:
     kinds = []
     scope = export_scope(user)
     if scope:
-        kinds += [(k, label, scope) for k, label in ExportJob.KIND_CHOICES if k != "dataset_xlsx"]
+        kinds += [
+            (kind, label, scope)
+            for kind, label in ExportJob.KIND_CHOICES
+            if kind != ExportJob.DATASET_XLSX
+        ]
     dataset_scope = export_scope(user, dataset=True)
     if dataset_scope:
         label = dict(ExportJob.KIND_CHOICES)[ExportJob.DATASET_XLSX]

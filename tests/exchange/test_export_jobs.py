@@ -188,6 +188,25 @@ def test_a_failed_export_says_why_and_leaves_no_file(client, registry, monkeypat
     assert "No space left on device" in client.get(reverse("exchange:exports")).content.decode()
 
 
+def test_the_page_polls_the_exports_still_running(client, registry):
+    owner = f.user("inv", sites=("KR01",))
+    running = ExportJob.objects.create(
+        kind=ExportJob.TEMPLATE,
+        requested_by=owner,
+        scope="KR01",
+        status=ExportJob.RUNNING,
+        heartbeat_at=timezone.now(),
+        total=40,
+        done=10,
+    )
+    client.force_login(owner)
+    page = client.get(reverse("exchange:exports")).content.decode()
+    status_url = reverse("exchange:export_status", args=[running.pk])
+    assert f'data-status-url="{status_url}" data-finished="0"' in page
+    assert "js/export_jobs.js" in page and '<span class="job-pct">25</span>%' in page
+    assert client.get(status_url).json()["progress_pct"] == 25
+
+
 def test_a_job_whose_worker_went_silent_is_shown_as_failed(client, settings, registry):
     owner = f.user("inv", sites=("KR01",))
     job = ExportJob.objects.create(
