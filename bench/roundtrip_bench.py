@@ -58,9 +58,12 @@ def child(step: str, directory: Path) -> dict:
         call_command("export_cases", str(directory), stdout=out, stderr=out)
         result["printed"] = out.getvalue().splitlines()
         result["files"] = {p.name: p.stat().st_size for p in sorted(directory.glob("*.csv"))}
+        result["peak_rss_export_mib"] = common.peak_rss_mib()  # before the files are hashed
         digest = hashlib.sha256()
         for p in sorted(directory.glob("*.csv")):
-            digest.update(p.read_bytes())
+            with p.open("rb") as fh:
+                for block in iter(lambda: fh.read(1 << 20), b""):
+                    digest.update(block)
         result["sha256"] = digest.hexdigest()
     elif step == "import":
         out = io.StringIO()
