@@ -13,8 +13,11 @@ For each size n (the seed_demo registry in bench_<n>, as the other scripts):
   compare     the dataset of bench_rt_<n>, and its export, against those of bench_<n>: equal
               bytes (sha256)
 
-Sizes given to --export-only are exported (time and memory) without the import. Each step runs in
-its own subprocess so ru_maxrss is its own.
+Sizes given to --export-only are exported (time and memory) without the import. Sizes given to
+--jobs run each background export (exchange.jobs.build, what the Celery task runs) for `admin`
+(whole registry): the template zip, the ODM file and the dataset's workbook, with the process's
+RSS and the job's progress sampled every 5 s. Each step runs in its own subprocess so ru_maxrss is
+its own.
 """
 
 from __future__ import annotations
@@ -32,7 +35,46 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import common  # noqa: E402
 
-STEPS = ["dataset", "export", "import", "sites"]
+STEPS = ["dataset", "export", "import", "sites", "template", "odm", "dataset_xlsx"]
+JOB_KINDS = ["template", "odm", "dataset_xlsx"]
+
+
+def run_job(kind: str, directory: Path) -> dict:
+    """One background export as the worker builds it, its RSS and progress sampled."""
+    import threading
+
+    from django.conf import settings
+    from django.contrib.auth import get_user_model
+
+    from exchange import jobs
+    from exchange.models import ExportJob
+
+    settings.MEDIA_ROOT = directory
+    user = get_user_model().objects.get(username="admin")
+    job = ExportJob.objects.create(kind=kind, requested_by=user, scope="registry")
+    samples, finished = [], threading.Event()
+    started = time.perf_counter()
+
+    def sample():
+        while not finished.wait(5):
+            status = Path("/proc/self/status").read_text().splitlines()
+            rss = next(x for x in status if x.startswith("VmRSS")).split()[1]
+            done, total = ExportJob.objects.filter(pk=job.pk).values_list("done", "total")[0]
+            samples.append([round(time.perf_counter() - started), int(rss) // 1024, done, total])
+
+    thread = threading.Thread(target=sample, daemon=True)
+    thread.start()
+    job = jobs.build(job)
+    finished.set()
+    thread.join()
+    return {
+        "status": job.status,
+        "error": job.error[:300],
+        "bytes": job.size_bytes,
+        "done": job.done,
+        "total": job.total,
+        "samples_s_rss_mib_done_total": samples,
+    }
 
 
 def child(step: str, directory: Path) -> dict:
@@ -69,6 +111,8 @@ def child(step: str, directory: Path) -> dict:
         out = io.StringIO()
         call_command("import_cases", str(directory), stdout=out, stderr=out)
         result["printed"] = [line[:300] for line in out.getvalue().splitlines()]
+    elif step in JOB_KINDS:
+        result.update(run_job(step, directory))
     elif step == "sites":  # the empty registry: the demo's 16 sites, no case
         from registry.management.commands.seed_demo import Command
 
@@ -166,6 +210,8 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--patients", type=int, nargs="*", default=[10_000])
     parser.add_argument("--export-only", type=int, nargs="*", default=[100_000])
+    parser.add_argument("--jobs", type=int, nargs="*", default=[])
+    parser.add_argument("--record", default="roundtrip", help="bench/results/<RECORD>.json")
     parser.add_argument("--import-timeout", type=float, default=3600, help="per step (s)")
     parser.add_argument("--child", choices=STEPS, help=argparse.SUPPRESS)
     parser.add_argument("--dir", type=Path, help=argparse.SUPPRESS)
@@ -179,7 +225,15 @@ def main():
         results[f"export_{n}"] = trip(n, True, args.import_timeout)
     for n in args.patients:
         results[f"trip_{n}"] = trip(n, False, args.import_timeout)
-    path = common.record("roundtrip", {"sizes": results})
+    for n in args.jobs:
+        common.prepare_database(n)
+        print(f"  background exports, n={n:,}", flush=True)
+        for kind in JOB_KINDS:
+            with tempfile.TemporaryDirectory() as media:
+                r = run_child(n, kind, Path(media), args.import_timeout)
+            results[f"job_{kind}_{n}"] = r
+            show(kind[:8], r)
+    path = common.record(args.record, {"sizes": results})
     print(f"   written: {path.relative_to(common.ROOT)}")
 
 
