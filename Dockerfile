@@ -13,7 +13,7 @@ WORKDIR /app
 # as new as the postgres:15 service of docker-compose.yml (the commands check).
 # fonts-dejavu-core and fonts-nanum: the case books' embedded fonts (Latin and Korean text).
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends postgresql-client fonts-dejavu-core fonts-nanum \
+    && apt-get install -y --no-install-recommends postgresql-client fonts-dejavu-core fonts-nanum gettext \
     && rm -rf /var/lib/apt/lists/*
 
 # Dependencies first so code changes don't invalidate this layer.
@@ -27,6 +27,8 @@ RUN useradd --system --create-home --uid 10001 app \
 
 COPY --chown=app:app . .
 USER app
+# The translation catalogues (locale/*.po) compiled into the image (.mo files are not committed).
+RUN python manage.py update_translations --compile-only --verbosity 0
 
 EXPOSE 8000
 

@@ -1,6 +1,7 @@
 from django.apps import AppConfig
+from django.utils.translation import gettext_lazy as _
 
 
 class AnalysisConfig(AppConfig):
     name = "analysis"
-    verbose_name = "Analyses"
+    verbose_name = _("Analyses")

@@ -32,6 +32,7 @@ from scipy import stats
 
 from . import survival, tables
 from .defaults import DEFAULT_LANDMARK_DAYS, DEFAULT_REFERENCE_RATE
+from .tables import gettext_noop  # marks a label for the catalogue; no Django here
 
 DAYS_PER_MONTH = 30.4375  # as analysis.dataset; repeated so this module needs no Django
 Z_95 = stats.norm.ppf(0.975)
@@ -41,7 +42,7 @@ DEFAULT_CUTS = tables.SubgroupCuts()
 
 # One plain-language paragraph per analysis, shown on the dashboard and in the report.
 NOTES = {
-    "landmark": (
+    "landmark": gettext_noop(
         "Landmark analysis. The paper compares patients by response and by allogeneic SCT as "
         "if both were known on day 1, but a patient has to stay alive (and in remission) long "
         "enough to respond or to be transplanted, so those groups are credited with time in "
@@ -52,7 +53,7 @@ NOTES = {
         "before it, and time is counted from the landmark. Patients left out, and why, are "
         "listed; later responses or transplants stay in the 'no' group."
     ),
-    "cox_time_varying": (
+    "cox_time_varying": gettext_noop(
         "Time-dependent Cox model. Instead of labelling a patient 'transplanted' or "
         "'responder' from day 1, each patient counts as not transplanted (not in remission) "
         "until the day of the SCT (the first CR/CRi) and as transplanted (in remission) from "
@@ -61,7 +62,7 @@ NOTES = {
         "comparison. A change on day t applies from day t onwards: an event or censoring on "
         "the day of the SCT or response is counted before it."
     ),
-    "cumulative_incidence": (
+    "cumulative_incidence": gettext_noop(
         "Competing risks. Relapse/progression and death without relapse (non-relapse "
         "mortality) prevent each other: a patient who died in remission can no longer relapse. "
         "One minus Kaplan-Meier, treating the other event as censoring, pretends such patients "
@@ -70,7 +71,7 @@ NOTES = {
         "Groups by responder and allo_sct_after are the paper's day-1 groups and keep its "
         "immortal-time bias."
     ),
-    "response_rate": (
+    "response_rate": gettext_noop(
         "Response rate with confidence intervals and a test. The paper reports the CR/CRi "
         "rate without an interval; here it has the exact (Clopper-Pearson) and the Wilson "
         "95% CI, overall and in the Table 2 subgroups, and an exact one-sided binomial test "
@@ -99,15 +100,18 @@ LANDMARK_GROUP_LABELS = {
 }
 EXCLUSION_REASONS = {
     "efs": [
-        ("relapse_progression", "relapse or progression on or before the landmark day"),
-        ("death", "death without relapse on or before the landmark day"),
-        ("censored", "follow-up ended (censored) on or before the landmark day"),
-        ("missing", "EFS time or event missing"),
+        (
+            "relapse_progression",
+            gettext_noop("relapse or progression on or before the landmark day"),
+        ),
+        ("death", gettext_noop("death without relapse on or before the landmark day")),
+        ("censored", gettext_noop("follow-up ended (censored) on or before the landmark day")),
+        ("missing", gettext_noop("EFS time or event missing")),
     ],
     "os": [
-        ("death", "died on or before the landmark day"),
-        ("censored", "follow-up ended (censored) on or before the landmark day"),
-        ("missing", "OS time or event missing"),
+        ("death", gettext_noop("died on or before the landmark day")),
+        ("censored", gettext_noop("follow-up ended (censored) on or before the landmark day")),
+        ("missing", gettext_noop("OS time or event missing")),
     ],
 }
 LANDMARK_MEDIAN_COLUMNS = [
@@ -172,7 +176,7 @@ def landmark_frame(
             "endpoint": endpoint,
             "landmark_days": landmark_days,
             "status": "included",
-            "reason": "at risk after the landmark day",
+            "reason": gettext_noop("at risk after the landmark day"),
             "n": int(eligible.sum()),
         }
     ]

@@ -23,6 +23,7 @@ from django.db.models import (
     Max,
     TextField,
 )
+from django.utils.translation import gettext_noop
 
 from exchange.safe import safe_frame
 from registry import ctcae, rules
@@ -60,80 +61,127 @@ class Cuts:
 
 # Every column of analysis_dataset.csv: label, and value labels where the values are codes.
 # The SPSS/Stata exports and the README's column list are built from this one table.
-YES_NO = {0: "No", 1: "Yes"}
+# Labels in English, as the exports (CSV, SPSS, Stata) write them; marked for translation
+# (gettext_noop) so the codebook can show them in the page's language (exchange.codebook).
+YES_NO = {0: gettext_noop("No"), 1: gettext_noop("Yes")}
 VARIABLES = {
-    "study_id": ("Study ID (site code and number)", None),
-    "institution": ("Institution code", None),
-    "sex": ("Sex", None),
-    "age_years": ("Age at blinatumomab start, completed years", None),
-    "age_ge_55": ("Age >= cut (default 55 years)", YES_NO),
-    "months_diagnosis_to_start": ("Months from diagnosis to blinatumomab start", None),
-    "diagnosis_ge_12m": ("Diagnosis to start >= cut (default 12 months)", YES_NO),
+    "study_id": (gettext_noop("Study ID (site code and number)"), None),
+    "institution": (gettext_noop("Institution code"), None),
+    "sex": (gettext_noop("Sex"), None),
+    "age_years": (gettext_noop("Age at blinatumomab start, completed years"), None),
+    "age_ge_55": (gettext_noop("Age >= cut (default 55 years)"), YES_NO),
+    "months_diagnosis_to_start": (
+        gettext_noop("Months from diagnosis to blinatumomab start"),
+        None,
+    ),
+    "diagnosis_ge_12m": (gettext_noop("Diagnosis to start >= cut (default 12 months)"), YES_NO),
     "salvage_phase": (
-        "Salvage phase (3 = third or later)",
-        {1: "First", 2: "Second", 3: "Third or later"},
+        gettext_noop("Salvage phase (3 = third or later)"),
+        {1: gettext_noop("First"), 2: gettext_noop("Second"), 3: gettext_noop("Third or later")},
     ),
-    "salvage_ge_2": ("Second or later salvage", YES_NO),
-    "ecog": ("ECOG performance status at start", None),
-    "ecog_ge_2": ("ECOG >= 2", YES_NO),
-    "prior_therapies_n": ("Number of prior therapies", None),
-    "cyto_risk_diagnosis": ("Cytogenetic risk at diagnosis (empty = not done)", None),
-    "cyto_risk_start": ("Cytogenetic risk at blinatumomab start (empty = not done)", None),
-    "relapse_site": ("Relapse site at start", None),
-    "emd": ("Extramedullary disease at start", YES_NO),
-    "cns_disease": ("CNS disease at start", YES_NO),
-    "marrow_blasts_pct": ("Bone marrow blasts at start, %", None),
-    "blasts_gt_50": ("Marrow blasts > cut (default 50%)", YES_NO),
-    "pb_blasts_per_ul": ("Peripheral blood blasts at start, /uL", None),
-    "prior_allo_sct": ("Allogeneic SCT before blinatumomab", YES_NO),
-    "dexamethasone_mg_before": ("Cumulative dexamethasone before blinatumomab, mg", None),
-    "dexamethasone_gt_80": ("Dexamethasone > cut (default 80 mg)", YES_NO),
-    "cycles_given": ("Blinatumomab cycles given", None),
-    "response_assessed": ("At least one response assessment (any result, NE included)", YES_NO),
-    "evaluable": ("Evaluable for response (a determinable response: CR, CRi, NR or PD)", YES_NO),
-    "best_response": ("Best response (CR, CRi, NR, PD; NE = no determinable response)", None),
-    "responder": ("Responder (best response CR or CRi)", YES_NO),
-    "response_after_cycle1": ("Response at the first assessment after cycle 1", None),
-    "response_after_cycle2": ("Response at the first assessment after cycle 2", None),
-    "allo_sct_after": ("Allogeneic SCT after blinatumomab", YES_NO),
-    "sct_days": ("Days from day 1 to the allogeneic SCT after blinatumomab", None),
-    "response_days": ("Days from day 1 to the first CR/CRi assessment", None),
-    "salvage_chemo_after": ("Salvage chemotherapy after blinatumomab", YES_NO),
-    "efs_days": ("Event-free survival, days from day 1", None),
-    "efs_months": ("Event-free survival, months (days / 30.4375)", None),
-    "efs_event": ("EFS event: relapse, progression or death (0 = censored)", YES_NO),
+    "salvage_ge_2": (gettext_noop("Second or later salvage"), YES_NO),
+    "ecog": (gettext_noop("ECOG performance status at start"), None),
+    "ecog_ge_2": (gettext_noop("ECOG >= 2"), YES_NO),
+    "prior_therapies_n": (gettext_noop("Number of prior therapies"), None),
+    "cyto_risk_diagnosis": (gettext_noop("Cytogenetic risk at diagnosis (empty = not done)"), None),
+    "cyto_risk_start": (
+        gettext_noop("Cytogenetic risk at blinatumomab start (empty = not done)"),
+        None,
+    ),
+    "relapse_site": (gettext_noop("Relapse site at start"), None),
+    "emd": (gettext_noop("Extramedullary disease at start"), YES_NO),
+    "cns_disease": (gettext_noop("CNS disease at start"), YES_NO),
+    "marrow_blasts_pct": (gettext_noop("Bone marrow blasts at start, %"), None),
+    "blasts_gt_50": (gettext_noop("Marrow blasts > cut (default 50%)"), YES_NO),
+    "pb_blasts_per_ul": (gettext_noop("Peripheral blood blasts at start, /uL"), None),
+    "prior_allo_sct": (gettext_noop("Allogeneic SCT before blinatumomab"), YES_NO),
+    "dexamethasone_mg_before": (
+        gettext_noop("Cumulative dexamethasone before blinatumomab, mg"),
+        None,
+    ),
+    "dexamethasone_gt_80": (gettext_noop("Dexamethasone > cut (default 80 mg)"), YES_NO),
+    "cycles_given": (gettext_noop("Blinatumomab cycles given"), None),
+    "response_assessed": (
+        gettext_noop("At least one response assessment (any result, NE included)"),
+        YES_NO,
+    ),
+    "evaluable": (
+        gettext_noop("Evaluable for response (a determinable response: CR, CRi, NR or PD)"),
+        YES_NO,
+    ),
+    "best_response": (
+        gettext_noop("Best response (CR, CRi, NR, PD; NE = no determinable response)"),
+        None,
+    ),
+    "responder": (gettext_noop("Responder (best response CR or CRi)"), YES_NO),
+    "response_after_cycle1": (gettext_noop("Response at the first assessment after cycle 1"), None),
+    "response_after_cycle2": (gettext_noop("Response at the first assessment after cycle 2"), None),
+    "allo_sct_after": (gettext_noop("Allogeneic SCT after blinatumomab"), YES_NO),
+    "sct_days": (gettext_noop("Days from day 1 to the allogeneic SCT after blinatumomab"), None),
+    "response_days": (gettext_noop("Days from day 1 to the first CR/CRi assessment"), None),
+    "salvage_chemo_after": (gettext_noop("Salvage chemotherapy after blinatumomab"), YES_NO),
+    "efs_days": (gettext_noop("Event-free survival, days from day 1"), None),
+    "efs_months": (gettext_noop("Event-free survival, months (days / 30.4375)"), None),
+    "efs_event": (gettext_noop("EFS event: relapse, progression or death (0 = censored)"), YES_NO),
     "efs_cause": (
-        "EFS event type",
-        {0: "Censored", 1: "Relapse or progression", 2: "Death without relapse"},
+        gettext_noop("EFS event type"),
+        {
+            0: gettext_noop("Censored"),
+            1: gettext_noop("Relapse or progression"),
+            2: gettext_noop("Death without relapse"),
+        },
     ),
-    "os_days": ("Overall survival, days from day 1", None),
-    "os_months": ("Overall survival, months (days / 30.4375)", None),
-    "os_event": ("Death from any cause (0 = censored at the latest dated record)", YES_NO),
+    "os_days": (gettext_noop("Overall survival, days from day 1"), None),
+    "os_months": (gettext_noop("Overall survival, months (days / 30.4375)"), None),
+    "os_event": (
+        gettext_noop("Death from any cause (0 = censored at the latest dated record)"),
+        YES_NO,
+    ),
 }
 FLAG_COLUMNS = [c for c, (_, labels) in VARIABLES.items() if labels is YES_NO]
 
 # The censoring rule, stated once: the codebook, the report and the README say this.
-CENSORING_DEFINITION = (
+CENSORING_DEFINITION = gettext_noop(
     "censored at the latest date on any record of the case (any date of the patient, baseline, "
     "cycles, response assessments, adverse events, transplant, subsequent therapies or "
     "follow-up): the follow-up's last contact, unless another record is dated later (it shows "
     "the patient alive then); without a follow-up CRF, the latest dated record"
 )
-# How the variables that encode a rule are derived (codebook "rule" column, report.html).
-DEFINITIONS = {
-    "response_assessed": "At least one response assessment recorded, whatever its result "
-    "(NE included).",
-    "evaluable": f"Evaluable for response: {rules.EVALUABLE_DEFINITION} (registry.rules."
-    "is_evaluable; the paper's 49 of 50).",
-    "best_response": "The best category reached at any response assessment, in the order CR > "
-    "CRi > NR > PD; NE when no assessment gave a determinable response (not evaluable).",
-    "efs_days": "From day 1 to the first relapse or progression (follow-up CRF, or a PD "
-    f"response assessment) or death, whichever is first; without any, {CENSORING_DEFINITION}.",
-    "efs_event": "1 at the EFS event of efs_days (relapse, progression or death); 0 when "
-    f"{CENSORING_DEFINITION}.",
-    "os_days": f"From day 1 to death from any cause; alive, {CENSORING_DEFINITION}.",
-    "os_event": f"1 at death from any cause; 0 when alive, {CENSORING_DEFINITION}.",
+# How the variables that encode a rule are derived (codebook "rule" column, report.html), with
+# the censoring rule and the evaluable definition as %(censoring)s and %(evaluable)s.
+_DEFINITION_TEXTS = {
+    "response_assessed": gettext_noop(
+        "At least one response assessment recorded, whatever its result (NE included)."
+    ),
+    "evaluable": gettext_noop(
+        "Evaluable for response: %(evaluable)s (registry.rules.is_evaluable; the paper's 49 of 50)."
+    ),
+    "best_response": gettext_noop(
+        "The best category reached at any response assessment, in the order CR > CRi > NR > PD; "
+        "NE when no assessment gave a determinable response (not evaluable)."
+    ),
+    "efs_days": gettext_noop(
+        "From day 1 to the first relapse or progression (follow-up CRF, or a PD response "
+        "assessment) or death, whichever is first; without any, %(censoring)s."
+    ),
+    "efs_event": gettext_noop(
+        "1 at the EFS event of efs_days (relapse, progression or death); 0 when %(censoring)s."
+    ),
+    "os_days": gettext_noop("From day 1 to death from any cause; alive, %(censoring)s."),
+    "os_event": gettext_noop("1 at death from any cause; 0 when alive, %(censoring)s."),
 }
+
+
+def definition(column: str, translate=lambda text: text) -> str:
+    """The rule of `column`: in English for the files (the default), or through `translate`
+    (gettext) in the page's language."""
+    return translate(_DEFINITION_TEXTS[column]) % {
+        "censoring": translate(CENSORING_DEFINITION),
+        "evaluable": translate(rules.EVALUABLE_DEFINITION),
+    }
+
+
+DEFINITIONS = {column: definition(column) for column in _DEFINITION_TEXTS}  # English: files
 
 
 @dataclass

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
+from django.utils.translation import gettext, gettext_lazy
 
 from . import beyond
 from . import formatting as fmt
@@ -155,15 +156,17 @@ def table1(frame: pd.DataFrame, n_patients: int) -> DisplayTable:
     for record in frame.itertuples(index=False):
         characteristic, level = record.characteristic, record.level
         if fmt._missing(level):  # a summary row: median (range)
-            rows.append(Row([text(characteristic), text(fmt.reformat_median_range(record.value))]))
+            rows.append(
+                Row([text(_words(characteristic)), text(fmt.reformat_median_range(record.value))])
+            )
             current = None
             continue
         if characteristic != current:
             current = characteristic
             with_data = int(record.denominator)
-            heading = f"{_typeset(characteristic)}, n (%)"
+            heading = f"{_typeset(_words(characteristic))}, n (%)"
             if with_data < n_patients:
-                heading += f" ({with_data} with data)"
+                heading += " " + gettext("(%(n)s with data)") % {"n": with_data}
             rows.append(section(heading))
         rows.append(
             Row(
@@ -174,16 +177,34 @@ def table1(frame: pd.DataFrame, n_patients: int) -> DisplayTable:
     return DisplayTable(
         key="table1",
         paper=True,
-        title="Table 1. Clinical characteristics of all patients at the time of blinatumomab "
-        f"initiation (n = {n_patients:,})",
-        columns=["Characteristics", "Patients"],
+        title=(
+            gettext(
+                "Table 1. Clinical characteristics of all patients at the time of "
+                "blinatumomab initiation (n = %(n_patients)s)"
+            )
+            % {"n_patients": f"{n_patients:,}"}
+        ),
+        columns=[gettext("Characteristics"), gettext("Patients")],
         rows=rows,
-        footnote="n number; percentages are of the patients with data (cytogenetic risk: "
-        "those with a result). Continuous variables: median (range). Age is counted "
-        "as > 65 as in the paper's table. ECOG Eastern Cooperative Oncology Group, "
-        "BM bone marrow, SCT stem cell transplantation.",
+        footnote=(
+            gettext(
+                "n number; percentages are of the patients with data (cytogenetic risk: "
+                "those with a result). Continuous variables: median (range). Age is "
+                "counted as > 65 as in the paper's table. ECOG Eastern Cooperative "
+                "Oncology Group, BM bone marrow, SCT stem cell transplantation."
+            )
+        ),
         sources=["table1.csv"],
     )
+
+
+def _words(english: str) -> str:
+    """A label the run's CSV holds in English (analysis.tables marks them for the catalogue), in
+    the page's language; Table 1's "Age > 65" carries its cut."""
+    match = re.fullmatch(r"Age > (\S+)", english)
+    if match:
+        return gettext("Age > %(cut)s") % {"cut": match.group(1)}
+    return gettext(english) if english else english
 
 
 def _typeset(characteristic: str) -> str:
@@ -223,19 +244,32 @@ def table2(
     return DisplayTable(
         key="table2",
         paper=True,
-        title="Table 2. Response rates after induction therapy with blinatumomab among patient "
-        f"subgroups (n = {evaluable if evaluable is not None else len(frame):,})",
-        columns=["Variables", f"Response rates {overall}".strip(), "OR (95% CI)", "P value"],
+        title=(
+            gettext(
+                "Table 2. Response rates after induction therapy with blinatumomab among "
+                "patient subgroups (n = %(value)s)"
+            )
+            % {"value": f"{evaluable if evaluable is not None else len(frame):,}"}
+        ),
+        columns=[
+            gettext("Variables"),
+            (gettext("Response rates") + f" {overall}").strip(),
+            gettext("OR (95% CI)"),
+            gettext("P value"),
+        ],
         rows=rows,
-        footnote="Response: CR or CRi at any assessment, among evaluable patients"
+        footnote=gettext("Response: CR or CRi at any assessment, among evaluable patients")
         + (f" ({fmt.lower_first(evaluable_rule.rstrip('.'))})" if evaluable_rule else "")
-        + "; patients missing a variable are left out of that subgroup only. OR: odds ratio "
-        "of response, "
-        "first level vs second (the paper's 'RR'; time to treatment from diagnosis is reversed, "
-        "as printed in the paper), with a Woolf (logit) 95% CI; with a zero cell, 0.5 is added "
-        f"to every cell (Haldane-Anscombe). P: {test}. NA: not estimable (an empty level). "
-        "ECOG Eastern Cooperative Oncology Group, PS performance status, EMD extramedullary "
-        "disease, BM bone marrow, SCT stem cell transplantation.",
+        + gettext(
+            "; patients missing a variable are left out of that subgroup only. OR: odds ratio "
+            "of response, first level vs second (the paper's 'RR'; time to treatment from "
+            "diagnosis is reversed, as printed in the paper), with a Woolf (logit) 95%% CI; "
+            "with a zero cell, 0.5 is added to every cell (Haldane-Anscombe). P: %(test)s. NA: "
+            "not estimable (an empty level). ECOG Eastern Cooperative Oncology Group, PS "
+            "performance status, EMD extramedullary disease, BM bone marrow, SCT stem cell "
+            "transplantation."
+        )
+        % {"test": test},
         sources=["table2_subgroups.csv"],
     )
 
@@ -247,11 +281,11 @@ def _flow_count(flow, step):
 
 
 GRADE_BANDS = [
-    ("any", "Any grade"),
-    ("grade_1_2", "Grade 1\u20132"),
-    ("grade_3", "Grade 3"),
-    ("grade_4", "Grade 4"),
-    ("grade_5", "Grade 5"),
+    ("any", gettext_lazy("Any grade")),
+    ("grade_1_2", gettext_lazy("Grade 1–2")),
+    ("grade_3", gettext_lazy("Grade 3")),
+    ("grade_4", gettext_lazy("Grade 4")),
+    ("grade_5", gettext_lazy("Grade 5")),
 ]
 
 
@@ -263,23 +297,29 @@ def _grade_cells(record, n_patients) -> list[Cell]:
 
 def table3(frame: pd.DataFrame, n_patients: int) -> DisplayTable:
     rows = [
-        Row([text(record["table3_row"]), *_grade_cells(record, n_patients)])
+        Row([text(_words(record["table3_row"])), *_grade_cells(record, n_patients)])
         for _, record in frame.iterrows()
     ]
     return DisplayTable(
         key="table3",
         paper=True,
-        title=f"Table 3. Adverse events during induction therapy with blinatumomab (n = "
-        f"{n_patients:,})",
-        columns=["", *(name for _, name in GRADE_BANDS)],
+        title=(
+            gettext(
+                "Table 3. Adverse events during induction therapy with blinatumomab (n = "
+                "%(n_patients)s)"
+            )
+            % {"n_patients": f"{n_patients:,}"}
+        ),
+        columns=["", *(str(name) for _, name in GRADE_BANDS)],
         rows=rows,
         footnote=_AE_FOOTNOTE.format(n=n_patients)
-        + " Rows group CTCAE terms as registry/data/ctcae_table3_map.csv.",
+        + " "
+        + gettext("Rows group CTCAE terms as registry/data/ctcae_table3_map.csv."),
         sources=["table3_adverse_events.csv"],
     )
 
 
-_AE_FOOTNOTE = (
+_AE_FOOTNOTE = gettext_lazy(
     "Patients with the event, each counted once at their worst grade (CTCAE v4.03); "
     "percentages of all {n:,} treated patients. Grade 5: fatal."
 )
@@ -292,10 +332,14 @@ def ae_by_term(frame: pd.DataFrame, n_patients: int) -> DisplayTable:
     ]
     return DisplayTable(
         key="adverse_events_by_term",
-        title="Adverse events by CTCAE term and worst grade",
-        columns=["CTCAE term", "System organ class", *(name for _, name in GRADE_BANDS)],
+        title=gettext("Adverse events by CTCAE term and worst grade"),
+        columns=[
+            gettext("CTCAE term"),
+            gettext("System organ class"),
+            *(str(name) for _, name in GRADE_BANDS),
+        ],
         rows=rows,
-        footnote=_AE_FOOTNOTE.format(n=n_patients) + " Most frequent first.",
+        footnote=_AE_FOOTNOTE.format(n=n_patients) + " " + gettext("Most frequent first."),
         sources=["adverse_events_by_term.csv", "adverse_events.csv"],
     )
 
@@ -304,7 +348,7 @@ def ae_by_term(frame: pd.DataFrame, n_patients: int) -> DisplayTable:
 # Survival
 # ---------------------------------------------------------------------------------------------
 
-MONTHS = "Months = days / 30.4375."
+MONTHS = gettext_lazy("Months = days / 30.4375.")
 
 
 def survival_medians(
@@ -344,13 +388,25 @@ def survival_medians(
             )
     return DisplayTable(
         key="survival_median",
-        title="Median event-free and overall survival (Kaplan-Meier)",
-        columns=["", "n", "Events", "Median, months (95% CI)", "Log-rank P"],
+        title=gettext("Median event-free and overall survival (Kaplan-Meier)"),
+        columns=[
+            "",
+            "n",
+            gettext("Events"),
+            gettext("Median, months (95% CI)"),
+            gettext("Log-rank P"),
+        ],
         rows=rows,
-        footnote="Kaplan-Meier medians with 95% CIs from the log-transformed survival function "
-        f"(R survfit's default); NR not reached. P: log-rank test (R survdiff). {endpoints} "
-        f"{MONTHS} Groups by response and by allogeneic SCT are fixed on day 1, as in the "
-        "paper: they carry immortal-time bias (see the landmark analysis).",
+        footnote=(
+            gettext(
+                "Kaplan-Meier medians with 95%% CIs from the log-transformed survival "
+                "function (R survfit's default); NR not reached. P: log-rank test (R "
+                "survdiff). %(endpoints)s %(MONTHS)s Groups by response and by "
+                "allogeneic SCT are fixed on day 1, as in the paper: they carry "
+                "immortal-time bias (see the landmark analysis)."
+            )
+            % {"endpoints": endpoints, "MONTHS": MONTHS}
+        ),
         sources=["survival_median.csv", "survival_logrank.csv", "survival_table.csv"],
     )
 
@@ -397,21 +453,37 @@ def cox_models(cox: pd.DataFrame, ph_test: pd.DataFrame | None) -> DisplayTable:
     ph = _ph_lookup(ph_test, "cox")
     rows = []
     for (endpoint, model), part in cox.groupby(["endpoint", "model"], sort=False):
-        rows.append(section(f"{fmt.label(endpoint)}: {fmt.lower_first(fmt.label(model))} models"))
+        rows.append(
+            section(
+                gettext("%(value)s: %(value2)s models")
+                % {"value": fmt.label(endpoint), "value2": fmt.lower_first(fmt.label(model))}
+            )
+        )
         rows += _cox_term_rows(part, endpoint, model, ph)
     return DisplayTable(
         key="cox",
-        title="Cox proportional hazards models",
-        columns=["Covariate", "HR (95% CI)", "P", "PH test P", "Note"],
+        title=gettext("Cox proportional hazards models"),
+        columns=[
+            gettext("Covariate"),
+            gettext("HR (95% CI)"),
+            "P",
+            gettext("PH test P"),
+            gettext("Note"),
+        ],
         rows=rows,
-        footnote="HR hazard ratio (1 vs 0), Wald 95% CI and P; Efron ties, as R coxph. Univariate: "
-        "one model per covariate; multivariable: all four together. PH test P: the "
-        "proportional-hazards test of the term (scaled Schoenfeld residuals against the "
-        "Kaplan-Meier transform of time, R survival 3.x cox.zph; below 0.05 the hazard ratio "
-        "changes over time); every model's global test is in the next table. Note: every "
-        "warning the fit raised (separation, non-convergence) and why a model is not "
-        "estimable. ECOG PS Eastern Cooperative Oncology Group performance status, SCT stem "
-        "cell transplantation.",
+        footnote=(
+            gettext(
+                "HR hazard ratio (1 vs 0), Wald 95% CI and P; Efron ties, as R coxph. "
+                "Univariate: one model per covariate; multivariable: all four together. "
+                "PH test P: the proportional-hazards test of the term (scaled Schoenfeld "
+                "residuals against the Kaplan-Meier transform of time, R survival 3.x "
+                "cox.zph; below 0.05 the hazard ratio changes over time); every model's "
+                "global test is in the next table. Note: every warning the fit raised "
+                "(separation, non-convergence) and why a model is not estimable. ECOG PS "
+                "Eastern Cooperative Oncology Group performance status, SCT stem cell "
+                "transplantation."
+            )
+        ),
         sources=["cox.csv", "cox_ph_test.csv"],
     )
 
@@ -424,8 +496,10 @@ def _note(record) -> str:
 def ph_tests(ph_test: pd.DataFrame) -> DisplayTable:
     rows = []
     for (source, endpoint), part in ph_test.groupby(["source", "endpoint"], sort=False):
-        kind = "Cox models" if source == "cox" else "Time-dependent Cox models"
-        rows.append(section(f"{fmt.label(endpoint)}: {kind}"))
+        kind = gettext("Cox models") if source == "cox" else gettext("Time-dependent Cox models")
+        rows.append(
+            section(gettext("%(value)s: %(kind)s") % {"value": fmt.label(endpoint), "kind": kind})
+        )
         for _, record in part.iterrows():
             model = fmt.label(record["model"])
             terms = " + ".join(fmt.label(t) for t in str(record["terms"]).split(" + "))
@@ -444,13 +518,27 @@ def ph_tests(ph_test: pd.DataFrame) -> DisplayTable:
             )
     return DisplayTable(
         key="cox_ph_test",
-        title="Proportional-hazards tests of every Cox model (scaled Schoenfeld residuals)",
-        columns=["Model", "Term", "\u03c7\u00b2", "df", "P", "Note"],
+        title=(
+            gettext("Proportional-hazards tests of every Cox model (scaled Schoenfeld residuals)")
+        ),
+        columns=[
+            gettext("Model"),
+            gettext("Term"),
+            "\u03c7\u00b2",
+            "df",
+            "P",
+            gettext("Note"),
+        ],
         rows=rows,
-        footnote="Score test of adding g(t) \u00d7 covariate to the model, g the centred "
-        "Kaplan-Meier transform of time, with the full information matrix: R survival 3.x "
-        "cox.zph(fit) (equal to 1e-6, tests/analysis). Per term 1 df; Global: all terms. "
-        "A small P says the hazard ratio is not constant over time. Note: the fit's warnings.",
+        footnote=(
+            gettext(
+                "Score test of adding g(t) × covariate to the model, g the centred "
+                "Kaplan-Meier transform of time, with the full information matrix: R "
+                "survival 3.x cox.zph(fit) (equal to 1e-6, tests/analysis). Per term 1 "
+                "df; Global: all terms. A small P says the hazard ratio is not constant "
+                "over time. Note: the fit's warnings."
+            )
+        ),
         sources=["cox_ph_test.csv"],
     )
 
@@ -468,8 +556,10 @@ def numbers_at_risk(
         )
     return DisplayTable(
         key=f"at_risk_{endpoint}_{grouping}",
-        title=f"Number at risk: {fmt.figure_title(endpoint, grouping)}",
-        columns=["Months", *(f"{t:g}" for t in times)],
+        title=(
+            gettext("Number at risk: %(value)s") % {"value": fmt.figure_title(endpoint, grouping)}
+        ),
+        columns=[gettext("Months"), *(f"{t:g}" for t in times)],
         rows=rows,
         sources=[source],
     )
@@ -484,7 +574,12 @@ def landmark_medians(medians: pd.DataFrame, logrank: pd.DataFrame | None) -> Dis
     rows = []
     landmark = medians["landmark_days"].iloc[0] if len(medians) else beyond.DEFAULT_LANDMARK_DAYS
     for (endpoint, grouping), part in medians.groupby(["endpoint", "grouping"], sort=False):
-        rows.append(section(f"{fmt.label(endpoint)}: {fmt.lower_first(fmt.label(grouping))}"))
+        rows.append(
+            section(
+                gettext("%(value)s: %(value2)s")
+                % {"value": fmt.label(endpoint), "value2": fmt.lower_first(fmt.label(grouping))}
+            )
+        )
         p_value = _logrank_p(logrank, endpoint=endpoint, grouping=grouping)
         for i, (_, record) in enumerate(part.iterrows()):
             rows.append(
@@ -507,12 +602,27 @@ def landmark_medians(medians: pd.DataFrame, logrank: pd.DataFrame | None) -> Dis
             )
     return DisplayTable(
         key="landmark_median",
-        title=f"Landmark analysis from day {float(landmark):g}: median EFS and OS",
-        columns=["", "n", "Events", "Median, months from the landmark (95% CI)", "Log-rank P"],
+        title=(
+            gettext("Landmark analysis from day %(value)s: median EFS and OS")
+            % {"value": f"{float(landmark):g}"}
+        ),
+        columns=[
+            "",
+            "n",
+            gettext("Events"),
+            gettext("Median, months from the landmark (95% CI)"),
+            gettext("Log-rank P"),
+        ],
         rows=rows,
-        footnote="Patients alive (OS) or alive and event-free (EFS) after the landmark day, "
-        "grouped by what happened on or before it; time from the landmark. Kaplan-Meier "
-        f"medians with log-transformed 95% CIs; NR not reached; log-rank P. {MONTHS}",
+        footnote=(
+            gettext(
+                "Patients alive (OS) or alive and event-free (EFS) after the landmark "
+                "day, grouped by what happened on or before it; time from the landmark. "
+                "Kaplan-Meier medians with log-transformed 95%% CIs; NR not reached; "
+                "log-rank P. %(MONTHS)s"
+            )
+            % {"MONTHS": MONTHS}
+        ),
         sources=["landmark_median.csv", "landmark_logrank.csv", "landmark_survival_table.csv"],
     )
 
@@ -524,14 +634,18 @@ def landmark_excluded(frame: pd.DataFrame) -> DisplayTable:
         for _, record in part.iterrows():
             rows.append(
                 Row(
-                    [text(fmt.label(record["status"])), text(record["reason"]), count(record["n"])],
+                    [
+                        text(fmt.label(record["status"])),
+                        text(_words(record["reason"])),
+                        count(record["n"]),
+                    ],
                     indent=True,
                 )
             )
     return DisplayTable(
         key="landmark_excluded",
-        title="Landmark analysis: patients included and excluded",
-        columns=["", "Reason", "Patients"],
+        title=gettext("Landmark analysis: patients included and excluded"),
+        columns=["", gettext("Reason"), gettext("Patients")],
         rows=rows,
         sources=["landmark_excluded.csv"],
     )
@@ -544,23 +658,42 @@ def cox_time_varying(frame: pd.DataFrame, ph_test: pd.DataFrame | None) -> Displ
         first = part.iloc[0]
         rows.append(
             section(
-                f"{fmt.label(endpoint)}: {fmt.lower_first(fmt.label(model))} "
-                f"({int(first['n_patients'])} patients, {int(first['n_intervals'])} intervals, "
-                f"{int(first['events'])} events)"
+                gettext(
+                    "%(value)s: %(value2)s (%(value3)s patients, %(value4)s intervals, "
+                    "%(value5)s events)"
+                )
+                % {
+                    "value": fmt.label(endpoint),
+                    "value2": fmt.lower_first(fmt.label(model)),
+                    "value3": int(first["n_patients"]),
+                    "value4": int(first["n_intervals"]),
+                    "value5": int(first["events"]),
+                }
             )
         )
         rows += _cox_term_rows(part, endpoint, model, ph)
     return DisplayTable(
         key="cox_time_varying",
-        title="Cox models with allogeneic SCT and response as time-varying covariates",
-        columns=["Covariate", "HR (95% CI)", "P", "PH test P", "Note"],
+        title=gettext("Cox models with allogeneic SCT and response as time-varying covariates"),
+        columns=[
+            gettext("Covariate"),
+            gettext("HR (95% CI)"),
+            "P",
+            gettext("PH test P"),
+            gettext("Note"),
+        ],
         rows=rows,
-        footnote="HR, Wald 95% CI and P (Efron ties), as R coxph on tmerge intervals. Naive: "
-        "the paper's day-1 groups; time-varying: not transplanted (not in remission) until the "
-        "day of the SCT (first CR/CRi). PH test P: R cox.zph, as in the Cox table. Note: every "
-        "warning the fit raised and why a model is not estimable.",
+        footnote=(
+            gettext(
+                "HR, Wald 95% CI and P (Efron ties), as R coxph on tmerge intervals. "
+                "Naive: the paper's day-1 groups; time-varying: not transplanted (not in "
+                "remission) until the day of the SCT (first CR/CRi). PH test P: R "
+                "cox.zph, as in the Cox table. Note: every warning the fit raised and "
+                "why a model is not estimable."
+            )
+        ),
         sources=["cox_time_varying.csv", "cox_ph_test.csv"],
-        note=beyond.NOTES["cox_time_varying"],
+        note=gettext(beyond.NOTES["cox_time_varying"]),
     )
 
 
@@ -568,15 +701,15 @@ def response_rates(frame: pd.DataFrame) -> DisplayTable:
     rows = []
     reference = frame["reference_rate"].iloc[0] if len(frame) else beyond.DEFAULT_REFERENCE_RATE
     for variable, part in frame.groupby("variable", sort=False):
-        rows.append(section("Overall" if variable == "overall" else fmt.label(variable)))
+        rows.append(section(gettext("Overall") if variable == "overall" else fmt.label(variable)))
         for _, record in part.iterrows():
             rows.append(
                 Row(
                     [
                         text(
-                            "Evaluable patients"
+                            gettext("Evaluable patients")
                             if record["level"] == "evaluable"
-                            else "All treated patients"
+                            else gettext("All treated patients")
                             if record["level"] == "all treated"
                             else fmt.fmt_level(record["level"])
                         ),
@@ -598,44 +731,53 @@ def response_rates(frame: pd.DataFrame) -> DisplayTable:
             )
     return DisplayTable(
         key="response_rate",
-        title="Response rate with exact and Wilson 95% CIs, and a test against a reference rate",
+        title=(
+            gettext(
+                "Response rate with exact and Wilson 95% CIs, and a test against a reference rate"
+            )
+        ),
         columns=[
             "",
-            "Response rate",
-            "Exact 95% CI, %",
-            "Wilson 95% CI, %",
-            "P (rate > reference)",
+            gettext("Response rate"),
+            gettext("Exact 95% CI, %"),
+            gettext("Wilson 95% CI, %"),
+            gettext("P (rate > reference)"),
         ],
         rows=rows,
-        footnote="Exact: Clopper-Pearson (R binom.test); Wilson: score interval (R prop.test "
-        "without correction). P: exact one-sided binomial test that the rate exceeds the "
-        f"reference rate of {100 * float(reference):g}%.",
+        footnote=(
+            gettext(
+                "Exact: Clopper-Pearson (R binom.test); Wilson: score interval (R "
+                "prop.test without correction). P: exact one-sided binomial test that "
+                "the rate exceeds the reference rate of %(value)s%%."
+            )
+            % {"value": f"{100 * float(reference):g}"}
+        ),
         sources=["response_rate.csv"],
-        note=beyond.NOTES["response_rate"],
+        note=gettext(beyond.NOTES["response_rate"]),
     )
 
 
 # Long step-function tables: every column labelled, numbers to 3 decimals.
 COLUMN_LABELS = {
-    "endpoint": "Endpoint",
-    "landmark_days": "Landmark, day",
-    "grouping": "Grouping",
-    "group": "Group",
-    "cause": "Event",
-    "time": "Months",
-    "n_risk": "At risk",
-    "n_event": "Events",
-    "n_competing": "Competing events",
-    "n_censor": "Censored",
-    "survival": "Survival",
-    "std_err": "SE",
-    "lower": "95% CI lower",
-    "upper": "95% CI upper",
-    "cumulative_incidence": "Cumulative incidence",
-    "ci_lower": "95% CI lower",
-    "ci_upper": "95% CI upper",
-    "one_minus_km": "1 \u2212 Kaplan-Meier",
-    "km_excess": "Excess of 1 \u2212 KM",
+    "endpoint": gettext_lazy("Endpoint"),
+    "landmark_days": gettext_lazy("Landmark, day"),
+    "grouping": gettext_lazy("Grouping"),
+    "group": gettext_lazy("Group"),
+    "cause": gettext_lazy("Event"),
+    "time": gettext_lazy("Months"),
+    "n_risk": gettext_lazy("At risk"),
+    "n_event": gettext_lazy("Events"),
+    "n_competing": gettext_lazy("Competing events"),
+    "n_censor": gettext_lazy("Censored"),
+    "survival": gettext_lazy("Survival"),
+    "std_err": gettext_lazy("SE"),
+    "lower": gettext_lazy("95% CI lower"),
+    "upper": gettext_lazy("95% CI upper"),
+    "cumulative_incidence": gettext_lazy("Cumulative incidence"),
+    "ci_lower": gettext_lazy("95% CI lower"),
+    "ci_upper": gettext_lazy("95% CI upper"),
+    "one_minus_km": gettext_lazy("1 − Kaplan-Meier"),
+    "km_excess": gettext_lazy("Excess of 1 − KM"),
 }
 CODED = {"endpoint", "grouping", "cause"}
 COUNTS = {"n_risk", "n_event", "n_competing", "n_censor", "landmark_days"}
@@ -661,7 +803,7 @@ def step_table(frame: pd.DataFrame, key, title, footnote, note="") -> DisplayTab
     return DisplayTable(
         key=key,
         title=title,
-        columns=[COLUMN_LABELS.get(c, fmt.label(c)) for c in columns],
+        columns=[str(COLUMN_LABELS.get(c, fmt.label(c))) for c in columns],
         rows=rows,
         footnote=footnote,
         sources=[f"{key}.csv"],
@@ -675,10 +817,16 @@ def cumulative_incidence(frame: pd.DataFrame) -> DisplayTable:
     return step_table(
         frame,
         "cumulative_incidence",
-        "Cumulative incidence of relapse or progression and of non-relapse mortality",
-        "Aalen-Johansen estimates with log-transformed 95% CIs (R multi-state survfit), "
-        f"beside 1 \u2212 Kaplan-Meier treating the competing event as censoring. {MONTHS}",
-        note=beyond.NOTES["cumulative_incidence"],
+        gettext("Cumulative incidence of relapse or progression and of non-relapse mortality"),
+        (
+            gettext(
+                "Aalen-Johansen estimates with log-transformed 95%% CIs (R multi-state "
+                "survfit), beside 1 − Kaplan-Meier treating the competing event as "
+                "censoring. %(MONTHS)s"
+            )
+            % {"MONTHS": MONTHS}
+        ),
+        note=gettext(beyond.NOTES["cumulative_incidence"]),
     )
 
 
@@ -686,8 +834,11 @@ def landmark_survival_table(frame: pd.DataFrame) -> DisplayTable:
     return step_table(
         frame,
         "landmark_survival_table",
-        "Landmark analysis: Kaplan-Meier tables",
-        f"Months from the landmark; Greenwood SE, log-transformed 95% CI. {MONTHS}",
+        gettext("Landmark analysis: Kaplan-Meier tables"),
+        (
+            gettext("Months from the landmark; Greenwood SE, log-transformed 95%% CI. %(MONTHS)s")
+            % {"MONTHS": MONTHS}
+        ),
     )
 
 
@@ -709,7 +860,10 @@ def raw_table(frame: pd.DataFrame, name: str) -> DisplayTable:
         rows.append(Row(cells))
     return DisplayTable(
         key=name.removesuffix(".csv"),
-        title=f"{name} (as stored: this file could not be laid out as the paper's table)",
+        title=(
+            gettext("%(name)s (as stored: this file could not be laid out as the paper's table)")
+            % {"name": name}
+        ),
         columns=[COLUMN_LABELS.get(str(c), fmt.label(c)) for c in frame.columns],
         rows=rows,
         sources=[name],
@@ -793,9 +947,9 @@ SOURCES = [
 
 def flow_alt(flow: pd.DataFrame | None) -> str:
     if flow is None:
-        return "Treatment flow diagram"
+        return gettext("Treatment flow diagram")
     steps = "; ".join(f"{fmt.label(s)}: {n}" for s, n in zip(flow["step"], flow["n"], strict=True))
-    return f"Treatment flow diagram. {steps}."
+    return gettext("Treatment flow diagram. %(steps)s.") % {"steps": steps}
 
 
 def sections(
@@ -825,23 +979,29 @@ def sections(
     out = [
         Section(
             "table1",
-            "Patient characteristics",
+            gettext("Patient characteristics"),
             tables=present(_safe(table1, frames, "table1.csv", n_patients)),
         ),
         Section(
             "figure1",
-            "Treatment flow",
+            gettext("Treatment flow"),
             figures=present(
                 figure(
                     "flow_diagram",
-                    f"Figure 1. Treatment flow and outcomes of all patients (n = {n_patients:,})",
+                    (
+                        gettext(
+                            "Figure 1. Treatment flow and outcomes of all patients (n = "
+                            "%(n_patients)s)"
+                        )
+                        % {"n_patients": f"{n_patients:,}"}
+                    ),
                     flow_alt(flow if flow_ok else None),
                 )
             ),
         ),
         Section(
             "table2",
-            "Response by subgroup",
+            gettext("Response by subgroup"),
             tables=present(
                 _safe(
                     table2,
@@ -854,9 +1014,14 @@ def sections(
             figures=present(
                 figure(
                     "forest_table2",
-                    "Odds ratio of response by subgroup (Table 2), 95% CI, log scale",
-                    "Forest plot of the odds ratios of Table 2 with their 95% confidence "
-                    "intervals, n and P for each subgroup.",
+                    gettext("Odds ratio of response by subgroup (Table 2), 95% CI, log scale"),
+                    (
+                        gettext(
+                            # xgettext:no-python-format
+                            "Forest plot of the odds ratios of Table 2 with their 95% confidence "
+                            "intervals, n and P for each subgroup."
+                        )
+                    ),
                 )
             ),
         ),
@@ -867,18 +1032,25 @@ def sections(
         item = figure(
             f"km_{endpoint}_{grouping}",
             f"({panel}) {title}" if panel else title,
-            f"Kaplan-Meier curves: {title}, with censoring marks and the log-rank P.",
+            (
+                gettext("Kaplan-Meier curves: %(title)s, with censoring marks and the log-rank P.")
+                % {"title": title}
+            ),
             _safe(numbers_at_risk, frames, "numbers_at_risk.csv", endpoint, grouping),
         )
         figure2.append(item)
     out.append(
         Section(
             "figure2",
-            "Survival",
-            caption="Figure 2. Kaplan-Meier survival curves for event-free survival and overall "
-            "survival according to response (a, b) and performance of allogeneic stem cell "
-            "transplantation (c, d); the curves of all patients follow. Numbers at risk under "
-            "each figure.",
+            gettext("Survival"),
+            caption=(
+                gettext(
+                    "Figure 2. Kaplan-Meier survival curves for event-free survival and "
+                    "overall survival according to response (a, b) and performance of "
+                    "allogeneic stem cell transplantation (c, d); the curves of all patients "
+                    "follow. Numbers at risk under each figure."
+                )
+            ),
             figures=present(*figure2),
             tables=present(
                 _safe(
@@ -897,7 +1069,7 @@ def sections(
     out.append(
         Section(
             "table3",
-            "Adverse events",
+            gettext("Adverse events"),
             tables=present(
                 _safe(table3, frames, "table3_adverse_events.csv", n_patients),
                 _safe(ae_by_term, frames, "adverse_events_by_term.csv", n_patients),
@@ -907,13 +1079,18 @@ def sections(
     out.append(
         Section(
             "swimmer",
-            "Patients over time",
+            gettext("Patients over time"),
             figures=present(
                 figure(
                     "swimmer",
-                    "Course of each patient from day 1 of blinatumomab",
-                    "Swimmer plot: one bar per patient from day 1 with cycles, best response, "
-                    "allogeneic SCT, relapse or progression, and death or last contact.",
+                    gettext("Course of each patient from day 1 of blinatumomab"),
+                    (
+                        gettext(
+                            "Swimmer plot: one bar per patient from day 1 with cycles, best "
+                            "response, allogeneic SCT, relapse or progression, and death or last "
+                            "contact."
+                        )
+                    ),
                 )
             ),
         )
@@ -934,22 +1111,31 @@ def _beyond_sections(frames, figure, ph) -> list[Section]:
             name = "landmark_numbers_at_risk.csv"
             at_risk = _safe(numbers_at_risk, frames, name, endpoint, grouping, name)
             by = fmt.lower_first(fmt.label(grouping))
-            description = f"{fmt.label(endpoint)} from day {landmark:g}, by {by}"
+            description = gettext("%(endpoint)s from day %(day)s, by %(by)s") % {
+                "endpoint": fmt.label(endpoint),
+                "day": f"{landmark:g}",
+                "by": by,
+            }
             if at_risk is not None:
-                at_risk.title = f"Number at risk (months from the landmark): {description}"
+                at_risk.title = gettext(
+                    "Number at risk (months from the landmark): %(description)s"
+                ) % {"description": description}
             figures.append(
                 figure(
                     f"landmark_km_{endpoint}_{grouping}",
                     description,
-                    f"Kaplan-Meier curves from the landmark: {description}.",
+                    (
+                        gettext("Kaplan-Meier curves from the landmark: %(description)s.")
+                        % {"description": description}
+                    ),
                     at_risk,
                 )
             )
     return [
         Section(
             "landmark",
-            "Beyond the paper: landmark analysis",
-            note=beyond.NOTES["landmark"],
+            gettext("Beyond the paper: landmark analysis"),
+            note=gettext(beyond.NOTES["landmark"]),
             figures=[f for f in figures if f is not None],
             tables=[
                 t
@@ -970,13 +1156,13 @@ def _beyond_sections(frames, figure, ph) -> list[Section]:
         ),
         Section(
             "cox_time_varying",
-            "Beyond the paper: time-dependent Cox model",
+            gettext("Beyond the paper: time-dependent Cox model"),
             tables=[t for t in [_safe(cox_time_varying, frames, "cox_time_varying.csv", ph)] if t],
             beyond_paper=True,
         ),
         Section(
             "cumulative_incidence",
-            "Beyond the paper: competing risks",
+            gettext("Beyond the paper: competing risks"),
             tables=[
                 t for t in [_safe(cumulative_incidence, frames, "cumulative_incidence.csv")] if t
             ],
@@ -984,7 +1170,7 @@ def _beyond_sections(frames, figure, ph) -> list[Section]:
         ),
         Section(
             "response_rate",
-            "Beyond the paper: response rate",
+            gettext("Beyond the paper: response rate"),
             tables=[t for t in [_safe(response_rates, frames, "response_rate.csv")] if t],
             beyond_paper=True,
         ),

@@ -5,6 +5,9 @@ endpoint, grouping, model and step names) to the words a paper uses. The dashboa
 tables.xlsx and report.docx all format through these (via analysis.display), so a rule changed
 here changes everywhere. The machine-readable CSVs keep the codes and full-precision numbers.
 
+Words are translated (README "Languages"): the page's language on the dashboard, the run's in
+its report; codes, numbers and the CSVs are the same in every language.
+
 Conventions (as the paper): odds and hazard ratios, CIs and P values to 3 decimals, P below
 0.001 as "< 0.001"; counts as n (%), percentages to one decimal; continuous variables as
 median (range); months to one decimal; ranges and intervals with an en dash.
@@ -14,6 +17,10 @@ from __future__ import annotations
 
 import math
 import re
+
+from django.utils.text import format_lazy
+from django.utils.translation import gettext
+from django.utils.translation import gettext_lazy as _
 
 from .tables import subgroup_definitions
 
@@ -128,23 +135,36 @@ def fmt_level(level) -> str:
     "male" -> "Male"."""
     text = "" if _missing(level) else str(level).strip()
     if text in LEVEL_LABELS:
-        return LEVEL_LABELS[text]
+        return str(LEVEL_LABELS[text])
     for ascii_op, typeset in _OPERATORS:
         if text.startswith(ascii_op):
-            return typeset + text[len(ascii_op) :].strip()
+            return typeset + _with_unit(text[len(ascii_op) :].strip())
     if re.fullmatch(r"\d+-\d+", text):
         return text.replace("-", DASH)
-    return text[:1].upper() + text[1:]
+    # a label the run's CSV holds in English (analysis.tables marks them): the page's language
+    return _translated(text[:1].upper() + text[1:])
+
+
+def _translated(english: str) -> str:
+    """`english` in the page's language when the catalogue has it (never gettext(""): that is
+    the catalogue's header)."""
+    return gettext(english) if english else english
+
+
+def _with_unit(value: str) -> str:
+    """A cut with its unit in words ("12 months") in the page's language."""
+    match = re.fullmatch(r"(\d+(?:\.\d+)?) months", value)
+    return gettext("%(n)s months") % {"n": match.group(1)} if match else value
 
 
 LEVEL_LABELS = {
-    "male": "Male",
-    "female": "Female",
-    "standard": "Standard",
-    "high": "High",
-    "no": "No",
-    "yes": "Yes",
-    "all": "All patients",
+    "male": _("Male"),
+    "female": _("Female"),
+    "standard": _("Standard"),
+    "high": _("High"),
+    "no": _("No"),
+    "yes": _("Yes"),
+    "all": _("All patients"),
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -154,79 +174,82 @@ LEVEL_LABELS = {
 LABELS: dict[str, str] = {
     **{key: group.label for key, group in subgroup_definitions().items()},
     # endpoints
-    "efs": "Event-free survival",
-    "os": "Overall survival",
+    "efs": _("Event-free survival"),
+    "os": _("Overall survival"),
     # groupings of the Kaplan-Meier curves and the Cox terms
-    "overall": "All patients",
-    "responder": "Response to blinatumomab (CR/CRi)",
-    "allo_sct_after": "Allogeneic SCT after blinatumomab",
-    "ecog_ge_2": "ECOG PS \u2265 2",
-    "sct": "Allogeneic SCT",
-    "response": "CR/CRi",
-    "response_by_landmark": "CR/CRi by the landmark",
-    "sct_by_landmark": "Allogeneic SCT by the landmark",
+    "overall": _("All patients"),
+    "responder": _("Response to blinatumomab (CR/CRi)"),
+    "allo_sct_after": _("Allogeneic SCT after blinatumomab"),
+    "ecog_ge_2": _("ECOG PS ≥ 2"),
+    "sct": _("Allogeneic SCT"),
+    "response": _("CR/CRi"),
+    "response_by_landmark": _("CR/CRi by the landmark"),
+    "sct_by_landmark": _("Allogeneic SCT by the landmark"),
     # Cox models
-    "univariate": "Univariate",
-    "multivariable": "Multivariable",
-    "naive_day1_univariate": "Naive (groups fixed on day 1)",
-    "time_varying_univariate": "Time-varying, one covariate",
-    "time_varying_both": "Time-varying, both covariates",
-    "GLOBAL": "Global (all terms)",
+    "univariate": _("Univariate"),
+    "multivariable": _("Multivariable"),
+    "naive_day1_univariate": _("Naive (groups fixed on day 1)"),
+    "time_varying_univariate": _("Time-varying, one covariate"),
+    "time_varying_both": _("Time-varying, both covariates"),
+    "GLOBAL": _("Global (all terms)"),
+    # the landmark analysis's patients (landmark_excluded.csv)
+    "included": _("Included"),
+    "excluded": _("Excluded"),
     # competing risks
-    "relapse_progression": "Relapse or progression",
-    "non_relapse_mortality": "Non-relapse mortality",
+    "relapse_progression": _("Relapse or progression"),
+    "non_relapse_mortality": _("Non-relapse mortality"),
     # tests
-    "fisher_exact": "Fisher's exact test (two-sided)",
-    "pearson_chi2_uncorrected": "Pearson chi-square test (no continuity correction)",
+    "fisher_exact": _("Fisher's exact test (two-sided)"),
+    "pearson_chi2_uncorrected": _("Pearson chi-square test (no continuity correction)"),
     # Figure 1 steps (flow.csv)
-    "treated": "Treated with blinatumomab",
-    "died_before_assessment": "Died before any response assessment",
-    "alive_not_assessed": "Alive, not yet assessed",
-    "assessed_not_determinable": "Assessed without a determinable response",
-    "evaluable": "Evaluable for response",
-    "assessed_after_cycle1": "Response assessed after cycle 1",
-    "not_assessed_after_cycle1": "No response assessment after cycle 1",
-    "cr_cri_after_cycle1": "CR/CRi after cycle 1",
-    "persistent_after_cycle1": "Persistent disease after cycle 1 (NR or PD)",
-    "second_cycle": "Second cycle of blinatumomab",
-    "responders_overall": "CR/CRi at any assessment",
-    "salvage_chemo_after": "Salvage chemotherapy after blinatumomab",
+    "treated": _("Treated with blinatumomab"),
+    "died_before_assessment": _("Died before any response assessment"),
+    "alive_not_assessed": _("Alive, not yet assessed"),
+    "assessed_not_determinable": _("Assessed without a determinable response"),
+    "evaluable": _("Evaluable for response"),
+    "assessed_after_cycle1": _("Response assessed after cycle 1"),
+    "not_assessed_after_cycle1": _("No response assessment after cycle 1"),
+    "cr_cri_after_cycle1": _("CR/CRi after cycle 1"),
+    "persistent_after_cycle1": _("Persistent disease after cycle 1 (NR or PD)"),
+    "second_cycle": _("Second cycle of blinatumomab"),
+    "responders_overall": _("CR/CRi at any assessment"),
+    "salvage_chemo_after": _("Salvage chemotherapy after blinatumomab"),
 }
 # Figure 1's paths through cycle 2 (analysis.tables.cycle2_paths): branch, then what followed.
 _BRANCHES = {
-    "cr_cri_after_cycle1": "CR/CRi after cycle 1",
-    "persistent_after_cycle1": "Persistent disease after cycle 1",
-    "not_assessed_after_cycle1": "No response assessment after cycle 1",
+    "cr_cri_after_cycle1": _("CR/CRi after cycle 1"),
+    "persistent_after_cycle1": _("Persistent disease after cycle 1"),
+    "not_assessed_after_cycle1": _("No response assessment after cycle 1"),
 }
 _THEN = {
-    "second_cycle": "a second cycle",
-    "cr_cri_after_cycle2": "CR/CRi after a second cycle",
-    "pd_after_cycle2": "progression after a second cycle",
+    "second_cycle": _("a second cycle"),
+    "cr_cri_after_cycle2": _("CR/CRi after a second cycle"),
+    "pd_after_cycle2": _("progression after a second cycle"),
 }
 LABELS.update(
     {
-        f"{branch}_{then}": f"{words}, then {what}"
+        f"{branch}_{then}": format_lazy(_("{words}, then {what}"), words=words, what=what)
         for branch, words in _BRANCHES.items()
         for then, what in _THEN.items()
     }
 )
 # The Kaplan-Meier groups (survival_median.csv's group within a grouping), in words.
 GROUP_LABELS = {
-    ("overall", "all"): "All patients",
-    ("responder", "no"): "Non-responders",
-    ("responder", "yes"): "Responders (CR/CRi)",
-    ("allo_sct_after", "no"): "No allogeneic SCT after blinatumomab",
-    ("allo_sct_after", "yes"): "Allogeneic SCT after blinatumomab",
-    ("response_by_landmark", "no"): "No CR/CRi by the landmark",
-    ("response_by_landmark", "yes"): "CR/CRi by the landmark",
-    ("sct_by_landmark", "no"): "No allogeneic SCT by the landmark",
-    ("sct_by_landmark", "yes"): "Allogeneic SCT by the landmark",
+    ("overall", "all"): _("All patients"),
+    ("responder", "no"): _("Non-responders"),
+    ("responder", "yes"): _("Responders (CR/CRi)"),
+    ("allo_sct_after", "no"): _("No allogeneic SCT after blinatumomab"),
+    ("allo_sct_after", "yes"): _("Allogeneic SCT after blinatumomab"),
+    ("response_by_landmark", "no"): _("No CR/CRi by the landmark"),
+    ("response_by_landmark", "yes"): _("CR/CRi by the landmark"),
+    ("sct_by_landmark", "no"): _("No allogeneic SCT by the landmark"),
+    ("sct_by_landmark", "yes"): _("Allogeneic SCT by the landmark"),
 }
 # Figure titles: "<endpoint> by <this>".
 BY = {
-    "overall": "all patients",
-    "responder": "response to blinatumomab (CR/CRi)",
-    "allo_sct_after": "allogeneic SCT after blinatumomab",
+    "overall": _("all patients"),
+    "responder": _("response to blinatumomab (CR/CRi)"),
+    "allo_sct_after": _("allogeneic SCT after blinatumomab"),
 }
 
 
@@ -242,36 +265,47 @@ def label(code) -> str:
     """The words for a code; a code without an entry is made readable rather than shown raw."""
     text = "" if _missing(code) else str(code)
     if text in LABELS:
-        return LABELS[text]
+        # Table 2's subgroup labels are English strings (analysis.tables): translated here
+        value = LABELS[text]
+        return _translated(value) if isinstance(value, str) else str(value)
     words = text.replace("_", " ").strip()
-    return words[:1].upper() + words[1:]
+    return _translated(words[:1].upper() + words[1:])
 
 
 def group_label(grouping, group) -> str:
-    return GROUP_LABELS.get((str(grouping), str(group)), fmt_level(group))
+    return str(GROUP_LABELS.get((str(grouping), str(group)), fmt_level(group)))
 
 
 def figure_title(endpoint: str, grouping: str) -> str:
     """A Kaplan-Meier title in words: "Event-free survival by allogeneic SCT after
     blinatumomab"."""
     if grouping == "overall":
-        return f"{label(endpoint)}, all patients"
-    return f"{label(endpoint)} by {BY.get(grouping, lower_first(label(grouping)))}"
+        return gettext("%(endpoint)s, all patients") % {"endpoint": label(endpoint)}
+    by = BY.get(grouping, lower_first(label(grouping)))
+    return gettext("%(endpoint)s by %(by)s") % {"endpoint": label(endpoint), "by": by}
 
 
 # Run parameters (run.json "parameters"), as a labelled list.
 TEST_NAMES = {
-    "fisher": "Fisher's exact (two-sided), as printed in the paper",
-    "chi2": "Pearson chi-square without continuity correction",
+    "fisher": _("Fisher's exact (two-sided), as printed in the paper"),
+    "chi2": _("Pearson chi-square without continuity correction"),
 }
 PARAMETER_LABELS = [
-    ("test", "Table 2 test", lambda v: TEST_NAMES.get(v, str(v))),
-    ("cuts.age_years", "Age cut", lambda v: f"{float(v):g} years"),
-    ("cuts.months_from_diagnosis", "Diagnosis-to-start cut", lambda v: f"{float(v):g} months"),
-    ("cuts.marrow_blasts_pct", "Marrow blasts cut", lambda v: f"{float(v):g}%"),
-    ("cuts.dexamethasone_mg", "Dexamethasone cut", lambda v: f"{float(v):g} mg"),
-    ("landmark_days", "Landmark", lambda v: f"day {float(v):g} after blinatumomab start"),
-    ("reference_rate", "Reference response rate", lambda v: f"{100 * float(v):g}%"),
+    ("test", _("Table 2 test"), lambda v: str(TEST_NAMES.get(v, v))),
+    ("cuts.age_years", _("Age cut"), lambda v: gettext("%(n)s years") % {"n": f"{float(v):g}"}),
+    (
+        "cuts.months_from_diagnosis",
+        _("Diagnosis-to-start cut"),
+        lambda v: gettext("%(n)s months") % {"n": f"{float(v):g}"},
+    ),
+    ("cuts.marrow_blasts_pct", _("Marrow blasts cut"), lambda v: f"{float(v):g}%"),
+    ("cuts.dexamethasone_mg", _("Dexamethasone cut"), lambda v: f"{float(v):g} mg"),
+    (
+        "landmark_days",
+        _("Landmark"),
+        lambda v: gettext("day %(n)s after blinatumomab start") % {"n": f"{float(v):g}"},
+    ),
+    ("reference_rate", _("Reference response rate"), lambda v: f"{100 * float(v):g}%"),
 ]
 
 
@@ -284,7 +318,7 @@ def parameter_items(parameters: dict) -> list[tuple[str, str]]:
         for part in path.split("."):
             value = value.get(part) if isinstance(value, dict) else None
         if value is not None:
-            items.append((name, render(value)))
+            items.append((str(name), render(value)))
             seen.add(path)
     for key, value in parameters.items():
         if isinstance(value, dict):

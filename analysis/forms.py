@@ -1,4 +1,5 @@
 from django import forms
+from django.utils.translation import gettext_lazy as _
 
 from .dataset import Cuts
 from .defaults import DEFAULT_LANDMARK_DAYS, DEFAULT_REFERENCE_RATE
@@ -8,30 +9,30 @@ DEFAULT_CUTS = Cuts()
 
 class RunForm(forms.Form):
     test = forms.ChoiceField(
-        label="Table 2 test",
+        label=_("Table 2 test"),
         choices=[
-            ("fisher", "Fisher's exact (as printed in the paper)"),
-            ("chi2", "Pearson chi-square (larger registries)"),
+            ("fisher", _("Fisher's exact (as printed in the paper)")),
+            ("chi2", _("Pearson chi-square (larger registries)")),
         ],
         initial="fisher",
     )
     age_years = forms.FloatField(
-        label="Age cut (years)", initial=DEFAULT_CUTS.age_years, min_value=19, max_value=100
+        label=_("Age cut (years)"), initial=DEFAULT_CUTS.age_years, min_value=19, max_value=100
     )
     months_from_diagnosis = forms.FloatField(
-        label="Diagnosis-to-start cut (months)",
+        label=_("Diagnosis-to-start cut (months)"),
         initial=DEFAULT_CUTS.months_from_diagnosis,
         min_value=0,
         max_value=240,
     )
     marrow_blasts_pct = forms.FloatField(
-        label="Marrow blasts cut (%)",
+        label=_("Marrow blasts cut (%)"),
         initial=DEFAULT_CUTS.marrow_blasts_pct,
         min_value=0,
         max_value=100,
     )
     dexamethasone_mg = forms.FloatField(
-        label="Dexamethasone cut (mg)",
+        label=_("Dexamethasone cut (mg)"),
         initial=DEFAULT_CUTS.dexamethasone_mg,
         min_value=0,
         max_value=10000,
@@ -39,14 +40,14 @@ class RunForm(forms.Form):
 
     # Beyond the paper (analysis/beyond.py); optional, the defaults apply when left empty.
     landmark_days = forms.IntegerField(
-        label="Landmark (days after blinatumomab start)",
+        label=_("Landmark (days after blinatumomab start)"),
         initial=DEFAULT_LANDMARK_DAYS,
         min_value=1,
         max_value=3650,
         required=False,
     )
     reference_rate = forms.FloatField(
-        label="Reference response rate (one-sided test)",
+        label=_("Reference response rate (one-sided test)"),
         initial=DEFAULT_REFERENCE_RATE,
         min_value=0.001,
         max_value=0.999,

@@ -6,6 +6,7 @@ from pathlib import Path
 from django.conf import settings
 from django.db import models
 from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
 
 # A run whose worker stopped sending heartbeats for this long is marked failed, so a killed
 # worker never leaves a run shown as running.
@@ -15,10 +16,10 @@ STALE_AFTER_SECONDS = 15 * 60
 class AnalysisRun(models.Model):
     QUEUED, RUNNING, SUCCEEDED, FAILED = "queued", "running", "succeeded", "failed"
     STATUS_CHOICES = [
-        (QUEUED, "Queued"),
-        (RUNNING, "Running"),
-        (SUCCEEDED, "Succeeded"),
-        (FAILED, "Failed"),
+        (QUEUED, _("Queued")),
+        (RUNNING, _("Running")),
+        (SUCCEEDED, _("Succeeded")),
+        (FAILED, _("Failed")),
     ]
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     created_by = models.ForeignKey(
@@ -34,12 +35,17 @@ class AnalysisRun(models.Model):
     progress_step = models.CharField(max_length=120, blank=True)
     error = models.TextField(blank=True)
     parameters = models.JSONField(default=dict)
-    snapshot_hash = models.CharField("SHA-256 of the data snapshot", max_length=64, blank=True)
+    snapshot_hash = models.CharField(_("SHA-256 of the data snapshot"), max_length=64, blank=True)
     code_version = models.CharField(max_length=80, blank=True)
     n_patients = models.PositiveIntegerField(null=True, blank=True)
     celery_task_id = models.CharField(max_length=64, blank=True)
     output_path = models.CharField(
-        max_length=500, blank=True, help_text="Where a command-line run wrote its files."
+        max_length=500, blank=True, help_text=_("Where a command-line run wrote its files.")
+    )
+    # The words of report.html and report.docx (README "Languages"): the language of the page
+    # the run was started from. The data files, figures and codes are the same in every language.
+    language = models.CharField(
+        _("report language"), max_length=8, choices=settings.LANGUAGES, default="en"
     )
 
     class Meta:

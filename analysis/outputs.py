@@ -19,6 +19,7 @@ from pathlib import Path
 import pandas as pd
 import pyreadstat
 from django.template.loader import render_to_string
+from django.utils import translation
 from openpyxl import Workbook
 from openpyxl.styles import Alignment, Font
 from threadpoolctl import threadpool_limits
@@ -28,7 +29,7 @@ from registry.ctcae import TABLE3_MAP_CSV
 
 from . import beyond, charts, display, docx_report, figures, reproduction, survival, tables
 from . import formatting as fmt
-from .dataset import DAYS_PER_MONTH, DEFINITIONS, VARIABLES, Cuts, RegistrySnapshot
+from .dataset import DAYS_PER_MONTH, DEFINITIONS, VARIABLES, Cuts, RegistrySnapshot, definition
 from .progress import PROGRESS_STEPS
 
 logger = logging.getLogger(__name__)
@@ -55,7 +56,10 @@ TABLE_FILES = {
     "cumulative_incidence.csv": "Cumulative incidence of relapse and non-relapse mortality",
     "response_rate.csv": "Response rate: exact and Wilson 95% CIs, test against a reference rate",
     # analysis/reproduction.py; shown as its own side-by-side table (REPRODUCTION).
-    "reproduction.csv": "The paper's printed numbers beside the registry's",
+    # shown as a heading in the page's (the report's) language; the key stays the file's name
+    "reproduction.csv": translation.gettext_noop(
+        "The paper's printed numbers beside the registry's"
+    ),
 }
 REPRODUCTION = "reproduction.csv"
 # The plain-language note of each "beyond the paper" analysis goes before its first table.
@@ -506,14 +510,17 @@ def write_run(snapshot, out_dir, parameters, metadata=None, progress=lambda pct,
         "days_per_month": DAYS_PER_MONTH,
         "months": f"days / {DAYS_PER_MONTH}",
     }
-    # Every formatted view is built from the files just written, as the dashboard builds it.
-    sections = run_sections(out, meta, files, src=lambda name: _data_uri(out / name))
-    _step(progress, "report")
-    (out / "report.html").write_text(render_report(sections, meta, out))
-    files.append("report.html")
-    _step(progress, "docx")
-    docx_report.write(out / "report.docx", sections, meta, out)
-    files.append("report.docx")
+    # Every formatted view is built from the files just written, as the dashboard builds it;
+    # the report's words in the run's language (metadata "language"; the data files, figures
+    # and codes are the same in every language).
+    with translation.override(meta.get("language") or "en"):
+        sections = run_sections(out, meta, files, src=lambda name: _data_uri(out / name))
+        _step(progress, "report")
+        (out / "report.html").write_text(render_report(sections, meta, out))
+        files.append("report.html")
+        _step(progress, "docx")
+        docx_report.write(out / "report.docx", sections, meta, out)
+        files.append("report.docx")
     meta["files"] = sorted([*files, "run.json"])
     (out / "run.json").write_text(json.dumps(meta, indent=2, default=str))
     return meta
@@ -535,7 +542,8 @@ def run_sections(out: Path, meta: dict, files, src) -> list[display.Section]:
     """The run laid out as the paper (analysis.display), from the CSVs in `out`; footnotes
     state the dataset's definitions (analysis.dataset.DEFINITIONS)."""
     frames = display.load_frames(out, display.SOURCES)
-    return display.sections(frames, meta, files, src, definitions=DEFINITIONS)
+    rules = {column: definition(column, translation.gettext) for column in DEFINITIONS}
+    return display.sections(frames, meta, files, src, definitions=rules)
 
 
 # The dataset's rules stated with every view of a run (evaluable, best response, EFS and OS
@@ -544,8 +552,9 @@ DEFINED = ("evaluable", "best_response", "efs_days", "os_days")
 
 
 def definitions() -> list[tuple[str, str, str]]:
-    """(column, label, definition) of each DEFINED column."""
-    return [(c, VARIABLES[c][0], DEFINITIONS[c]) for c in DEFINED]
+    """(column, label, definition) of each DEFINED column, in the active language."""
+    gettext = translation.gettext
+    return [(c, gettext(VARIABLES[c][0]), definition(c, gettext)) for c in DEFINED]
 
 
 def _data_uri(path: Path) -> str:
@@ -628,7 +637,7 @@ def render_report(sections, meta, out: Path | None = None) -> str:
             "sections": sections,
             "parameters": fmt.parameter_items(meta["parameters"]),
             "definitions": definitions(),
-            "reproduction_title": TABLE_FILES[REPRODUCTION],
+            "reproduction_title": translation.gettext(TABLE_FILES[REPRODUCTION]),
             "reproduction_html": side_by_side,
             "report": True,
         },
@@ -642,7 +651,7 @@ def reproduction_view(out: Path) -> dict | None:
         return None
     frame = pd.read_csv(out / REPRODUCTION, dtype=str, keep_default_na=False)
     return {
-        "title": TABLE_FILES[REPRODUCTION],
+        "title": translation.gettext(TABLE_FILES[REPRODUCTION]),
         "name": REPRODUCTION,
         "rows": frame.to_dict("records"),
         "summary": reproduction.summary(frame),

@@ -8,7 +8,8 @@ import traceback
 from pathlib import Path
 
 from django.conf import settings
-from django.utils import timezone
+from django.utils import timezone, translation
+from django.utils.translation import gettext
 
 from registry import paper_twin
 from registry.models import Patient
@@ -51,7 +52,8 @@ def failure_message(step: str, exc: BaseException) -> str:
 
 
 def progress_view(run: AnalysisRun) -> dict:
-    """The run's steps for its page: each done, current, failed or pending."""
+    """The run's steps for its page: each done, current, failed or pending, in the page's
+    language (the run stores the step's English name)."""
     steps = []
     for pct, label in PROGRESS_STEPS.values():
         if run.status == AnalysisRun.SUCCEEDED or pct < run.progress_pct:
@@ -62,13 +64,16 @@ def progress_view(run: AnalysisRun) -> dict:
             state = "failed"
         else:
             state = "pending"
-        steps.append({"pct": pct, "label": label, "state": state})
+        steps.append({"pct": pct, "label": gettext(label), "state": state})
+    current = gettext(run.progress_step) if run.progress_step else ""
     if run.status == AnalysisRun.QUEUED:
-        step = "Waiting to start"
+        step = gettext("Waiting to start")
     elif run.status == AnalysisRun.FAILED:
-        step = f"Stopped at: {run.progress_step}" if run.progress_step else "Stopped"
+        step = (
+            gettext("Stopped at: %(step)s") % {"step": current} if current else gettext("Stopped")
+        )
     else:
-        step = run.progress_step
+        step = current
     return {"step": step, "steps": steps}
 
 
@@ -141,21 +146,25 @@ def execute(run: AnalysisRun) -> AnalysisRun:
             code_version=version,
             n_patients=len(snapshot.dataset),
         )
-        write_run(
-            snapshot,
-            run.output_dir,
-            run.parameters,
-            metadata={
-                "run_id": str(run.pk),
-                "code_version": version,
-                "generated_at": now.isoformat(),
-                # The demo twin is labelled synthetic wherever its results show.
-                "synthetic": paper_twin.LABEL
-                if paper_twin.registry_holds_twin(Patient.objects.all())
-                else "",
-            },
-            progress=progress,
-        )
+        # The data files and the formatted tables in English whatever thread or request runs
+        # this; the report in the run's language (outputs.write_run, metadata "language").
+        with translation.override("en"):
+            write_run(
+                snapshot,
+                run.output_dir,
+                run.parameters,
+                metadata={
+                    "run_id": str(run.pk),
+                    "code_version": version,
+                    "generated_at": now.isoformat(),
+                    "language": run.language,
+                    # The demo twin is labelled synthetic wherever its results show.
+                    "synthetic": paper_twin.LABEL
+                    if paper_twin.registry_holds_twin(Patient.objects.all())
+                    else "",
+                },
+                progress=progress,
+            )
     except Exception as exc:  # any failure must end the run as failed, with the error shown
         AnalysisRun.objects.filter(pk=run.pk).update(
             status=AnalysisRun.FAILED,

@@ -21,6 +21,13 @@ Z_95 = stats.norm.ppf(0.975)
 RESPONSE_CODES = ("CR", "CRi")
 
 
+def gettext_noop(message: str) -> str:
+    """Marks an English label for the translation catalogue (makemessages reads this name) and
+    returns it unchanged: the run's files stay English; analysis.display translates labels on
+    the page. Django's own gettext_noop, without importing Django here."""
+    return message
+
+
 def is_true(flags: pd.Series) -> pd.Series:
     """Plain bool mask from a bool, 0/1 or nullable flag column; missing counts as False."""
     return flags.astype("boolean").fillna(False).astype(bool)
@@ -161,55 +168,62 @@ def subgroup_definitions(cuts: SubgroupCuts = SubgroupCuts()) -> dict[str, Subgr
     groups = [
         Subgroup(
             "age",
-            "Age at initiation of treatment",
+            gettext_noop("Age at initiation of treatment"),
             (f"<{age}", f">={age}"),
             _at_least("age_years", lambda c: c.age_years),
         ),
-        Subgroup("sex", "Sex", ("male", "female"), _category("sex", "male", "female")),
+        Subgroup(
+            "sex", gettext_noop("Sex"), ("male", "female"), _category("sex", "male", "female")
+        ),
         Subgroup(
             "salvage_phase",
-            "Salvage treatment phase",
+            gettext_noop("Salvage treatment phase"),
             ("1", ">=2"),
             _at_least("salvage_phase", lambda c: 2),
         ),
         Subgroup(
             "time_from_diagnosis",
-            "Time to treatment from diagnosis",
+            gettext_noop("Time to treatment from diagnosis"),
             (f"<{dx} months", f">={dx} months"),
             _at_least("months_diagnosis_to_start", lambda c: c.months_from_diagnosis),
             reversed=True,
         ),
         Subgroup(
             "ecog",
-            "ECOG PS at blinatumomab treatment",
+            gettext_noop("ECOG PS at blinatumomab treatment"),
             ("0-1", ">=2"),
             _at_least("ecog", lambda c: 2),
         ),
         Subgroup(
             "cyto_risk_diagnosis",
-            "Cytogenetic risk at diagnosis",
+            gettext_noop("Cytogenetic risk at diagnosis"),
             ("standard", "high"),
             _category("cyto_risk_diagnosis", "standard", "high"),
         ),
         Subgroup(
             "cyto_risk_start",
-            "Cytogenetic risk at blinatumomab treatment",
+            gettext_noop("Cytogenetic risk at blinatumomab treatment"),
             ("standard", "high"),
             _category("cyto_risk_start", "standard", "high"),
         ),
-        Subgroup("emd", "EMD at blinatumomab treatment", ("no", "yes"), _boolean("emd")),
+        Subgroup(
+            "emd", gettext_noop("EMD at blinatumomab treatment"), ("no", "yes"), _boolean("emd")
+        ),
         Subgroup(
             "marrow_blasts",
-            "BM blast at blinatumomab treatment",
+            gettext_noop("BM blast at blinatumomab treatment"),
             (f"<={blasts}%", f">{blasts}%"),
             _above("marrow_blasts_pct", lambda c: c.marrow_blasts_pct),
         ),
         Subgroup(
-            "prior_allo_sct", "Previous allogeneic SCT", ("no", "yes"), _boolean("prior_allo_sct")
+            "prior_allo_sct",
+            gettext_noop("Previous allogeneic SCT"),
+            ("no", "yes"),
+            _boolean("prior_allo_sct"),
         ),
         Subgroup(
             "dexamethasone",
-            "Dose of dexamethasone prior treatment",
+            gettext_noop("Dose of dexamethasone prior treatment"),
             (f"<={dexa} mg", f">{dexa} mg"),
             _above("dexamethasone_mg_before", lambda c: c.dexamethasone_mg),
         ),
@@ -380,52 +394,64 @@ def table1(df: pd.DataFrame, *, older_age_cut: float = 65.0, blasts_cut_pct: flo
     ecog = pd.to_numeric(df["ecog"], errors="coerce")
     cut = _fmt(blasts_cut_pct)
     rows = [
-        _summary_row("Median age, years (range)", age, 0),
+        _summary_row(gettext_noop("Median age, years (range)"), age, 0),
         *_count_rows(f"Age > {_fmt(older_age_cut)}", older, {True: f">{_fmt(older_age_cut)}"}),
-        *_count_rows("Sex", df["sex"], {"male": "Male", "female": "Female"}),
         *_count_rows(
-            "ECOG performance status",
+            gettext_noop("Sex"),
+            df["sex"],
+            {"male": gettext_noop("Male"), "female": gettext_noop("Female")},
+        ),
+        *_count_rows(
+            gettext_noop("ECOG performance status"),
             _banded(ecog, 2, "0-1", ">=2"),
             {"0-1": "0-1", ">=2": ">=2"},
         ),
         *_count_rows(
-            "Salvage treatment phase",
+            gettext_noop("Salvage treatment phase"),
             salvage,
-            {1: "First", 2: "Second", 3: "Third or later"},
-        ),
-        *_count_rows(
-            "Previous allogeneic stem cell transplant",
-            df["prior_allo_sct"].astype("boolean"),
-            {True: "Yes"},
-        ),
-        *_count_rows(
-            "Relapse site",
-            df["relapse_site"],
             {
-                "marrow": "Bone marrow only",
-                "extramedullary": "Extramedullary only",
-                "both": "Bone marrow + extramedullary",
+                1: gettext_noop("First"),
+                2: gettext_noop("Second"),
+                3: gettext_noop("Third or later"),
             },
         ),
-        *_count_rows("Extramedullary disease at start", df["emd"].astype("boolean"), {True: "Yes"}),
-        _summary_row("Median BM blasts, % (range)", df["marrow_blasts_pct"], 0),
         *_count_rows(
-            "BM blasts",
+            gettext_noop("Previous allogeneic stem cell transplant"),
+            df["prior_allo_sct"].astype("boolean"),
+            {True: gettext_noop("Yes")},
+        ),
+        *_count_rows(
+            gettext_noop("Relapse site"),
+            df["relapse_site"],
+            {
+                "marrow": gettext_noop("Bone marrow only"),
+                "extramedullary": gettext_noop("Extramedullary only"),
+                "both": gettext_noop("Bone marrow + extramedullary"),
+            },
+        ),
+        *_count_rows(
+            gettext_noop("Extramedullary disease at start"),
+            df["emd"].astype("boolean"),
+            {True: gettext_noop("Yes")},
+        ),
+        _summary_row(gettext_noop("Median BM blasts, % (range)"), df["marrow_blasts_pct"], 0),
+        *_count_rows(
+            gettext_noop("BM blasts"),
             _banded(df["marrow_blasts_pct"], blasts_cut_pct, f"<{cut}%", f">={cut}%"),
             {f"<{cut}%": f"<{cut}%", f">={cut}%": f">={cut}%"},
         ),
         *_count_rows(
-            "Cytogenetic risk at start",
+            gettext_noop("Cytogenetic risk at start"),
             df["cyto_risk_start"],
-            {"standard": "Standard risk", "high": "High risk"},
+            {"standard": gettext_noop("Standard risk"), "high": gettext_noop("High risk")},
         ),
         _summary_row(
-            "Median time from diagnosis to blinatumomab, months (range)",
+            gettext_noop("Median time from diagnosis to blinatumomab, months (range)"),
             df["months_diagnosis_to_start"],
             1,
         ),
         _summary_row(
-            "Median dexamethasone before blinatumomab, mg (range)",
+            gettext_noop("Median dexamethasone before blinatumomab, mg (range)"),
             df["dexamethasone_mg_before"],
             0,
         ),
@@ -459,6 +485,20 @@ def _parse_map_entry(entry: str) -> tuple[tuple[str, ...], str | None]:
         return (), soc
     terms = tuple(term.strip() for term in entry.split(";") if term.strip())
     return terms, None
+
+
+# The paper's Table 3 rows that are not CTCAE v4.03 term names (registry/data/ctcae_table3_map.csv):
+# in the catalogue, shown in the page's language; the rows named by a CTCAE term stay English.
+TABLE3_ROW_WORDS = (
+    gettext_noop("Altered state of consciousness"),
+    gettext_noop("Aphasia"),
+    gettext_noop("Cardiovascular events"),
+    gettext_noop("Infection"),
+    gettext_noop("Jaundice"),
+    gettext_noop("Neutropenia"),
+    gettext_noop("Rash"),
+    gettext_noop("Thrombocytopenia"),
+)
 
 
 def parse_table3_map(path_or_rows) -> pd.DataFrame:

@@ -5,6 +5,7 @@ import hashlib
 import json
 import re
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
@@ -18,7 +19,8 @@ from django.http import (
 )
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
-from django.utils import timezone
+from django.utils import timezone, translation
+from django.utils.translation import gettext_lazy as _
 from django.views.decorators.http import require_GET, require_POST
 
 from exchange.safe import safe_cell
@@ -69,13 +71,15 @@ def _gate(allowed, message):
 
 # The page and the current dataset (scoped by registry.access.analysis_patients_for).
 analyst_required = _gate(
-    can_open_analyses, "Analyses are for working-party statisticians and monitors."
+    can_open_analyses, _("Analyses are for working-party statisticians and monitors.")
 )
 # Runs cover the whole registry: their pages and files are for whole-registry readers.
 runs_required = _gate(
     can_run_analyses,
-    "Analysis runs cover every site: they are for working-party statisticians and monitors of "
-    "every site.",
+    _(
+        "Analysis runs cover every site: they are for working-party statisticians and monitors of "
+        "every site."
+    ),
 )
 
 
@@ -173,31 +177,42 @@ def start_run(request):
             },
             status=400,
         )
-    run = AnalysisRun.objects.create(created_by=request.user, parameters=form.parameters())
+    # The report is written in the language of this page (README "Languages").
+    language = translation.get_language() or "en"
+    language = language if language in dict(settings.LANGUAGES) else settings.LANGUAGE_CODE
+    run = AnalysisRun.objects.create(
+        created_by=request.user, parameters=form.parameters(), language=language
+    )
     if background.enabled():
         # No broker: the run goes on in a thread of this process and the page shows its steps.
         transaction.on_commit(lambda: background.start(run.pk))
-        messages.success(request, "Analysis run started: its steps show below as it goes.")
+        messages.success(request, _("Analysis run started: its steps show below as it goes."))
         return redirect("analysis:run_detail", run_id=run.pk)
     try:
         result = run_analysis_task.delay(str(run.pk))
     except Exception as exc:  # broker down: say so plainly, never leave the run queued
         if run_in_process_failed(run):
-            messages.error(request, f"The analysis failed: {run.error_summary}")
+            messages.error(
+                request,
+                _("The analysis failed: %(error_summary)s") % {"error_summary": run.error_summary},
+            )
             return redirect("analysis:run_detail", run_id=run.pk)
         AnalysisRun.objects.filter(pk=run.pk).update(
             status=AnalysisRun.FAILED,
             finished_at=timezone.now(),
-            error=f"The job service is unavailable ({type(exc).__name__}); try again later.",
+            error=_("The job service is unavailable (%(error)s); try again later.")
+            % {"error": type(exc).__name__},
         )
         messages.error(
             request,
-            "The job service is unavailable: the analysis was not started. "
-            "Data entry is not affected; try again later.",
+            _(
+                "The job service is unavailable: the analysis was not started. "
+                "Data entry is not affected; try again later."
+            ),
         )
         return redirect("analysis:dashboard")
     AnalysisRun.objects.filter(pk=run.pk).update(celery_task_id=result.id or "")
-    messages.success(request, "Analysis run started.")
+    messages.success(request, _("Analysis run started."))
     return redirect("analysis:run_detail", run_id=run.pk)
 
 
@@ -241,11 +256,11 @@ def table_csv(request, run_id, key):
     run = get_object_or_404(AnalysisRun, pk=run_id, status=AnalysisRun.SUCCEEDED)
     meta = _run_meta(run)
     if meta is None:
-        raise Http404("No such table in this run.")
+        raise Http404(_("No such table in this run."))
     sections = run_sections(run.output_dir, meta, meta["files"], src=lambda name: name)
     table = next((t for t in display.all_tables(sections) if t.key == key), None)
     if table is None:
-        raise Http404("No such table in this run.")
+        raise Http404(_("No such table in this run."))
     response = HttpResponse(table.to_csv(cell=safe_cell), content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="{key}_formatted.csv"'
     return response
@@ -261,7 +276,7 @@ def download(request, run_id, filename):
     meta_path = run.output_dir / "run.json"
     files = json.loads(meta_path.read_text())["files"] if meta_path.exists() else []
     if filename not in files:  # only the run's own files, never a path
-        raise Http404("No such file in this run.")
+        raise Http404(_("No such file in this run."))
     path = run.output_dir / filename
     if filename == "report.html" and "download" not in request.GET:
         return _report_inline(path)

@@ -15,7 +15,7 @@ import tempfile
 import time
 import zipfile
 
-from django.utils import timezone
+from django.utils import timezone, translation
 
 from exchange.safe import safe_row
 from registry.models import CrfStatus, Patient
@@ -82,7 +82,15 @@ def _file_sha256(path) -> str:
 
 
 def build(archive: SiteArchive) -> SiteArchive:
-    """Write the archive's zip (its status, progress and heartbeat kept on the row)."""
+    """Write the archive's zip (its status, progress and heartbeat kept on the row).
+
+    In English whatever the language of the page that asked for it: a case book is the study's
+    record, and the same data must give the same content hash (README "Languages")."""
+    with translation.override("en"):
+        return _build(archive)
+
+
+def _build(archive: SiteArchive) -> SiteArchive:
     rows = SiteArchive.objects.filter(pk=archive.pk)
     site = archive.institution
     cases = Patient.objects.filter(institution=site).order_by("study_id")

@@ -6,6 +6,7 @@ from pathlib import Path
 from django.conf import settings
 from django.db import models
 from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
 
 from registry.models import Institution
 
@@ -13,26 +14,33 @@ from registry.models import Institution
 class SiteArchive(models.Model):
     QUEUED, RUNNING, SUCCEEDED, FAILED = "queued", "running", "succeeded", "failed"
     STATUS_CHOICES = [
-        (QUEUED, "Queued"),
-        (RUNNING, "Building"),
-        (SUCCEEDED, "Ready"),
-        (FAILED, "Failed"),
+        (QUEUED, _("Queued")),
+        (RUNNING, _("Building")),
+        (SUCCEEDED, _("Ready")),
+        (FAILED, _("Failed")),
     ]
-    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    institution = models.ForeignKey(Institution, on_delete=models.CASCADE, related_name="+")
-    requested_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    id = models.UUIDField(_("id"), primary_key=True, default=uuid.uuid4, editable=False)
+    institution = models.ForeignKey(
+        Institution, verbose_name=_("institution"), on_delete=models.CASCADE, related_name="+"
     )
-    created_at = models.DateTimeField(default=timezone.now)
-    started_at = models.DateTimeField(null=True, blank=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
-    heartbeat_at = models.DateTimeField(null=True, blank=True)
-    status = models.CharField(max_length=10, choices=STATUS_CHOICES, default=QUEUED)
-    cases_total = models.PositiveIntegerField(default=0)
-    cases_done = models.PositiveIntegerField(default=0)
-    error = models.TextField(blank=True)
-    size_bytes = models.PositiveBigIntegerField(null=True, blank=True)
-    sha256 = models.CharField("SHA-256 of the zip", max_length=64, blank=True)
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("requested by"),
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    created_at = models.DateTimeField(_("created at"), default=timezone.now)
+    started_at = models.DateTimeField(_("started at"), null=True, blank=True)
+    finished_at = models.DateTimeField(_("finished at"), null=True, blank=True)
+    heartbeat_at = models.DateTimeField(_("heartbeat at"), null=True, blank=True)
+    status = models.CharField(_("status"), max_length=10, choices=STATUS_CHOICES, default=QUEUED)
+    cases_total = models.PositiveIntegerField(_("cases total"), default=0)
+    cases_done = models.PositiveIntegerField(_("cases done"), default=0)
+    error = models.TextField(_("error"), blank=True)
+    size_bytes = models.PositiveBigIntegerField(_("size bytes"), null=True, blank=True)
+    sha256 = models.CharField(_("SHA-256 of the zip"), max_length=64, blank=True)
 
     class Meta:
         ordering = ["-created_at"]

@@ -10,7 +10,8 @@ from django.contrib.auth.decorators import login_required
 from django.db import transaction
 from django.http import FileResponse, Http404, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
-from django.utils import timezone
+from django.utils import timezone, translation
+from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET
 
 from analysis import background
@@ -26,7 +27,8 @@ from .tasks import build_site_archive_task
 @require_GET
 def case_pdf(request, pk):
     patient = case_of(request, pk)
-    data, book = pdf.case_pdf(patient)
+    with translation.override("en"):  # the study's record: one language, one content hash
+        data, book = pdf.case_pdf(patient)
     response = HttpResponse(data, content_type="application/pdf")
     response["Content-Disposition"] = f'inline; filename="casebook-{patient.study_id}.pdf"'
     response["X-Content-SHA256"] = book.sha256
@@ -76,11 +78,15 @@ def _start(request, site):
         SiteArchive.objects.filter(pk=archive.pk, status=SiteArchive.QUEUED).update(
             status=SiteArchive.FAILED,
             finished_at=timezone.now(),
-            error=f"The job service is unavailable ({type(exc).__name__}); try again later.",
+            error=_("The job service is unavailable (%(error)s); try again later.")
+            % {"error": type(exc).__name__},
         )
-        messages.error(request, "The job service is unavailable: the archive was not started.")
+        messages.error(request, _("The job service is unavailable: the archive was not started."))
         return redirect("casebook:site_archives", code=site.code)
-    messages.success(request, f"Building the case-book archive of {site.code} in the background.")
+    messages.success(
+        request,
+        _("Building the case-book archive of %(code)s in the background.") % {"code": site.code},
+    )
     return redirect("casebook:site_archives", code=site.code)
 
 
@@ -107,5 +113,5 @@ def archive_status(request, archive_id):
 def archive_download(request, archive_id):
     archive = _archive(request, archive_id)
     if archive.status != SiteArchive.SUCCEEDED or not archive.path.is_file():
-        raise Http404("This archive is not ready.")
+        raise Http404(_("This archive is not ready."))
     return FileResponse(open(archive.path, "rb"), as_attachment=True, filename=archive.filename)

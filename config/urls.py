@@ -1,7 +1,9 @@
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
+from django.views.i18n import JavaScriptCatalog
 
+from notifications.language import set_language
 from notifications.views import PasswordResetView
 
 urlpatterns = [
@@ -10,6 +12,10 @@ urlpatterns = [
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("accounts/2fa/", include("security.urls")),
     path("accounts/profile/", include("notifications.urls")),
+    # The navigation's language switcher (notifications.language) and the strings of the pages'
+    # scripts in the user's language (djangojs catalogue).
+    path("accounts/language/", set_language, name="set_language"),
+    path("jsi18n/", JavaScriptCatalog.as_view(), name="javascript-catalog"),
     path("accounts/password_reset/", PasswordResetView.as_view(), name="password_reset"),
     path(
         "accounts/password_reset/done/",

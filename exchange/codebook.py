@@ -4,6 +4,9 @@ Built, never written by hand: CRF variables come from the model fields (verbose_
 choices, validators, constraints, and the docstring of the rule that derives a derived field);
 analysis variables come from analysis.dataset.VARIABLES, the table the SPSS/Stata exports label
 their columns from. So a label changed in a model or in VARIABLES changes here too.
+
+Labels, types, units and rules are in the page's language (README "Languages"); variable names,
+codes and the CTCAE terms are the same in every language.
 """
 
 import csv
@@ -15,8 +18,10 @@ from dataclasses import dataclass
 from django.core import validators as dj_validators
 from django.db import models
 from django.utils.text import capfirst
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
-from analysis.dataset import DEFINITIONS, VARIABLES
+from analysis.dataset import DEFINITIONS, VARIABLES, definition
 from registry import ctcae, rules
 from registry.models import (
     Baseline,
@@ -29,7 +34,7 @@ from registry.models import (
 from . import spec
 from .safe import safe_row
 
-ANALYSIS_DATASET = "Analysis dataset (analysis_dataset.csv, SPSS/Stata exports)"
+ANALYSIS_DATASET = gettext_lazy("Analysis dataset (analysis_dataset.csv, SPSS/Stata exports)")
 
 # The rule function that derives each derived field; its docstring is the rule's text.
 DERIVATIONS = {
@@ -56,7 +61,10 @@ DATASET_SOURCES = {
     "best_response": (ResponseAssessment, "response"),
     "response_after_cycle1": (ResponseAssessment, "response"),
 }
-RISK_VALUES = [(rules.RISK_STANDARD, "Standard risk"), (rules.RISK_HIGH, "High risk")]
+RISK_VALUES = [
+    (rules.RISK_STANDARD, gettext_lazy("Standard risk")),
+    (rules.RISK_HIGH, gettext_lazy("High risk")),
+]
 UNIT_IN_PARENTHESES = re.compile(r"\(([^()]*)\)\s*$")
 
 
@@ -95,28 +103,28 @@ CSV_COLUMNS = [
 
 def field_type(f: models.Field) -> str:
     if f.is_relation:
-        return "integer (cycle number)" if f.name == "cycle" else "reference"
+        return _("integer (cycle number)") if f.name == "cycle" else _("reference")
     if isinstance(f, models.BooleanField):
-        return "boolean"
+        return _("boolean")
     if isinstance(f, models.DateField):
-        return "date"
+        return _("date")
     if isinstance(f, models.DecimalField):
-        return f"decimal ({f.decimal_places} decimal places)"
+        return _("decimal (%(n)s decimal places)") % {"n": f.decimal_places}
     if isinstance(f, models.FloatField):
-        return "float"
+        return _("float")
     if isinstance(f, models.IntegerField):
-        return "integer"
+        return _("integer")
     if f.choices or f.name in ("cyto_dx_risk", "cyto_start_risk", "ctcae_term"):
-        return "code"
+        return _("code")
     if isinstance(f, models.CharField):
-        return f"text (up to {f.max_length} characters)"
+        return _("text (up to %(n)s characters)") % {"n": f.max_length}
     return f.get_internal_type()
 
 
 def field_unit(f: models.Field) -> str:
     """The unit a numeric field is entered in, as its label states it."""
     if isinstance(f, models.DateField):
-        return "ISO date YYYY-MM-DD"
+        return _("ISO date YYYY-MM-DD")
     if not isinstance(f, models.DecimalField | models.FloatField | models.IntegerField):
         return ""
     if f.choices:
@@ -125,22 +133,26 @@ def field_unit(f: models.Field) -> str:
     if match:
         return match.group(1)
     if f.name.endswith("_days"):
-        return "days"
+        return _("days")
     if f.name.endswith("_year"):
-        return "year"
+        return _("year")
     return ""
 
 
 def field_values(f: models.Field) -> tuple[tuple[str, str], ...]:
     if f.name == "ctcae_term":
         return tuple(
-            (t.term, f"{t.soc}; grades {', '.join(map(str, t.grades))}")
+            (
+                t.term,
+                _("%(soc)s; grades %(grades)s")
+                % {"soc": t.soc, "grades": ", ".join(map(str, t.grades))},
+            )
             for t in sorted(ctcae.terms().values(), key=lambda t: (t.soc, t.term))
         )
     if f.name in ("cyto_dx_risk", "cyto_start_risk"):
-        return tuple(RISK_VALUES)
+        return tuple((code, str(label)) for code, label in RISK_VALUES)
     if isinstance(f, models.BooleanField):
-        return (("yes", "Yes"), ("no", "No"))
+        return (("yes", _("Yes")), ("no", _("No")))
     if f.choices:
         return tuple((str(code), str(label)) for code, label in f.flatchoices)
     return ()
@@ -160,9 +172,9 @@ def validator_text(v) -> str | None:
     if isinstance(limit, int) and abs(limit) >= COLUMN_TYPE_LIMIT // 2:
         return None
     if isinstance(v, dj_validators.MinValueValidator):
-        return f"At least {v.limit_value}."
+        return _("At least %(n)s.") % {"n": v.limit_value}
     if isinstance(v, dj_validators.MaxValueValidator):
-        return f"At most {v.limit_value}."
+        return _("At most %(n)s.") % {"n": v.limit_value}
     if isinstance(v, dj_validators.DecimalValidator | dj_validators.MaxLengthValidator):
         return None  # the type says it
     doc = inspect.getdoc(v)
@@ -186,10 +198,13 @@ def constraint_texts(model, name) -> list[str]:
     texts = []
     for c in model._meta.constraints:
         if isinstance(c, models.CheckConstraint) and name in _condition_fields(c.condition):
-            texts.append(f"Database constraint {c.name}.")
+            texts.append(_("Database constraint %(name)s.") % {"name": c.name})
         elif isinstance(c, models.UniqueConstraint) and name in c.fields:
             others = [f for f in c.fields if f != name]
-            texts.append(f"Unique with {', '.join(others)} ({c.name}).")
+            texts.append(
+                _("Unique with %(fields)s (%(name)s).")
+                % {"fields": ", ".join(others), "name": c.name}
+            )
     return texts
 
 
@@ -197,25 +212,25 @@ def field_rule(model, f: models.Field) -> str:
     parts = []
     if not f.editable:
         derive = DERIVATIONS.get((model, f.name))
-        parts.append("Derived by the registry, never entered.")
+        parts.append(_("Derived by the registry, never entered."))
         if derive:
             parts.append(f"{derive.__name__}: {_sentence(inspect.getdoc(derive))}")
     elif spec.field_is_required(f):
-        parts.append("Required.")
+        parts.append(_("Required."))
     elif f.has_default():
         default = f.get_default()
         if isinstance(default, bool):
-            default = "yes" if default else "no"
-        parts.append(f"Optional (default {default}).")
+            default = _("yes") if default else _("no")
+        parts.append(_("Optional (default %(default)s).") % {"default": default})
     else:
-        parts.append("Optional.")
+        parts.append(_("Optional."))
     parts += [t for t in (validator_text(v) for v in f.validators) if t]
     if f.help_text:
         parts.append(_sentence(f.help_text))
     if f.name == "ctcae_term":
-        parts.append("One of the CTCAE v4.03 terms shipped with the registry (registry/data).")
+        parts.append(_("One of the CTCAE v4.03 terms shipped with the registry (registry/data)."))
     if f.name == "cycle":
-        parts.append("A cycle of the same patient.")
+        parts.append(_("A cycle of the same patient."))
     parts += constraint_texts(model, f.name)
     return " ".join(parts)
 
@@ -237,7 +252,7 @@ def _template_columns() -> dict:
 
 
 def crf_label(crf) -> str:
-    return dict(CrfStatus.CRF_CHOICES)[crf]
+    return str(dict(CrfStatus.CRF_CHOICES)[crf])
 
 
 def crf_variables() -> list[Variable]:
@@ -269,25 +284,25 @@ def crf_variables() -> list[Variable]:
 
 def _dataset_type(name, value_labels, source) -> str:
     if value_labels:
-        return "integer (coded)"
+        return _("integer (coded)")
     if source:
         return field_type(source)
     if name.endswith(("_days", "_given", "_years")):
-        return "integer"
+        return _("integer")
     if "months" in name:
-        return "float"
-    return "text"
+        return _("float")
+    return _("text")
 
 
 def _dataset_unit(name, label, type_, source) -> str:
     if source:
         return field_unit(source)
-    if type_ in ("integer", "float") and ", " in label:
+    if type_ in (_("integer"), _("float")) and ", " in label:
         return label.rsplit(", ", 1)[1]
     if name.endswith("_days"):
-        return "days"
+        return _("days")
     if name.startswith("months_"):
-        return "months"
+        return _("months")
     return ""
 
 
@@ -297,30 +312,33 @@ def dataset_variables() -> list[Variable]:
         source_model, source_field = DATASET_SOURCES.get(name, (None, None))
         source = source_model._meta.get_field(source_field) if source_model else None
         if value_labels:
-            values = tuple((str(code), str(text)) for code, text in value_labels.items())
+            values = tuple((str(code), _(text)) for code, text in value_labels.items())
         elif source is not None and not isinstance(source, models.BooleanField):
             values = field_values(source)
         else:
             values = ()
         if name in DEFINITIONS:
-            rule = f"{DEFINITIONS[name]} Derived by analysis.dataset.derive()."
+            rule = definition(name, _) + " " + _("Derived by analysis.dataset.derive().")
         elif source_model is Institution:
-            rule = "The site's code (registry.Institution.code)."
+            rule = _("The site's code (registry.Institution.code).")
         elif source is not None:
             crf = crf_label(CrfStatus.crf_of(source_model))
-            rule = f"From registry.{source_model.__name__}.{source_field} ({crf} CRF)."
+            rule = _("From %(field)s (%(crf)s CRF).") % {
+                "field": f"registry.{source_model.__name__}.{source_field}",
+                "crf": crf,
+            }
         else:
-            rule = "Derived by analysis.dataset.derive() from the case records."
+            rule = _("Derived by analysis.dataset.derive() from the case records.")
         type_ = _dataset_type(name, value_labels, source)
         rows.append(
             Variable(
                 variable=name,
-                label=label,
+                label=_(label),
                 type=type_,
-                unit=_dataset_unit(name, label, type_, source),
+                unit=_dataset_unit(name, _(label), type_, source),
                 values=values,
                 rule=rule,
-                crf=ANALYSIS_DATASET,
+                crf=str(ANALYSIS_DATASET),
                 source="analysis.dataset.VARIABLES",
                 template_column="",
             )

@@ -38,6 +38,8 @@ from typing import BinaryIO
 from django.conf import settings
 from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
 from django.db import IntegrityError, connection, models, transaction
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_noop
 
 from registry.models import CaseLocked, CrfStatus, Cycle, Institution, Patient
 
@@ -105,8 +107,8 @@ MIB = 1024 * 1024
 RATIO_CHECK_FROM_BYTES = MIB
 # Archives within a zip upload are refused, not opened: one level of unpacking only.
 ARCHIVE_SUFFIXES = (".zip", ".xlsx", ".xlsm", ".ods", ".gz", ".tgz", ".bz2", ".xz")
-UNREADABLE_ZIP = "Not a readable zip file."
-UNREADABLE_XLSX = "Not a readable Excel workbook (.xlsx)."
+UNREADABLE_ZIP = gettext_noop("Not a readable zip file.")
+UNREADABLE_XLSX = gettext_noop("Not a readable Excel workbook (.xlsx).")
 ARCHIVE_MAGIC = (b"PK\x03\x04", b"\x1f\x8b", b"BZh", b"\xfd7zXZ", b"7z\xbc\xaf", b"Rar!")
 
 
@@ -136,11 +138,11 @@ class Limits:
 
     def upload_too_large(self, size: int) -> str | None:
         if size > self.upload_bytes:
-            return (
-                f"The upload is {_size(size)}; the limit is {_size(self.upload_bytes)} per "
-                "upload. Split the files into several uploads (e.g. patients first, then the "
-                "other files naming their cases by study_id)."
-            )
+            return _(
+                "The upload is %(size)s; the limit is %(limit)s per upload. Split the files into "
+                "several uploads (e.g. patients first, then the other files naming their cases "
+                "by study_id)."
+            ) % {"size": _size(size), "limit": _size(self.upload_bytes)}
         return None
 
 
@@ -163,9 +165,12 @@ class Budget:
         if self.rows > self.limits.rows:
             self.exhausted = True
             raise LimitExceeded(
-                f"More than {self.limits.rows:,} data rows: the limit is {self.limits.rows:,} "
-                "rows per upload. Split the import into several uploads (e.g. patients first, "
-                "then the other files naming their cases by study_id)."
+                _(
+                    "More than %(rows)s data rows: the limit is %(rows)s rows per upload. Split "
+                    "the import into several uploads (e.g. patients first, then the other files "
+                    "naming their cases by study_id)."
+                )
+                % {"rows": f"{self.limits.rows:,}"}
             )
 
     def add_unzipped(self, n: int):
@@ -173,8 +178,11 @@ class Budget:
         if self.unzipped > self.limits.unzipped_bytes:
             self.exhausted = True
             raise LimitExceeded(
-                f"Unzipped, the upload is more than {_size(self.limits.unzipped_bytes)}, the "
-                "limit per upload (its archives declared less): reading stopped there."
+                _(
+                    "Unzipped, the upload is more than %(limit)s, the limit per upload (its "
+                    "archives declared less): reading stopped there."
+                )
+                % {"limit": _size(self.limits.unzipped_bytes)}
             )
 
 
@@ -228,7 +236,14 @@ def _table(stem, source, filename, header, rows, problems) -> Table | None:
     record_type = spec.BY_NAME.get(stem.strip().lower())
     if record_type is None:
         names = ", ".join(rt.name for rt in spec.RECORD_TYPES)
-        problems.append(Problem(source, None, "", f"Not a template file or sheet ({names})."))
+        problems.append(
+            Problem(
+                source,
+                None,
+                "",
+                (_("Not a template file or sheet (%(names)s).") % {"names": names}),
+            )
+        )
         return None
     return Table(record_type, source, filename, header, rows)
 
@@ -251,8 +266,10 @@ def _header(source, cells, problems) -> list[str] | None:
                     source,
                     1,
                     name,
-                    f"The column comes twice (columns {first} and {get_column_letter(index)}): "
-                    "keep one.",
+                    (
+                        _("The column comes twice (columns %(first)s and %(value)s): keep one.")
+                        % {"first": first, "value": get_column_letter(index)}
+                    ),
                 )
             )
             ok = False
@@ -275,7 +292,12 @@ def _row_values(source, number, header, cells, problems) -> dict | None:
                     source,
                     number,
                     get_column_letter(index + 1),
-                    "A value in a column without a header: is a comma inside an unquoted cell?",
+                    (
+                        _(
+                            "A value in a column without a header: is a comma inside an unquoted "
+                            "cell?"
+                        )
+                    ),
                 )
             )
             return None
@@ -294,10 +316,10 @@ CSV_ERRORS = {
 def _csv_message(error: csv.Error) -> str:
     text = str(error)
     what = next((m for key, m in CSV_ERRORS.items() if key in text), text)
-    return (
-        f"Not valid CSV: {what}. Nothing after it can be read reliably. A cell holding a quote, "
+    return _(
+        "Not valid CSV: %(what)s. Nothing after it can be read reliably. A cell holding a quote, "
         'a comma or a line break is enclosed in quotes, and each quote inside it is doubled ("").'
-    )
+    ) % {"what": what}
 
 
 def _take_row(source, number, header, cells, rows, problems, budget) -> bool:
@@ -326,7 +348,9 @@ def read_csv(name: str, stream, problems: list, budget: Budget, filename=None) -
         first = next(reader, None)
         number = 1
         if first is None:
-            problems.append(Problem(name, None, "", "The file is empty: keep at least the header."))
+            problems.append(
+                Problem(name, None, "", _("The file is empty: keep at least the header."))
+            )
             return None
         header = _header(name, first, problems)
         if header is None:
@@ -336,7 +360,7 @@ def read_csv(name: str, stream, problems: list, budget: Budget, filename=None) -
             if not _take_row(name, number, header, cells, rows, problems, budget):
                 return None
     except UnicodeDecodeError:
-        problems.append(Problem(name, None, "", "Not UTF-8 text: save the file as UTF-8 CSV."))
+        problems.append(Problem(name, None, "", _("Not UTF-8 text: save the file as UTF-8 CSV.")))
         return None
     except csv.Error as e:
         problems.append(Problem(name, number + 1, "", _csv_message(e)))
@@ -367,7 +391,7 @@ def _open_archive(name, stream, problems, budget, unreadable_message):
     """The archive, once its declared sizes pass the limits: a zip bomb is refused before
     anything is unpacked."""
     limits = budget.limits
-    unreadable = Problem(name, None, "", unreadable_message)
+    unreadable = Problem(name, None, "", _(unreadable_message))
     members = _declared_members(stream)
     if members is None:
         problems.append(unreadable)
@@ -378,7 +402,10 @@ def _open_archive(name, stream, problems, budget, unreadable_message):
                 name,
                 None,
                 "",
-                f"The archive holds {members:,} files; the limit is {limits.members:,}.",
+                (
+                    _("The archive holds %(members)s files; the limit is %(members2)s.")
+                    % {"members": f"{members:,}", "members2": f"{limits.members:,}"}
+                ),
             )
         )
         return None
@@ -395,8 +422,13 @@ def _open_archive(name, stream, problems, budget, unreadable_message):
                 name,
                 None,
                 "",
-                f"Unzipped, it would be {_size(declared)}; the limit is "
-                f"{_size(limits.unzipped_bytes)} per upload. Nothing was unpacked.",
+                (
+                    _(
+                        "Unzipped, it would be %(value)s; the limit is %(value2)s per upload. "
+                        "Nothing was unpacked."
+                    )
+                    % {"value": _size(declared), "value2": _size(limits.unzipped_bytes)}
+                ),
             )
         )
         archive.close()
@@ -409,9 +441,18 @@ def _open_archive(name, stream, problems, budget, unreadable_message):
                     name,
                     None,
                     "",
-                    f"{info.filename} is compressed {ratio:,.0f} to 1, far more than data "
-                    f"compresses (the limit is {limits.ratio} to 1): refused as a possible zip "
-                    "bomb. Nothing was unpacked.",
+                    (
+                        _(
+                            "%(filename)s is compressed %(ratio)s to 1, far more than data "
+                            "compresses (the limit is %(ratio2)s to 1): refused as a possible zip "
+                            "bomb. Nothing was unpacked."
+                        )
+                        % {
+                            "filename": info.filename,
+                            "ratio": f"{ratio:,.0f}",
+                            "ratio2": limits.ratio,
+                        }
+                    ),
                 )
             )
             archive.close()
@@ -438,7 +479,7 @@ def read_zip(source: Source, problems: list, budget: Budget) -> list[Table]:
                             where,
                             None,
                             "",
-                            "An archive inside the zip: put the CSV files themselves in it.",
+                            _("An archive inside the zip: put the CSV files themselves in it."),
                         )
                     )
                     continue
@@ -448,7 +489,7 @@ def read_zip(source: Source, problems: list, budget: Budget) -> list[Table]:
                     with io.BufferedReader(_Counted(archive.open(info), budget)) as raw:
                         if raw.peek(8)[:8].startswith(ARCHIVE_MAGIC):
                             problems.append(
-                                Problem(where, None, "", "An archive, not a CSV file: unzip it.")
+                                Problem(where, None, "", _("An archive, not a CSV file: unzip it."))
                             )
                             continue
                         table = read_csv(member, raw, problems, budget, filename=where)
@@ -456,7 +497,7 @@ def read_zip(source: Source, problems: list, budget: Budget) -> list[Table]:
                     problems.append(Problem(where, None, "", str(e)))
                     return tables
                 except (zipfile.BadZipFile, OSError, EOFError, zlib.error):
-                    problems.append(Problem(where, None, "", "Not a readable zip file member."))
+                    problems.append(Problem(where, None, "", _("Not a readable zip file member.")))
                     continue
                 if table:
                     tables.append(table)
@@ -481,7 +522,7 @@ def _check_archive_members(name, stream, problems, budget) -> bool:
             problems.append(Problem(name, None, "", str(e)))
             return False
         except (zipfile.BadZipFile, OSError, EOFError, zlib.error, NotImplementedError):
-            problems.append(Problem(name, None, "", UNREADABLE_XLSX))
+            problems.append(Problem(name, None, "", _(UNREADABLE_XLSX)))
             return False
     return True
 
@@ -506,13 +547,21 @@ def _cell(source, number, column, value_cell, formula_cell, problems):
                 source,
                 number,
                 column,
-                "A formula without a saved value: open the workbook in Excel and save it, or "
-                "paste the values instead of the formula.",
+                (
+                    _(
+                        "A formula without a saved value: open the workbook in Excel and save "
+                        "it, or paste the values instead of the formula."
+                    )
+                ),
             )
         )
         return None
     if value_cell.data_type == "e":
-        problems.append(Problem(source, number, column, f"An Excel error value ({value})."))
+        problems.append(
+            Problem(
+                source, number, column, (_("An Excel error value (%(value)s).") % {"value": value})
+            )
+        )
         return None
     return value
 
@@ -575,7 +624,7 @@ def read_xlsx(source: Source, problems: list, budget: Budget) -> list[Table]:
                 stack.callback(book.close)
                 books.append(book)
         except Exception:  # noqa: BLE001 - openpyxl raises many kinds for a bad file
-            problems.append(Problem(source.name, None, "", UNREADABLE_XLSX))
+            problems.append(Problem(source.name, None, "", _(UNREADABLE_XLSX)))
             return []
         values_book, formula_book = books
         for sheet in values_book.worksheets:
@@ -585,7 +634,9 @@ def read_xlsx(source: Source, problems: list, budget: Budget) -> list[Table]:
                 table = _read_sheet(source.name, sheet, formula_book[sheet.title], problems, budget)
             except Exception:  # noqa: BLE001 - a malformed sheet's XML
                 problems.append(
-                    Problem(f"{source.name} sheet {sheet.title}", None, "", "Not a readable sheet.")
+                    Problem(
+                        f"{source.name} sheet {sheet.title}", None, "", _("Not a readable sheet.")
+                    )
                 )
                 return tables
             if table:
@@ -608,7 +659,7 @@ def read_upload(source: Source, problems: list, budget: Budget) -> list[Table]:
         with source.open() as stream:
             table = read_csv(source.name, stream, problems, budget)
         return [table] if table else []
-    message = "Upload .csv files, a .zip of them or an .xlsx."
+    message = _("Upload .csv files, a .zip of them or an .xlsx.")
     problems.append(Problem(source.name, None, "", message))
     return []
 
@@ -624,11 +675,11 @@ def read_path(path: Path, problems: list, budget: Budget | None = None) -> list[
                 continue
             tables += read_upload(Source.from_path(csv_path), problems, budget)
         if not tables and not problems:
-            problems.append(Problem(str(path), None, "", "No CSV files in this directory."))
+            problems.append(Problem(str(path), None, "", _("No CSV files in this directory.")))
         return tables
     if path.is_file():
         return read_upload(Source.from_path(path), problems, budget)
-    problems.append(Problem(str(path), None, "", "No such file or directory."))
+    problems.append(Problem(str(path), None, "", _("No such file or directory.")))
     return []
 
 
@@ -715,14 +766,18 @@ class CaseImport:
             return result
         self._check_tables()
         if not any(table.rows for table in self.tables):
-            names = sorted({t.filename.split("/")[0] for t in self.tables}) or ["The upload"]
+            names = sorted({t.filename.split("/")[0] for t in self.tables}) or [_("The upload")]
             result.problems.append(
                 Problem(
                     ", ".join(names),
                     None,
                     "",
-                    "No data rows: the files hold only their header rows. Fill in the template "
-                    "below its header, one row per record.",
+                    (
+                        _(
+                            "No data rows: the files hold only their header rows. Fill in the "
+                            "template below its header, one row per record."
+                        )
+                    ),
                 )
             )
             return result
@@ -783,18 +838,18 @@ class CaseImport:
             for name in table.header:
                 if name and name not in known:
                     problems.append(
-                        Problem(table.source, 1, name, "Unknown column: see the template.")
+                        Problem(table.source, 1, name, _("Unknown column: see the template."))
                     )
             missing = [c for c in rt.required_columns() if c not in table.header]
             for name in missing:
-                problems.append(Problem(table.source, 1, name, "Required column is missing."))
+                problems.append(Problem(table.source, 1, name, _("Required column is missing.")))
             if rt.key == "case" and not {spec.STUDY_ID, spec.SITE_CASE_NUMBER} & set(table.header):
                 problems.append(
                     Problem(
                         table.source,
                         1,
                         spec.STUDY_ID,
-                        "Give study_id or site_case_number to name the case.",
+                        _("Give study_id or site_case_number to name the case."),
                     )
                 )
 
@@ -899,7 +954,7 @@ class _Pass:
                     table,
                     number,
                     spec.INSTITUTION,
-                    "Give the site code (or choose the site for the whole import).",
+                    _("Give the site code (or choose the site for the whole import)."),
                 )
             return self.institution
         if self.institution is not None and code != self.institution.code:
@@ -907,14 +962,22 @@ class _Pass:
                 table,
                 number,
                 spec.INSTITUTION,
-                f"This import is for {self.institution.code}; the row says {code}.",
+                (
+                    _("This import is for %(code)s; the row says %(code2)s.")
+                    % {"code": self.institution.code, "code2": code}
+                ),
             )
             return None
         if code not in self._sites:
             self._sites[code] = self.institutions.filter(code=code).first()
         site = self._sites[code]
         if site is None:
-            self.problem(table, number, spec.INSTITUTION, f"You cannot import into site {code}.")
+            self.problem(
+                table,
+                number,
+                spec.INSTITUTION,
+                (_("You cannot import into site %(code)s.") % {"code": code}),
+            )
         return site
 
     def _case(self, table, number, row) -> Patient | _Failed | None:
@@ -930,7 +993,12 @@ class _Pass:
                 )
             patient = self.by_study_id[study_id]
             if patient is None:
-                self.problem(table, number, spec.STUDY_ID, f"No case {study_id} at your sites.")
+                self.problem(
+                    table,
+                    number,
+                    spec.STUDY_ID,
+                    (_("No case %(study_id)s at your sites.") % {"study_id": study_id}),
+                )
                 return None
             code = str(row.get(spec.INSTITUTION) or "").strip()
             site = self.institution.code if self.institution else code
@@ -939,7 +1007,10 @@ class _Pass:
                     table,
                     number,
                     spec.STUDY_ID,
-                    f"{study_id} is a case of another site than {site}.",
+                    (
+                        _("%(study_id)s is a case of another site than %(site)s.")
+                        % {"study_id": study_id, "site": site}
+                    ),
                 )
                 return None
             if case_number and patient.site_case_number != case_number:
@@ -947,13 +1018,22 @@ class _Pass:
                     table,
                     number,
                     spec.SITE_CASE_NUMBER,
-                    f"{study_id} has site case number “{patient.site_case_number}”, "
-                    f"not “{case_number}”.",
+                    (
+                        _(
+                            "%(study_id)s has site case number “%(site_case_number)s”, not "
+                            "“%(case_number)s”."
+                        )
+                        % {
+                            "study_id": study_id,
+                            "site_case_number": patient.site_case_number,
+                            "case_number": case_number,
+                        }
+                    ),
                 )
                 return None
             return self.by_pk.setdefault(patient.pk, patient)
         if not case_number:
-            self.problem(table, number, spec.STUDY_ID, "Give study_id or site_case_number.")
+            self.problem(table, number, spec.STUDY_ID, _("Give study_id or site_case_number."))
             return None
         site = self._site(table, number, row)
         if site is None:
@@ -968,12 +1048,15 @@ class _Pass:
         )
         if len(matches) != 1:
             message = (
-                f"No case with site case number “{case_number}” at {site.code}, "
-                "neither in patients nor in the registry."
+                _(
+                    "No case with site case number “%(number)s” at %(site)s, neither in "
+                    "patients nor in the registry."
+                )
                 if not matches
-                else f"Several cases at {site.code} have site case number “{case_number}”: "
-                "use study_id."
-            )
+                else _(
+                    "Several cases at %(site)s have site case number “%(number)s”: use study_id."
+                )
+            ) % {"number": case_number, "site": site.code}
             self.problem(table, number, spec.SITE_CASE_NUMBER, message)
             return None
         self.cases[key] = self.by_pk.setdefault(matches[0].pk, matches[0])
@@ -990,7 +1073,13 @@ class _Pass:
         status = self.locked_crfs[key]
         if status:
             self.problem(
-                table, number, "", f"The {status.get_crf_display()} CRF of {patient} is locked."
+                table,
+                number,
+                "",
+                (
+                    _("The %(value)s CRF of %(patient)s is locked.")
+                    % {"value": status.get_crf_display(), "patient": patient}
+                ),
             )
             return False
         return True
@@ -1016,7 +1105,7 @@ class _Pass:
             f = column.model_field
             raw = row.get(column.name)
             if not _is_filled(raw) and table.record_type.is_required(column):
-                self.problem(table, number, column.name, "Required.")
+                self.problem(table, number, column.name, _("Required."))
                 bad.add(column.name)
                 continue
             try:
@@ -1061,7 +1150,9 @@ class _Pass:
             with transaction.atomic():
                 instance.save()
         except IntegrityError as e:
-            self.problem(table, number, "", f"Not saved: the database refused it ({e}).")
+            self.problem(
+                table, number, "", (_("Not saved: the database refused it (%(e)s).") % {"e": e})
+            )
             return False
         except CaseLocked as e:  # locked by a monitor while the import ran
             self.problem(table, number, "", str(e))
@@ -1087,7 +1178,7 @@ class _Pass:
         patient = patient_model(institution=site, site_case_number=case_number, **values)
         ok = site is not None and bool(case_number)
         if not case_number:
-            self.problem(table, number, spec.SITE_CASE_NUMBER, "Required: it links the case.")
+            self.problem(table, number, spec.SITE_CASE_NUMBER, _("Required: it links the case."))
         if site is not None and case_number:
             key = (site.pk, case_number)
             earlier = self.cases.get(key)
@@ -1096,7 +1187,10 @@ class _Pass:
                     table,
                     number,
                     spec.SITE_CASE_NUMBER,
-                    f"Site case number “{case_number}” comes twice at {site.code}.",
+                    (
+                        _("Site case number “%(case_number)s” comes twice at %(code)s.")
+                        % {"case_number": case_number, "code": site.code}
+                    ),
                 )
                 ok = False
             else:
@@ -1107,7 +1201,10 @@ class _Pass:
                         table,
                         number,
                         spec.SITE_CASE_NUMBER,
-                        f"Already registered as {first.study_id}: link its records by study_id.",
+                        (
+                            _("Already registered as %(study_id)s: link its records by study_id.")
+                            % {"study_id": first.study_id}
+                        ),
                     )
                     ok = False
         exclude = ["institution"] if site is None else []
@@ -1148,7 +1245,12 @@ class _Pass:
             if _is_filled(raw):
                 n = _number(raw)
                 if n is None:
-                    self.problem(table, number, spec.CYCLE_NUMBER, f"“{raw}” is not a number.")
+                    self.problem(
+                        table,
+                        number,
+                        spec.CYCLE_NUMBER,
+                        (_("“%(raw)s” is not a number.") % {"raw": raw}),
+                    )
                     bad.add(spec.CYCLE_NUMBER)
                 elif linked:
                     cycle = self._cycle(patient, n)
@@ -1158,12 +1260,17 @@ class _Pass:
                                 table,
                                 number,
                                 spec.CYCLE_NUMBER,
-                                f"{patient} has no cycle {n}, neither in cycles nor in the "
-                                "registry.",
+                                (
+                                    _(
+                                        "%(patient)s has no cycle %(n)s, neither in cycles "
+                                        "nor in the registry."
+                                    )
+                                    % {"patient": patient, "n": n}
+                                ),
                             )
                         bad.add(spec.CYCLE_NUMBER)
             elif not cycle_field.null:
-                self.problem(table, number, spec.CYCLE_NUMBER, "Required.")
+                self.problem(table, number, spec.CYCLE_NUMBER, _("Required."))
                 bad.add(spec.CYCLE_NUMBER)
         instance = model(**values)
         exclude = []

@@ -9,6 +9,7 @@ every rule runs in the models' full_clean().
 from dataclasses import dataclass, field
 
 from django.db import models
+from django.utils.translation import gettext_lazy as _
 
 from registry.models import (
     AdverseEvent,
@@ -129,7 +130,7 @@ def _record_type(name, title, model) -> RecordType:
 
 PATIENTS = RecordType(
     "patients",
-    "Patients with registration and baseline",
+    _("Patients with registration and baseline"),
     (Patient, Baseline),
     "patient",
     tuple(
@@ -141,12 +142,12 @@ PATIENTS = RecordType(
         + _columns(Baseline)
     ),
 )
-CYCLES = _record_type("cycles", "Blinatumomab cycles", Cycle)
-ASSESSMENTS = _record_type("response_assessments", "Response assessments", ResponseAssessment)
-ADVERSE_EVENTS = _record_type("adverse_events", "Adverse events", AdverseEvent)
-TRANSPLANTS = _record_type("transplants", "Allogeneic SCT after blinatumomab", Transplant)
-THERAPIES = _record_type("subsequent_therapies", "Subsequent therapies", SubsequentTherapy)
-FOLLOW_UP = _record_type("follow_up", "Follow-up", FollowUp)
+CYCLES = _record_type("cycles", _("Blinatumomab cycles"), Cycle)
+ASSESSMENTS = _record_type("response_assessments", _("Response assessments"), ResponseAssessment)
+ADVERSE_EVENTS = _record_type("adverse_events", _("Adverse events"), AdverseEvent)
+TRANSPLANTS = _record_type("transplants", _("Allogeneic SCT after blinatumomab"), Transplant)
+THERAPIES = _record_type("subsequent_therapies", _("Subsequent therapies"), SubsequentTherapy)
+FOLLOW_UP = _record_type("follow_up", _("Follow-up"), FollowUp)
 
 # The template's order (as a site reads its records) ...
 RECORD_TYPES = [PATIENTS, CYCLES, ASSESSMENTS, ADVERSE_EVENTS, TRANSPLANTS, THERAPIES, FOLLOW_UP]

@@ -6,24 +6,33 @@ import io
 import zipfile
 from dataclasses import dataclass
 
+from django.db import models
+from django.utils.translation import gettext
+from django.utils.translation import gettext_lazy as _
+
 from . import codebook, spec
 from .safe import safe_row
 
+# The template's texts are in the page's language (README "Languages"); column names and codes
+# are the same in every language.
 KEY_DESCRIPTIONS = {
-    spec.INSTITUTION: "Site code, e.g. KR01. Leave empty when the import is given one site; "
-    "when given, it must be a site you may import into.",
-    spec.STUDY_ID: "Study ID of a case already in the registry (e.g. KR01-001). "
-    "Give this or site_case_number.",
+    spec.INSTITUTION: _(
+        "Site code, e.g. KR01. Leave empty when the import is given one site; "
+        "when given, it must be a site you may import into."
+    ),
+    spec.STUDY_ID: _(
+        "Study ID of a case already in the registry (e.g. KR01-001). Give this or site_case_number."
+    ),
 }
-CASE_NUMBER_OF_CASE = (
+CASE_NUMBER_OF_CASE = _(
     "The site's own pseudonymous case number (never a hospital number). Required: the case's "
     "rows in the other files name the case by it."
 )
-CASE_NUMBER_OF_RECORD = (
+CASE_NUMBER_OF_RECORD = _(
     "The case's site case number, as in patients (or of a case already registered). "
     "Give this or study_id."
 )
-CYCLE_REFERENCE = "Number of the cycle of the same patient (from cycles, or already registered)."
+CYCLE_REFERENCE = _("Number of the cycle of the same patient (from cycles, or already registered).")
 
 
 @dataclass(frozen=True)
@@ -42,11 +51,14 @@ def column_docs(record_type: spec.RecordType) -> list[ColumnDoc]:
         f = c.model_field
         required = record_type.is_required(c)
         if c.name == spec.SITE_CASE_NUMBER:
-            text = CASE_NUMBER_OF_CASE if record_type.key == "patient" else CASE_NUMBER_OF_RECORD
-            docs.append(ColumnDoc(c.name, required, "text", "", "", text))
+            text = str(
+                CASE_NUMBER_OF_CASE if record_type.key == "patient" else CASE_NUMBER_OF_RECORD
+            )
+            docs.append(ColumnDoc(c.name, required, gettext("text"), "", "", text))
             continue
         if c.name in KEY_DESCRIPTIONS:
-            docs.append(ColumnDoc(c.name, required, "text", "", "", KEY_DESCRIPTIONS[c.name]))
+            text = str(KEY_DESCRIPTIONS[c.name])
+            docs.append(ColumnDoc(c.name, required, gettext("text"), "", "", text))
             continue
         label = codebook.field_label(f)
         rule = codebook.field_rule(c.model, f)
@@ -54,7 +66,7 @@ def column_docs(record_type: spec.RecordType) -> list[ColumnDoc]:
             rule = f"{CYCLE_REFERENCE} {rule}"
         values = codebook.field_values(f)
         if f.name == "ctcae_term":
-            values_text = "a CTCAE v4.03 term: see the codebook"
+            values_text = gettext("a CTCAE v4.03 term: see the codebook")
         else:
             values_text = "; ".join(f"{code} = {text}" for code, text in values)
         docs.append(
@@ -70,7 +82,7 @@ def column_docs(record_type: spec.RecordType) -> list[ColumnDoc]:
     return docs
 
 
-INTRODUCTION = """\
+INTRODUCTION = _("""\
 Blinatumomab registry: import template
 
 One CSV file per record type (or one sheet each of an .xlsx workbook), the first row the column
@@ -87,19 +99,20 @@ The upload is all or nothing: every row is checked against the same rules as the
 the order patients, follow_up, cycles (in cycle order), response_assessments, adverse_events,
 transplants, subsequent_therapies. Any problem saves nothing and every problem is listed with
 its file or sheet, row (the header is row 1), column and message.
-"""
+""")
 
 
 def documentation_text() -> str:
-    out = [INTRODUCTION]
+    out = [str(INTRODUCTION)]
     for rt in spec.RECORD_TYPES:
         out.append(f"\n{rt.filename} ({rt.title})\n" + "-" * (len(rt.filename) + len(rt.title) + 3))
         for d in column_docs(rt):
-            flags = "required" if d.required else "optional"
-            extra = ", ".join(x for x in (d.type, d.unit and f"unit {d.unit}") if x)
+            flags = gettext("required") if d.required else gettext("optional")
+            unit = d.unit and gettext("unit %(unit)s") % {"unit": d.unit}
+            extra = ", ".join(x for x in (d.type, unit) if x)
             out.append(f"{d.column} [{flags}; {extra}]\n    {d.description}")
             if d.values:
-                out.append(f"    Values: {d.values}")
+                out.append("    " + gettext("Values: %(values)s") % {"values": d.values})
     return "\n".join(out) + "\n"
 
 
@@ -153,7 +166,8 @@ def template_xlsx() -> bytes:
         for cell in sheet[1]:
             cell.font = Font(bold=True)
         for col, f in enumerate(rt.columns, start=1):
-            if codebook.field_type(f.model_field) == "date" and f.name not in spec.KEY_COLUMNS:
+            is_date = isinstance(f.model_field, models.DateField)  # not the label: translated
+            if is_date and f.name not in spec.KEY_COLUMNS:
                 letter = sheet.cell(row=1, column=col).column_letter
                 for row in range(2, 501):
                     sheet[f"{letter}{row}"].number_format = "yyyy-mm-dd"

@@ -10,6 +10,8 @@ from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.http import FileResponse, Http404, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.utils import translation
+from django.utils.translation import gettext_lazy as _
 from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from django.views.decorators.http import require_http_methods
 from rest_framework.authtoken.models import Token
@@ -60,18 +62,18 @@ class MultipleFileField(forms.FileField):
 
 class ImportForm(forms.Form):
     files = MultipleFileField(
-        label="Template files",
-        help_text="The template's CSV files (select several), a zip of them, or one .xlsx.",
+        label=_("Template files"),
+        help_text=_("The template's CSV files (select several), a zip of them, or one .xlsx."),
     )
     institution = forms.ModelChoiceField(
         queryset=None,
         required=False,
-        label="Site",
-        empty_label="Each row's institution column",
-        help_text="The site of every row; or leave it to the files' institution column.",
+        label=_("Site"),
+        empty_label=_("Each row's institution column"),
+        help_text=_("The site of every row; or leave it to the files' institution column."),
     )
     check_only = forms.BooleanField(
-        required=False, label="Check only: apply every rule, save nothing"
+        required=False, label=_("Check only: apply every rule, save nothing")
     )
 
     def __init__(self, *args, institutions, **kwargs):
@@ -99,7 +101,7 @@ def index(request):
 def import_cases(request):
     sites = registering_institutions_for(request.user)
     if not sites.exists():
-        raise PermissionDenied("Bulk import is for site investigators (their own sites).")
+        raise PermissionDenied(_("Bulk import is for site investigators (their own sites)."))
     limits = Limits.from_settings()
     too_large = limits.upload_too_large(int(request.META.get("CONTENT_LENGTH") or 0))
     if request.method == "POST" and too_large:
@@ -187,10 +189,17 @@ def odm_export(request):
     full_sites = full_access_sites(request.user)
     name = "blinatumomab_registry_odm.xml" if with_data else "blinatumomab_registry_study_odm.xml"
     response = StreamingHttpResponse(
-        odm.odm_chunks(patients, full_sites=full_sites), content_type="application/xml"
+        _in_english(odm.odm_chunks(patients, full_sites=full_sites)),
+        content_type="application/xml",
     )
     response["Content-Disposition"] = f'attachment; filename="{name}"'
     return response
+
+
+def _in_english(chunks):
+    """An export is language-independent (README "Languages"): the ODM's labels in English."""
+    with translation.override("en"):
+        yield from chunks
 
 
 class ObtainExpiringAuthToken(ObtainAuthToken):

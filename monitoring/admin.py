@@ -8,8 +8,10 @@ their own sites (registry.admin.SiteScopedAdmin).
 from django.contrib import admin
 from django.http import HttpResponse
 from django.urls import path, reverse
-from django.utils import timezone
+from django.utils import timezone, translation
 from django.utils.html import format_html
+from django.utils.translation import gettext
+from django.utils.translation import gettext_lazy as _
 
 from registry.admin import SiteScopedAdmin, site_filter, user_filter
 
@@ -54,10 +56,11 @@ class QueryAdmin(ReadOnlyAdmin):
     inlines = [QueryEventInline]
     readonly_fields = ["case_page"]
 
-    @admin.display(description="case page")
+    @admin.display(description=_("case page"))
     def case_page(self, obj):
         url = reverse("registry:case", args=[obj.patient_id])
-        return format_html('<a href="{}#query-{}">answer, close or re-open there</a>', url, obj.pk)
+        text = gettext("answer, close or re-open there")
+        return format_html('<a href="{}#query-{}">{}</a>', url, obj.pk, text)
 
 
 @admin.register(Finding)
@@ -82,11 +85,14 @@ class SignatureAdmin(ReadOnlyAdmin):
     search_fields = ["patient__study_id"]
     list_select_related = ["patient", "signed_by"]
 
-    @admin.display(description="state")
+    @admin.display(description=_("state"))
     def state(self, obj):
         if obj.voided_at:
-            return format_html("<strong>VOIDED {}</strong>", f"{obj.voided_at:%Y-%m-%d}")
-        return "valid"
+            return format_html(
+                "<strong>{}</strong>",
+                gettext("VOIDED %(date)s") % {"date": f"{obj.voided_at:%Y-%m-%d}"},
+            )
+        return gettext("valid")
 
 
 @admin.register(LockEvent)
@@ -151,7 +157,7 @@ class AuditEntryAdmin(ReadOnlyAdmin):
 
         return AuditChangeList
 
-    @admin.display(description="changes")
+    @admin.display(description=_("changes"))
     def changes(self, obj):
         text = getattr(obj, "changes_text", None)
         if text is None:
@@ -177,5 +183,8 @@ class AuditEntryAdmin(ReadOnlyAdmin):
         response = HttpResponse(content_type="text/csv; charset=utf-8")
         stamp = timezone.localtime().strftime("%Y%m%d-%H%M")
         response["Content-Disposition"] = f'attachment; filename="audit-trail-{stamp}.csv"'
-        audit.write_csv(entries, response)
+        # A file for the study's records: in English whatever the page's language (README
+        # "Languages"), as every export is.
+        with translation.override("en"):
+            audit.write_csv(entries, response)
         return response

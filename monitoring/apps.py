@@ -1,9 +1,10 @@
 from django.apps import AppConfig
+from django.utils.translation import gettext_lazy as _
 
 
 class MonitoringConfig(AppConfig):
     name = "monitoring"
-    verbose_name = "Data monitoring"
+    verbose_name = _("Data monitoring")
 
     def ready(self):
         from . import audit, signals

@@ -17,6 +17,7 @@ from django.apps import apps
 from django.core.exceptions import PermissionDenied
 from django.db import connections
 from django.db.models.signals import post_migrate, pre_delete, pre_migrate, pre_save
+from django.utils.translation import gettext as _
 from simple_history.models import HistoricalChanges
 
 from exchange.safe import safe_row
@@ -137,14 +138,14 @@ def connect(app_config):
 def describe_changes(h, previous) -> str:
     model = h.instance_type
     if h.history_type == "+":
-        return "record created"
+        return _("record created")
     if h.history_type == "-":
-        return "record removed"
+        return _("record removed")
     if previous is None:
-        return "saved (no earlier version kept)"
+        return _("saved (no earlier version kept)")
     changes = field_changes(h, previous)
     if not changes:
-        return "saved without changes"
+        return _("saved without changes")
     return "; ".join(
         f"{model._meta.get_field(name).verbose_name}: "
         f"{shown(model, name, old) or '—'} → {shown(model, name, new) or '—'}"

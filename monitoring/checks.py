@@ -18,6 +18,8 @@ from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
 from django.db import transaction
 from django.db.models import Exists, F, OuterRef, Q
 from django.utils import timezone
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
 from registry.models import (
     CASE_MODELS,
@@ -35,14 +37,14 @@ from . import records, services
 from .models import EditCheckRun, Finding, Query
 
 RULES = {
-    "missing_value": "Missing required value",
-    "record_rule": "Record rule fails (dates out of order, inconsistent values)",
-    "missing_record": "CRF without its record",
-    "response_mismatch": "Stored response does not match the values",
-    "ae_after_death": "Adverse event after death",
-    "cycle_without_assessment": "Cycle without a response assessment",
-    "sct_before_start": "Allogeneic SCT before blinatumomab start",
-    "records_after_last_contact": "Records dated after the follow-up's last contact",
+    "missing_value": gettext_lazy("Missing required value"),
+    "record_rule": gettext_lazy("Record rule fails (dates out of order, inconsistent values)"),
+    "missing_record": gettext_lazy("CRF without its record"),
+    "response_mismatch": gettext_lazy("Stored response does not match the values"),
+    "ae_after_death": gettext_lazy("Adverse event after death"),
+    "cycle_without_assessment": gettext_lazy("Cycle without a response assessment"),
+    "sct_before_start": gettext_lazy("Allogeneic SCT before blinatumomab start"),
+    "records_after_last_contact": gettext_lazy("Records dated after the follow-up's last contact"),
 }
 GENERIC_RULES = {"missing_value", "record_rule"}
 MISSING_CODES = {"blank", "null", "required"}
@@ -120,7 +122,12 @@ def missing_records(patients) -> Iterator[Found]:
         for crf in (CrfStatus.BASELINE, CrfStatus.CYCLES, CrfStatus.FOLLOW_UP):
             if not getattr(p, f"started_{crf}"):
                 yield Found(
-                    "missing_record", p, crf, None, "", f"The {labels[crf]} CRF has no record."
+                    "missing_record",
+                    p,
+                    crf,
+                    None,
+                    "",
+                    _("The %(crf)s CRF has no record.") % {"crf": labels[crf]},
                 )
 
 
@@ -138,9 +145,20 @@ def response_mismatch(patients) -> Iterator[Found]:
                 CrfStatus.ASSESSMENTS,
                 a,
                 "response",
-                f"The stored response is {a.response or 'empty'}, but the stored values "
-                f"(marrow blasts {a.marrow_blasts_pct}%, ANC {a.anc_10e9_per_l}, platelets "
-                f"{a.platelets_10e9_per_l}, extramedullary {a.emd_status}) give {derived}.",
+                _(
+                    "The stored response is %(response)s, but the stored values (marrow "
+                    "blasts %(marrow_blasts_pct)s%%, ANC %(anc_10e9_per_l)s, platelets "
+                    "%(platelets_10e9_per_l)s, extramedullary %(emd_status)s) give "
+                    "%(derived)s."
+                )
+                % {
+                    "response": a.response or _("empty"),
+                    "marrow_blasts_pct": a.marrow_blasts_pct,
+                    "anc_10e9_per_l": a.anc_10e9_per_l,
+                    "platelets_10e9_per_l": a.platelets_10e9_per_l,
+                    "emd_status": a.emd_status,
+                    "derived": derived,
+                },
             )
 
 
@@ -162,8 +180,16 @@ def ae_after_death(patients) -> Iterator[Found]:
             CrfStatus.ADVERSE_EVENTS,
             ae,
             field,
-            f"{ae.term_display}: {AdverseEvent._meta.get_field(field).verbose_name} "
-            f"{getattr(ae, field)} is after the patient's death ({died}).",
+            _(
+                "%(term_display)s: %(verbose_name)s %(value)s is after the patient's "
+                "death (%(died)s)."
+            )
+            % {
+                "term_display": ae.term_display,
+                "verbose_name": AdverseEvent._meta.get_field(field).verbose_name,
+                "value": getattr(ae, field),
+                "died": died,
+            },
         )
 
 
@@ -183,7 +209,8 @@ def cycle_without_assessment(patients) -> Iterator[Found]:
             CrfStatus.ASSESSMENTS,
             c,
             "",
-            f"Cycle {c.number} ({c.start_date} to {c.end_date or '…'}) has no response assessment.",
+            _("Cycle %(number)s (%(start_date)s to %(end_date)s) has no response assessment.")
+            % {"number": c.number, "start_date": c.start_date, "end_date": c.end_date or "…"},
         )
 
 
@@ -198,8 +225,14 @@ def sct_before_start(patients) -> Iterator[Found]:
             CrfStatus.TRANSPLANT,
             t,
             "sct_date",
-            f"The allogeneic SCT ({t.sct_date}) is before blinatumomab start "
-            f"({t.patient.blinatumomab_start_date}); a prior SCT belongs in the baseline.",
+            _(
+                "The allogeneic SCT (%(sct_date)s) is before blinatumomab start "
+                "(%(blinatumomab_start_date)s); a prior SCT belongs in the baseline."
+            )
+            % {
+                "sct_date": t.sct_date,
+                "blinatumomab_start_date": t.patient.blinatumomab_start_date,
+            },
         )
 
 
@@ -220,7 +253,8 @@ def records_after_last_contact(patients) -> Iterator[Found]:
             CrfStatus.FOLLOW_UP,
             fu,
             "last_contact_date",
-            f"Last contact ({fu.last_contact_date}) is before these records: {'; '.join(found)}.",
+            _("Last contact (%(last_contact_date)s) is before these records: %(value)s.")
+            % {"last_contact_date": fu.last_contact_date, "value": "; ".join(found)},
         )
 
 
@@ -253,7 +287,7 @@ def find(patients) -> list[Found]:
 
 # --- Running ------------------------------------------------------------------------------------
 
-AUTO_CLOSE_NOTE = "Closed by the edit checks: the problem is no longer found."
+AUTO_CLOSE_NOTE = gettext_lazy("Closed by the edit checks: the problem is no longer found.")
 
 
 def run(site, user=None) -> EditCheckRun:
@@ -290,7 +324,7 @@ def run(site, user=None) -> EditCheckRun:
             .exclude(check_key__in=keys)
         )
         for query in gone:
-            services.close_query(query, None, AUTO_CLOSE_NOTE, auto=True)
+            services.close_query(query, None, str(AUTO_CLOSE_NOTE), auto=True)
             closed += 1
         return EditCheckRun.objects.create(
             institution=site,
@@ -305,7 +339,7 @@ def open_query_from(finding, user) -> Query:
     """One click: a query on the finding's record and field, asking what the finding says."""
     existing = services.unresolved_queries(check_key=finding.key).first()
     if existing:
-        raise services.MonitoringError("A query on this finding is already open.")
+        raise services.MonitoringError(_("A query on this finding is already open."))
     return services.open_query(
         finding.patient,
         finding.crf,

@@ -1,15 +1,17 @@
 from django import forms
+from django.utils.translation import gettext_lazy as _
 
 from .records import queryable_fields
 
 
 class QueryForm(forms.Form):
-    field_name = forms.ChoiceField(label="Field", required=False)
-    message = forms.CharField(label="Question", widget=forms.Textarea(attrs={"rows": 3}))
+    field_name = forms.ChoiceField(label=_("Field"), required=False)
+    message = forms.CharField(label=_("Question"), widget=forms.Textarea(attrs={"rows": 3}))
 
     def __init__(self, *args, model=None, **kwargs):
         super().__init__(*args, **kwargs)
-        choices = [("", "The whole record")] if model is not None else [("", "The whole CRF")]
+        whole = _("The whole record") if model is not None else _("The whole CRF")
+        choices = [("", whole)]
         if model is not None:
             choices += queryable_fields(model)
         self.fields["field_name"].choices = choices
@@ -33,8 +35,8 @@ class OptionalReasonForm(forms.Form):
 
 class SignatureForm(forms.Form):
     password = forms.CharField(
-        label="Your password",
+        label=_("Your password"),
         strip=False,
         widget=forms.PasswordInput(attrs={"autocomplete": "current-password"}),
-        help_text="Re-enter your password to sign.",
+        help_text=_("Re-enter your password to sign."),
     )

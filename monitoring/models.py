@@ -11,6 +11,8 @@ from django.contrib.contenttypes.models import ContentType
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+from django.utils.translation import gettext_noop
 
 from registry.models import CrfStatus, Institution, Patient
 
@@ -20,44 +22,64 @@ class Query(models.Model):
 
     OPEN, ANSWERED, CLOSED = "open", "answered", "closed"
     STATUS_CHOICES = [
-        (OPEN, "Open"),
-        (ANSWERED, "Answered"),
-        (CLOSED, "Closed"),
+        (OPEN, _("Open")),
+        (ANSWERED, _("Answered")),
+        (CLOSED, _("Closed")),
     ]
     UNRESOLVED = (OPEN, ANSWERED)  # counted as open queries until a monitor closes them
 
-    patient = models.ForeignKey(Patient, on_delete=models.CASCADE, related_name="queries")
-    crf = models.CharField("CRF", max_length=16, choices=CrfStatus.CRF_CHOICES)
-    content_type = models.ForeignKey(
-        ContentType, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    patient = models.ForeignKey(
+        Patient, verbose_name=_("patient"), on_delete=models.CASCADE, related_name="queries"
     )
-    object_id = models.PositiveBigIntegerField(null=True, blank=True)
+    crf = models.CharField(_("CRF"), max_length=16, choices=CrfStatus.CRF_CHOICES)
+    content_type = models.ForeignKey(
+        ContentType,
+        verbose_name=_("content type"),
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
+    object_id = models.PositiveBigIntegerField(_("object id"), null=True, blank=True)
     record = GenericForeignKey("content_type", "object_id")
     record_label = models.CharField(
-        max_length=200, blank=True, help_text="The record as named when the query was opened."
+        _("record label"),
+        max_length=200,
+        blank=True,
+        help_text=_("The record as named when the query was opened."),
     )
     field_name = models.CharField(
-        max_length=64, blank=True, help_text="Empty: the query is about the whole record or CRF."
+        _("field name"),
+        max_length=64,
+        blank=True,
+        help_text=_("Empty: the query is about the whole record or CRF."),
     )
-    message = models.TextField(help_text="The question, as first asked.")
-    status = models.CharField(max_length=10, choices=STATUS_CHOICES, default=OPEN)
+    message = models.TextField(_("message"), help_text=_("The question, as first asked."))
+    status = models.CharField(_("status"), max_length=10, choices=STATUS_CHOICES, default=OPEN)
     check_key = models.CharField(
+        _("check key"),
         max_length=200,
         blank=True,
         db_index=True,
-        help_text="The edit-check finding it was opened from; re-running the checks closes the "
-        "query when the finding is gone.",
+        help_text=_(
+            "The edit-check finding it was opened from; re-running the checks closes the "
+            "query when the finding is gone."
+        ),
     )
     opened_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, related_name="+"
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("opened by"),
+        on_delete=models.PROTECT,
+        null=True,
+        related_name="+",
     )
-    opened_at = models.DateTimeField(default=timezone.now)
-    closed_at = models.DateTimeField(null=True, blank=True)
-    updated_at = models.DateTimeField(auto_now=True)
+    opened_at = models.DateTimeField(_("opened at"), default=timezone.now)
+    closed_at = models.DateTimeField(_("closed at"), null=True, blank=True)
+    updated_at = models.DateTimeField(_("updated at"), auto_now=True)
 
     class Meta:
         ordering = ["-opened_at", "-pk"]
-        verbose_name_plural = "queries"
+        verbose_name_plural = _("queries")
         indexes = [models.Index(fields=["patient", "crf", "status"])]
 
     def __str__(self):
@@ -99,25 +121,28 @@ class QueryEvent(models.Model):
     AUTO_CLOSED = "auto_closed"
     DATA_CHANGED = "data_changed"
     ACTION_CHOICES = [
-        (OPENED, "Opened"),
-        (ANSWERED, "Answered"),
-        (CLOSED, "Closed"),
-        (REOPENED, "Re-opened"),
-        (AUTO_CLOSED, "Closed by the edit checks"),
-        (DATA_CHANGED, "Value changed"),
+        (OPENED, _("Opened")),
+        (ANSWERED, _("Answered")),
+        (CLOSED, _("Closed")),
+        (REOPENED, _("Re-opened")),
+        (AUTO_CLOSED, _("Closed by the edit checks")),
+        (DATA_CHANGED, _("Value changed")),
     ]
-    query = models.ForeignKey(Query, on_delete=models.CASCADE, related_name="events")
-    action = models.CharField(max_length=16, choices=ACTION_CHOICES)
+    query = models.ForeignKey(
+        Query, verbose_name=_("query"), on_delete=models.CASCADE, related_name="events"
+    )
+    action = models.CharField(_("action"), max_length=16, choices=ACTION_CHOICES)
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL,
+        verbose_name=_("user"),
         on_delete=models.PROTECT,
         null=True,
         blank=True,
         related_name="+",
-        help_text="Empty: the system (edit checks).",
+        help_text=_("Empty: the system (edit checks)."),
     )
-    at = models.DateTimeField(default=timezone.now)
-    message = models.TextField(blank=True)
+    at = models.DateTimeField(_("at"), default=timezone.now)
+    message = models.TextField(_("message"), blank=True)
 
     class Meta:
         ordering = ["at", "pk"]
@@ -129,20 +154,29 @@ class QueryEvent(models.Model):
 class Finding(models.Model):
     """A problem the edit checks found at their last run (monitoring.checks)."""
 
-    key = models.CharField(max_length=200, unique=True)
-    rule = models.CharField(max_length=40)
-    patient = models.ForeignKey(Patient, on_delete=models.CASCADE, related_name="findings")
-    crf = models.CharField("CRF", max_length=16, choices=CrfStatus.CRF_CHOICES)
-    content_type = models.ForeignKey(
-        ContentType, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    key = models.CharField(_("key"), max_length=200, unique=True)
+    rule = models.CharField(_("rule"), max_length=40)
+    patient = models.ForeignKey(
+        Patient, verbose_name=_("patient"), on_delete=models.CASCADE, related_name="findings"
     )
-    object_id = models.PositiveBigIntegerField(null=True, blank=True)
+    crf = models.CharField(_("CRF"), max_length=16, choices=CrfStatus.CRF_CHOICES)
+    content_type = models.ForeignKey(
+        ContentType,
+        verbose_name=_("content type"),
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
+    object_id = models.PositiveBigIntegerField(_("object id"), null=True, blank=True)
     record = GenericForeignKey("content_type", "object_id")
-    record_label = models.CharField(max_length=200, blank=True)
-    field_name = models.CharField(max_length=64, blank=True)
-    message = models.TextField()
-    first_found_at = models.DateTimeField(default=timezone.now)
-    last_found_at = models.DateTimeField(default=timezone.now)
+    record_label = models.CharField(_("record label"), max_length=200, blank=True)
+    field_name = models.CharField(_("field name"), max_length=64, blank=True)
+    message = models.TextField(
+        _("message"),
+    )
+    first_found_at = models.DateTimeField(_("first found at"), default=timezone.now)
+    last_found_at = models.DateTimeField(_("last found at"), default=timezone.now)
 
     class Meta:
         ordering = ["patient__study_id", "crf", "pk"]
@@ -165,17 +199,20 @@ class Finding(models.Model):
 
 
 class EditCheckRun(models.Model):
-    institution = models.ForeignKey(Institution, on_delete=models.CASCADE, related_name="+")
-    ran_at = models.DateTimeField(default=timezone.now)
+    institution = models.ForeignKey(
+        Institution, verbose_name=_("institution"), on_delete=models.CASCADE, related_name="+"
+    )
+    ran_at = models.DateTimeField(_("ran at"), default=timezone.now)
     ran_by = models.ForeignKey(
         settings.AUTH_USER_MODEL,
+        verbose_name=_("ran by"),
         on_delete=models.PROTECT,
         null=True,
         blank=True,
         related_name="+",
     )
-    findings_n = models.PositiveIntegerField(default=0)
-    queries_closed_n = models.PositiveIntegerField(default=0)
+    findings_n = models.PositiveIntegerField(_("findings n"), default=0)
+    queries_closed_n = models.PositiveIntegerField(_("queries closed n"), default=0)
 
     class Meta:
         ordering = ["-ran_at", "-pk"]
@@ -188,18 +225,27 @@ class EditCheckRun(models.Model):
 class Signature(models.Model):
     """The principal investigator's electronic signature of a complete case."""
 
-    MEANING = (
+    # Stored with each signature as shown to the signer, in the language of their page
+    # (monitoring.views.sign shows and passes gettext(MEANING)).
+    MEANING = gettext_noop(
         "I attest that the data in this case are accurate and complete, and that I have "
         "reviewed them as the principal investigator of this site."
     )
-    patient = models.ForeignKey(Patient, on_delete=models.CASCADE, related_name="signatures")
-    signed_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
+    patient = models.ForeignKey(
+        Patient, verbose_name=_("patient"), on_delete=models.CASCADE, related_name="signatures"
     )
-    signed_at = models.DateTimeField(default=timezone.now)
-    meaning = models.TextField(help_text="The statement signed, as shown to the signer.")
-    voided_at = models.DateTimeField(null=True, blank=True)
-    void_reason = models.CharField(max_length=300, blank=True)
+    signed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("signed by"),
+        on_delete=models.PROTECT,
+        related_name="+",
+    )
+    signed_at = models.DateTimeField(_("signed at"), default=timezone.now)
+    meaning = models.TextField(
+        _("meaning"), help_text=_("The statement signed, as shown to the signer.")
+    )
+    voided_at = models.DateTimeField(_("voided at"), null=True, blank=True)
+    void_reason = models.CharField(_("void reason"), max_length=300, blank=True)
 
     class Meta:
         ordering = ["-signed_at", "-pk"]
@@ -224,20 +270,25 @@ class LockEvent(models.Model):
     """Every lock and unlock of a case or a site, with who, when and why."""
 
     LOCK, UNLOCK = "lock", "unlock"
-    ACTION_CHOICES = [(LOCK, "Locked"), (UNLOCK, "Unlocked")]
-    institution = models.ForeignKey(Institution, on_delete=models.PROTECT, related_name="+")
+    ACTION_CHOICES = [(LOCK, _("Locked")), (UNLOCK, _("Unlocked"))]
+    institution = models.ForeignKey(
+        Institution, verbose_name=_("institution"), on_delete=models.PROTECT, related_name="+"
+    )
     patient = models.ForeignKey(
         Patient,
+        verbose_name=_("patient"),
         on_delete=models.CASCADE,
         null=True,
         blank=True,
         related_name="lock_events",
-        help_text="Empty: the whole site.",
+        help_text=_("Empty: the whole site."),
     )
-    action = models.CharField(max_length=8, choices=ACTION_CHOICES)
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
-    at = models.DateTimeField(default=timezone.now)
-    reason = models.TextField(blank=True)
+    action = models.CharField(_("action"), max_length=8, choices=ACTION_CHOICES)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, verbose_name=_("user"), on_delete=models.PROTECT, related_name="+"
+    )
+    at = models.DateTimeField(_("at"), default=timezone.now)
+    reason = models.TextField(_("reason"), blank=True)
 
     class Meta:
         ordering = ["-at", "-pk"]
@@ -261,40 +312,42 @@ class AuditEntry(models.Model):
     django-simple-history tables of every case model. Read-only: the view has no writes."""
 
     CREATED, CHANGED, REMOVED = "+", "~", "-"
-    TYPE_CHOICES = [(CREATED, "Created"), (CHANGED, "Changed"), (REMOVED, "Removed")]
+    TYPE_CHOICES = [(CREATED, _("Created")), (CHANGED, _("Changed")), (REMOVED, _("Removed"))]
 
-    id = models.CharField(primary_key=True, max_length=64)
-    model = models.CharField(max_length=40, choices=audited_model_choices)
-    history_id = models.IntegerField()
-    object_id = models.BigIntegerField("record id")
-    case_pk = models.BigIntegerField(db_column="patient_id", null=True)
-    study_id = models.CharField("study ID", max_length=20, null=True)
+    id = models.CharField(_("id"), primary_key=True, max_length=64)
+    model = models.CharField(_("model"), max_length=40, choices=audited_model_choices)
+    history_id = models.IntegerField(
+        _("history id"),
+    )
+    object_id = models.BigIntegerField(_("record id"))
+    case_pk = models.BigIntegerField(_("case pk"), db_column="patient_id", null=True)
+    study_id = models.CharField(_("study ID"), max_length=20, null=True)
     institution = models.ForeignKey(
         Institution,
         on_delete=models.DO_NOTHING,
         db_constraint=False,
         null=True,
         related_name="+",
-        verbose_name="site",
+        verbose_name=_("site"),
     )
-    history_date = models.DateTimeField("when")
+    history_date = models.DateTimeField(_("when"))
     history_user = models.ForeignKey(
         settings.AUTH_USER_MODEL,
         on_delete=models.DO_NOTHING,
         db_constraint=False,
         null=True,
         related_name="+",
-        verbose_name="user",
+        verbose_name=_("user"),
     )
-    history_type = models.CharField("action", max_length=1, choices=TYPE_CHOICES)
-    history_change_reason = models.CharField("reason", max_length=100, null=True)
+    history_type = models.CharField(_("action"), max_length=1, choices=TYPE_CHOICES)
+    history_change_reason = models.CharField(_("reason"), max_length=100, null=True)
 
     class Meta:
         managed = False
         db_table = "monitoring_audit_trail"
         ordering = ["-history_date", "-history_id"]
-        verbose_name = "audit trail entry"
-        verbose_name_plural = "audit trail"
+        verbose_name = _("audit trail entry")
+        verbose_name_plural = _("audit trail")
 
     def __str__(self):
         return f"{self.get_model_display()} #{self.object_id} {self.get_history_type_display()}"

@@ -2,6 +2,7 @@
 
 from django.contrib.contenttypes.models import ContentType
 from django.urls import reverse
+from django.utils.translation import gettext as _
 
 from registry.models import (
     CASE_MODELS,
@@ -21,14 +22,18 @@ NOT_QUERYABLE = {"id", "patient", "created_at", "updated_at", "version", "sequen
 
 def record_label(obj) -> str:
     labels = {
-        Patient: lambda: "Registration",
-        Baseline: lambda: "Baseline",
-        Cycle: lambda: f"Cycle {obj.number}",
-        ResponseAssessment: lambda: f"Assessment of {obj.assessment_date}",
-        AdverseEvent: lambda: f"AE {obj.term_display} ({obj.onset_date})",
-        Transplant: lambda: "Allogeneic SCT",
-        SubsequentTherapy: lambda: f"Therapy {obj.regimen} ({obj.start_date})",
-        FollowUp: lambda: "Follow-up",
+        Patient: lambda: _("Registration"),
+        Baseline: lambda: _("Baseline"),
+        Cycle: lambda: _("Cycle %(n)s") % {"n": obj.number},
+        ResponseAssessment: lambda: _("Assessment of %(date)s") % {"date": obj.assessment_date},
+        AdverseEvent: lambda: (
+            _("AE %(term)s (%(date)s)") % {"term": obj.term_display, "date": obj.onset_date}
+        ),
+        Transplant: lambda: _("Allogeneic SCT"),
+        SubsequentTherapy: lambda: (
+            _("Therapy %(regimen)s (%(date)s)") % {"regimen": obj.regimen, "date": obj.start_date}
+        ),
+        FollowUp: lambda: _("Follow-up"),
     }
     return labels.get(type(obj), lambda: str(obj))()
 

@@ -8,7 +8,8 @@ A refusal is a MonitoringError (a ValidationError) whose message the views show.
 from django.contrib.auth import authenticate
 from django.core.exceptions import ValidationError
 from django.db import transaction
-from django.utils import timezone
+from django.utils import timezone, translation
+from django.utils.translation import gettext as _
 
 from registry.history import field_changes, shown
 from registry.models import CrfStatus, Institution, Patient
@@ -60,7 +61,9 @@ def sync_status(patient, crf, reason="", status=None, create=False):
 
 
 def sync_case(patient, reason="", create=False):
-    return [sync_status(patient, crf, reason, create=create) for crf, _ in CrfStatus.CRF_CHOICES]
+    return [
+        sync_status(patient, crf, reason, create=create) for crf, _label in CrfStatus.CRF_CHOICES
+    ]
 
 
 def case_statuses(patient) -> list[CrfStatus]:
@@ -83,19 +86,24 @@ def open_query(patient, crf, message, user, record=None, field_name="", check_ke
     """Open a query on a field of a record (or on a whole record, or on a CRF)."""
     message = (message or "").strip()
     if not message:
-        raise MonitoringError("Write the question.")
+        raise MonitoringError(_("Write the question."))
     if crf not in dict(CrfStatus.CRF_CHOICES):
-        raise MonitoringError("Unknown CRF.")
+        raise MonitoringError(_("Unknown CRF."))
     if record is not None and records.case_of_record(record).pk != patient.pk:
-        raise MonitoringError("That record belongs to another case.")
+        raise MonitoringError(_("That record belongs to another case."))
     if field_name:
         if record is None:
-            raise MonitoringError("A query on a field needs its record.")
+            raise MonitoringError(_("A query on a field needs its record."))
         allowed = {name for name, _label in records.queryable_fields(type(record))}
         if field_name not in allowed:
-            raise MonitoringError(f"{type(record).__name__} has no field '{field_name}'.")
+            raise MonitoringError(
+                _("%(record)s has no field '%(field)s'.")
+                % {"record": type(record).__name__, "field": field_name}
+            )
     if case_is_locked(patient):
-        raise MonitoringError(f"{patient} is locked: unlock it before opening a query.")
+        raise MonitoringError(
+            _("%(case)s is locked: unlock it before opening a query.") % {"case": patient}
+        )
     with transaction.atomic():
         query = Query.objects.create(
             patient=patient,
@@ -116,9 +124,9 @@ def open_query(patient, crf, message, user, record=None, field_name="", check_ke
 def answer_query(query, user, message):
     message = (message or "").strip()
     if not message:
-        raise MonitoringError("Write your answer.")
+        raise MonitoringError(_("Write your answer."))
     if not query.is_unresolved:
-        raise MonitoringError("This query is closed.")
+        raise MonitoringError(_("This query is closed."))
     with transaction.atomic():
         query.status = Query.ANSWERED
         query.save()
@@ -130,7 +138,7 @@ def answer_query(query, user, message):
 
 def close_query(query, user, message="", auto=False):
     if not query.is_unresolved:
-        raise MonitoringError("This query is already closed.")
+        raise MonitoringError(_("This query is already closed."))
     with transaction.atomic():
         query.status = Query.CLOSED
         query.closed_at = timezone.now()
@@ -144,11 +152,13 @@ def close_query(query, user, message="", auto=False):
 def reopen_query(query, user, message):
     message = (message or "").strip()
     if not message:
-        raise MonitoringError("Say why the query is re-opened.")
+        raise MonitoringError(_("Say why the query is re-opened."))
     if query.is_unresolved:
-        raise MonitoringError("This query is still open.")
+        raise MonitoringError(_("This query is still open."))
     if case_is_locked(query.patient):
-        raise MonitoringError(f"{query.patient} is locked: unlock it before re-opening a query.")
+        raise MonitoringError(
+            _("%(case)s is locked: unlock it before re-opening a query.") % {"case": query.patient}
+        )
     with transaction.atomic():
         query.status = Query.OPEN
         query.closed_at = None
@@ -168,9 +178,11 @@ def verify(patient, crf, user):
         status = CrfStatus.objects.select_for_update().filter(patient=patient, crf=crf).first()
         label = dict(CrfStatus.CRF_CHOICES)[crf]
         if status is None or status.marked_complete_at is None:
-            raise MonitoringError(f"{label}: only a CRF marked complete can be verified.")
+            raise MonitoringError(
+                _("%(crf)s: only a CRF marked complete can be verified.") % {"crf": label}
+            )
         if status.is_locked:
-            raise MonitoringError(f"{label} is locked.")
+            raise MonitoringError(_("%(crf)s is locked.") % {"crf": label})
         status.verified_at, status.verified_by = timezone.now(), user
         status.verification_cleared_at, status.verification_cleared_note = None, ""
         return sync_status(patient, crf, "source data verified", status=status)
@@ -180,9 +192,9 @@ def unverify(patient, crf, user):
     with transaction.atomic():
         status = CrfStatus.objects.select_for_update().filter(patient=patient, crf=crf).first()
         if status is None or status.verified_at is None:
-            raise MonitoringError("This CRF is not verified.")
+            raise MonitoringError(_("This CRF is not verified."))
         if status.is_locked:
-            raise MonitoringError(f"{status.get_crf_display()} is locked.")
+            raise MonitoringError(_("%(crf)s is locked.") % {"crf": status.get_crf_display()})
         status.verified_at = status.verified_by = None
         status.verification_cleared_at = timezone.now()
         status.verification_cleared_note = f"Verification withdrawn by {user.get_username()}."
@@ -194,13 +206,15 @@ def unverify(patient, crf, user):
 
 def lock_case(patient, user, reason=""):
     if case_is_locked(patient):
-        raise MonitoringError(f"{patient} is already locked.")
+        raise MonitoringError(_("%(case)s is already locked.") % {"case": patient})
     if unresolved_queries(patient=patient).exists():
-        raise MonitoringError(f"{patient} has open queries: close them before locking the case.")
+        raise MonitoringError(
+            _("%(case)s has open queries: close them before locking the case.") % {"case": patient}
+        )
     with transaction.atomic():
         now = timezone.now()
         for crf, _label in CrfStatus.CRF_CHOICES:
-            status, _ = CrfStatus.objects.select_for_update().get_or_create(
+            status, _created = CrfStatus.objects.select_for_update().get_or_create(
                 patient=patient, crf=crf
             )
             status.locked_at, status.locked_by = now, user
@@ -218,16 +232,18 @@ def lock_case(patient, user, reason=""):
 def unlock_case(patient, user, reason):
     reason = (reason or "").strip()
     if not reason:
-        raise MonitoringError("Unlocking needs a reason.")
+        raise MonitoringError(_("Unlocking needs a reason."))
     site = Institution.objects.get(pk=patient.institution_id)
     if site.locked_at:
-        raise MonitoringError(f"Site {site.code} is locked: unlock the site instead.")
+        raise MonitoringError(
+            _("Site %(site)s is locked: unlock the site instead.") % {"site": site.code}
+        )
     with transaction.atomic():
         statuses = list(
             CrfStatus.objects.select_for_update().filter(patient=patient, locked_at__isnull=False)
         )
         if not statuses:
-            raise MonitoringError(f"{patient} is not locked.")
+            raise MonitoringError(_("%(case)s is not locked.") % {"case": patient})
         for status in statuses:
             status.locked_at = status.locked_by = None
             status._history_user = user
@@ -239,9 +255,11 @@ def unlock_case(patient, user, reason):
 
 def lock_site(site, user, reason=""):
     if site.locked_at:
-        raise MonitoringError(f"Site {site.code} is already locked.")
+        raise MonitoringError(_("Site %(site)s is already locked.") % {"site": site.code})
     if unresolved_queries(patient__institution=site).exists():
-        raise MonitoringError(f"Site {site.code} has open queries: close them before locking.")
+        raise MonitoringError(
+            _("Site %(site)s has open queries: close them before locking.") % {"site": site.code}
+        )
     with transaction.atomic():
         site = Institution.objects.select_for_update().get(pk=site.pk)
         site.locked_at, site.locked_by = timezone.now(), user
@@ -257,9 +275,9 @@ def lock_site(site, user, reason=""):
 def unlock_site(site, user, reason):
     reason = (reason or "").strip()
     if not reason:
-        raise MonitoringError("Unlocking needs a reason.")
+        raise MonitoringError(_("Unlocking needs a reason."))
     if not site.locked_at:
-        raise MonitoringError(f"Site {site.code} is not locked.")
+        raise MonitoringError(_("Site %(site)s is not locked.") % {"site": site.code})
     with transaction.atomic():
         site = Institution.objects.select_for_update().get(pk=site.pk)
         site.locked_at = site.locked_by = None
@@ -313,19 +331,20 @@ def sign_case(patient, user, password, meaning=Signature.MEANING, request=None):
 
     if not is_principal_investigator(user, patient.institution):
         raise MonitoringError(
-            f"Only the principal investigator of {patient.institution.code} signs its cases."
+            _("Only the principal investigator of %(site)s signs its cases.")
+            % {"site": patient.institution.code}
         )
     if not password_confirmed(user, password, request):
-        raise MonitoringError("The password is not correct: not signed.")
+        raise MonitoringError(_("The password is not correct: not signed."))
     if not case_is_complete(patient):
         raise MonitoringError(
-            "Only a complete case is signed: every CRF marked complete, no query open."
+            _("Only a complete case is signed: every CRF marked complete, no query open.")
         )
     with transaction.atomic():
         Patient.objects.select_for_update().get(pk=patient.pk)
         if Signature.objects.filter(patient=patient, voided_at__isnull=True).exists():
-            raise MonitoringError(f"{patient} is already signed.")
-        return Signature.objects.create(patient=patient, signed_by=user, meaning=meaning)
+            raise MonitoringError(_("%(case)s is already signed.") % {"case": patient})
+        return Signature.objects.create(patient=patient, signed_by=user, meaning=str(meaning))
 
 
 def valid_signature(patient):
@@ -337,7 +356,15 @@ def valid_signature(patient):
 
 def record_changed(instance, action):
     """After a case record was created, changed or removed (monitoring.signals): clear the CRF's
-    verification, void the case's signature and note the new value on open queries about it."""
+    verification, void the case's signature and note the new value on open queries about it.
+
+    The notes are stored, so they are written in English whatever the page's language (as the
+    history's change reasons are): the same record reads the same for every user."""
+    with translation.override("en"):
+        _record_changed(instance, action)
+
+
+def _record_changed(instance, action):
     model = type(instance)
     patient_id = instance.pk if isinstance(instance, Patient) else instance.patient_id
     crf = CrfStatus.crf_of(model)

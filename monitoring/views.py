@@ -14,6 +14,7 @@ from django.db.models import Count, Exists, OuterRef, Q
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
+from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
 from notifications.signals import batch as notification_batch
@@ -40,7 +41,9 @@ def _case(request, pk) -> Patient:
 def _monitored_case(request, pk) -> Patient:
     patient = _case(request, pk)
     if not monitored_patients_for(request.user).filter(pk=patient.pk).exists():
-        raise PermissionDenied(f"Only the monitors of {patient.institution.code} do this.")
+        raise PermissionDenied(
+            _("Only the monitors of %(code)s do this.") % {"code": patient.institution.code}
+        )
     return patient
 
 
@@ -152,7 +155,7 @@ def site_progress(sites) -> list[dict]:
 def progress(request):
     sites = progress_institutions_for(request.user)
     if not sites.exists():
-        raise PermissionDenied("The progress page is for monitors and staff.")
+        raise PermissionDenied(_("The progress page is for monitors and staff."))
     rows, total = site_progress(sites)
     monitored = set(monitored_institutions_for(request.user).values_list("pk", flat=True))
     for row in rows:
@@ -208,8 +211,15 @@ def run_checks(request, code):
     run = checks.run(site, request.user)
     messages.success(
         request,
-        f"Edit checks of {site.code}: {run.findings_n} finding(s); "
-        f"{run.queries_closed_n} query(ies) closed because their finding is gone.",
+        _(
+            "Edit checks of %(code)s: %(findings_n)s finding(s); "
+            "%(queries_closed_n)s query(ies) closed because their finding is gone."
+        )
+        % {
+            "code": site.code,
+            "findings_n": run.findings_n,
+            "queries_closed_n": run.queries_closed_n,
+        },
     )
     return redirect("monitoring:site", code=site.code)
 
@@ -223,7 +233,7 @@ def finding_query(request, pk):
     return _done(
         request,
         lambda: checks.open_query_from(finding, request.user),
-        f"Query opened on {finding.patient}.",
+        _("Query opened on %(patient)s.") % {"patient": finding.patient},
         reverse("monitoring:site", args=[finding.patient.institution.code]),
     )
 
@@ -260,7 +270,7 @@ def query_new(request, pk):
     token, crf = request.GET.get("record", ""), request.GET.get("crf", "")
     record = records.record_from_token(patient, token) if token else None
     if token and record is None:
-        messages.error(request, "That record no longer exists.")
+        messages.error(request, _("That record no longer exists."))
         return redirect("monitoring:query_new", pk=patient.pk)
     if record is not None:
         crf = CrfStatus.crf_of(type(record))
@@ -289,7 +299,7 @@ def query_new(request, pk):
         except services.MonitoringError as e:
             form.add_error(None, e)
         else:
-            messages.success(request, "Query opened.")
+            messages.success(request, _("Query opened."))
             return redirect(_case_url(patient))
     context = {
         "patient": patient,
@@ -306,14 +316,15 @@ def query_answer(request, pk):
     query = _query(request, pk)
     if not investigated_patients_for(request.user).filter(pk=query.patient_id).exists():
         raise PermissionDenied(
-            f"Only the investigators of {query.patient.institution.code} answer."
+            _("Only the investigators of %(code)s answer.")
+            % {"code": query.patient.institution.code}
         )
     form = forms.MessageForm(request.POST)
     message = form.data.get("message", "")
     return _done(
         request,
         lambda: services.answer_query(query, request.user, message),
-        f"Query #{query.pk} answered.",
+        _("Query #%(pk)s answered.") % {"pk": query.pk},
         _case_url(query.patient),
     )
 
@@ -321,7 +332,9 @@ def query_answer(request, pk):
 def _monitor_query(request, pk) -> Query:
     query = _query(request, pk)
     if not monitored_patients_for(request.user).filter(pk=query.patient_id).exists():
-        raise PermissionDenied(f"Only the monitors of {query.patient.institution.code} do this.")
+        raise PermissionDenied(
+            _("Only the monitors of %(code)s do this.") % {"code": query.patient.institution.code}
+        )
     return query
 
 
@@ -333,7 +346,7 @@ def query_close(request, pk):
     return _done(
         request,
         lambda: services.close_query(query, request.user, message),
-        f"Query #{query.pk} closed.",
+        _("Query #%(pk)s closed.") % {"pk": query.pk},
         _case_url(query.patient),
     )
 
@@ -346,7 +359,7 @@ def query_reopen(request, pk):
     return _done(
         request,
         lambda: services.reopen_query(query, request.user, message),
-        f"Query #{query.pk} re-opened.",
+        _("Query #%(pk)s re-opened.") % {"pk": query.pk},
         _case_url(query.patient),
     )
 
@@ -362,7 +375,7 @@ def crf_verify(request, pk, crf):
     return _done(
         request,
         lambda: services.verify(patient, crf, request.user),
-        f"{label}: source data verified.",
+        _("%(label)s: source data verified.") % {"label": label},
         _case_url(patient),
     )
 
@@ -375,7 +388,7 @@ def crf_unverify(request, pk, crf):
     return _done(
         request,
         lambda: services.unverify(patient, crf, request.user),
-        f"{label}: verification withdrawn.",
+        _("%(label)s: verification withdrawn.") % {"label": label},
         _case_url(patient),
     )
 
@@ -388,7 +401,7 @@ def case_lock(request, pk):
     return _done(
         request,
         lambda: services.lock_case(patient, request.user, reason),
-        f"{patient} locked.",
+        _("%(patient)s locked.") % {"patient": patient},
         _case_url(patient),
     )
 
@@ -401,7 +414,7 @@ def case_unlock(request, pk):
     return _done(
         request,
         lambda: services.unlock_case(patient, request.user, reason),
-        f"{patient} unlocked.",
+        _("%(patient)s unlocked.") % {"patient": patient},
         _case_url(patient),
     )
 
@@ -414,7 +427,7 @@ def site_lock(request, code):
     return _done(
         request,
         lambda: services.lock_site(site, request.user, reason),
-        f"Site {site.code} locked.",
+        _("Site %(code)s locked.") % {"code": site.code},
         reverse("monitoring:site", args=[site.code]),
     )
 
@@ -427,7 +440,7 @@ def site_unlock(request, code):
     return _done(
         request,
         lambda: services.unlock_site(site, request.user, reason),
-        f"Site {site.code} unlocked.",
+        _("Site %(code)s unlocked.") % {"code": site.code},
         reverse("monitoring:site", args=[site.code]),
     )
 
@@ -437,23 +450,28 @@ def sign(request, pk):
     patient = _case(request, pk)
     if not is_principal_investigator(request.user, patient.institution):
         raise PermissionDenied(
-            f"Only the principal investigator of {patient.institution.code} signs its cases."
+            _("Only the principal investigator of %(code)s signs its cases.")
+            % {"code": patient.institution.code}
         )
     form = forms.SignatureForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         try:
             services.sign_case(
-                patient, request.user, form.cleaned_data["password"], request=request
+                patient,
+                request.user,
+                form.cleaned_data["password"],
+                meaning=_(Signature.MEANING),
+                request=request,
             )
         except services.MonitoringError as e:
             form.add_error(None, e)
         else:
-            messages.success(request, f"{patient} signed.")
+            messages.success(request, _("%(patient)s signed.") % {"patient": patient})
             return redirect(_case_url(patient))
     context = {
         "patient": patient,
         "form": form,
-        "meaning": Signature.MEANING,
+        "meaning": _(Signature.MEANING),
         "crfs": CrfStatus.for_patient(patient),
         "is_complete": services.case_is_complete(patient),
         "signature": services.valid_signature(patient),

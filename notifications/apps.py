@@ -1,10 +1,11 @@
 from django.apps import AppConfig
+from django.utils.translation import gettext_lazy as _
 
 
 class NotificationsConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
     name = "notifications"
-    verbose_name = "E-mail notifications"
+    verbose_name = _("E-mail notifications")
 
     def ready(self):
-        from . import signals  # noqa: F401 - connects the query receivers
+        from . import language, signals  # noqa: F401 - connects the receivers

@@ -14,12 +14,15 @@ from django.contrib.auth import get_user_model
 from django.core.mail import EmailMessage
 from django.db.models import Exists, OuterRef, Q
 from django.urls import reverse
-from django.utils import timezone
+from django.utils import timezone, translation
+from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
 
 from monitoring.models import Query
 from registry.models import CrfStatus, FollowUp, Membership, Patient
 
-from .mail import SUBJECT_PREFIX, about, absolute, footer, query_url, send
+from .language import email_language
+from .mail import absolute, footer, query_line, send, subject_prefix
 from .models import NotificationPreference
 
 LIST_MAX = 50
@@ -59,14 +62,21 @@ def _listed(items, line, more_url, more_text) -> str:
     rest = len(items) - len(shown)
     text = "\n".join(shown)
     if rest > 0:
-        text += f"\n- … and {rest} more {more_text}: {more_url}"
+        text += "\n- " + more_text % {"n": rest, "url": more_url}
     return text + "\n"
 
 
 def digest_for(user, today=None):
-    """The user's digest message, or None when they have nothing open (or do not want it)."""
+    """The user's digest message, or None when they have nothing open (or do not want it);
+    written in the user's language."""
     if not NotificationPreference.wants(user, "daily_digest"):
         return None
+    with translation.override(email_language(user)):
+        return _digest(user, today)
+
+
+def _digest(user, today):
+    on_case_list = _("… and %(n)s more on the case list: %(url)s")
     sections, counts = [], []
     mine = _cases_where(user, Membership.INVESTIGATOR)
     cases_url = absolute(reverse("registry:case_list"))
@@ -77,28 +87,26 @@ def digest_for(user, today=None):
             .order_by("patient__study_id", "pk")
         )
         if open_queries:
-            counts.append(
-                f"{len(open_queries)} open quer{'y' if len(open_queries) == 1 else 'ies'}"
-            )
+            n = len(open_queries)
+            counts.append(ngettext("%(n)s open query", "%(n)s open queries", n) % {"n": n})
             sections.append(
-                "Open queries waiting for your answer:\n"
-                + _listed(
-                    open_queries,
-                    lambda q: (
-                        f"- {q.patient.study_id}: query #{q.pk}, {about(q)}\n  {query_url(q)}"
-                    ),
-                    cases_url,
-                    "on the case list",
-                )
+                _("Open queries waiting for your answer:")
+                + "\n"
+                + _listed(open_queries, query_line, cases_url, on_case_list)
             )
         overdue = list(
             follow_up_overdue(mine, today).order_by("study_id").values_list("pk", "study_id")
         )
         if overdue:
-            counts.append(f"{len(overdue)} follow-up{'s' if len(overdue) != 1 else ''} overdue")
+            n = len(overdue)
+            counts.append(
+                ngettext("%(n)s follow-up overdue", "%(n)s follow-ups overdue", n) % {"n": n}
+            )
             months = settings.FOLLOW_UP_OVERDUE_MONTHS
             sections.append(
-                f"Follow-up overdue (nothing recorded for {months} months):\n"
+                _("Follow-up overdue (nothing recorded for %(months)s months):")
+                % {"months": months}
+                + "\n"
                 + _listed(
                     overdue,
                     lambda row: (
@@ -106,7 +114,7 @@ def digest_for(user, today=None):
                         + absolute(reverse("registry:single_record", args=[row[0], "follow-up"]))
                     ),
                     cases_url,
-                    "on the case list",
+                    on_case_list,
                 )
             )
     monitored = _cases_where(user, Membership.MONITOR)
@@ -117,29 +125,30 @@ def digest_for(user, today=None):
             .order_by("patient__study_id", "pk")
         )
         if answered:
+            n = len(answered)
             counts.append(
-                f"{len(answered)} answered quer{'y' if len(answered) == 1 else 'ies'} to close"
+                ngettext("%(n)s answered query to close", "%(n)s answered queries to close", n)
+                % {"n": n}
             )
             sections.append(
-                "Answered queries waiting to be closed:\n"
+                _("Answered queries waiting to be closed:")
+                + "\n"
                 + _listed(
                     answered,
-                    lambda q: (
-                        f"- {q.patient.study_id}: query #{q.pk}, {about(q)}\n  {query_url(q)}"
-                    ),
+                    query_line,
                     absolute(reverse("monitoring:progress")),
-                    "on the monitoring pages",
+                    _("… and %(n)s more on the monitoring pages: %(url)s"),
                 )
             )
     if not sections:
         return None
     label = NotificationPreference._meta.get_field("daily_digest").verbose_name
     day = (today or timezone.localdate()).isoformat()
-    body = f"Your open work in the registry on {day}.\n\n" + "\n".join(sections)
-    body += footer("you enter or monitor data at these sites", label)
-    return EmailMessage(
-        f"{SUBJECT_PREFIX}Your open work: {', '.join(counts)}", body, to=[user.email]
-    )
+    body = _("Your open work in the registry on %(day)s.") % {"day": day} + "\n\n"
+    body += "\n".join(sections)
+    body += footer(_("you enter or monitor data at these sites"), label)
+    subject = _("Your open work: %(counts)s") % {"counts": ", ".join(counts)}
+    return EmailMessage(subject_prefix() + subject, body, to=[user.email])
 
 
 def send_digests(today=None) -> int:

@@ -8,7 +8,8 @@ Every message names cases by study ID only: never the question, the answer, a va
 record's label (those hold patient data); the link opens the page where they are. Links are
 absolute, from settings.SITE_URL. One message per recipient (nobody sees the other addresses),
 each ending with where to turn that kind of message off. Each user's preferences
-(NotificationPreference) are honoured here, at sending time.
+(NotificationPreference) are honoured here, at sending time, and each message is written in its
+recipient's saved language (notifications.language.email_language; English by default).
 """
 
 from collections import defaultdict
@@ -16,15 +17,21 @@ from collections import defaultdict
 from django.conf import settings
 from django.core.mail import EmailMessage, get_connection
 from django.urls import reverse
+from django.utils import translation
 from django.utils.text import capfirst
+from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
 
 from monitoring.models import QueryEvent
 from registry.access import monitored_patients_for
 from registry.models import Membership
 
+from .language import email_language
 from .models import NotificationPreference
 
-SUBJECT_PREFIX = "[Blinatumomab registry] "
+
+def subject_prefix() -> str:
+    return "[" + _("Blinatumomab registry") + "] "
 
 
 def absolute(path: str) -> str:
@@ -43,20 +50,36 @@ def profile_url() -> str:
 def about(query) -> str:
     """What the query is on, without patient data: the CRF and the field's label (no record
     label: those carry dates and terms)."""
-    text = query.get_crf_display()
-    return f"{text}, field “{capfirst(query.field_label)}”" if query.field_label else text
+    text = str(query.get_crf_display())
+    if not query.field_label:
+        return text
+    return _("%(crf)s, field “%(field)s”") % {"crf": text, "field": capfirst(query.field_label)}
 
 
 def footer(reason, kind_label) -> str:
     return (
-        "\n--\nE-mails from the registry carry no patient data beyond the study ID: the details "
-        f"are on the page linked above, after you log in.\nYou receive this because {reason}. "
-        f"Turn off “{kind_label}” in your profile: {profile_url()}\n"
+        "\n--\n"
+        + _(
+            "E-mails from the registry carry no patient data beyond the study ID: the details "
+            "are on the page linked above, after you log in."
+        )
+        + "\n"
+        + _("You receive this because %(reason)s.") % {"reason": reason}
+        + " "
+        + _("Turn off “%(kind)s” in your profile: %(url)s")
+        % {"kind": kind_label, "url": profile_url()}
+        + "\n"
     )
 
 
 def _message(user, subject, body) -> EmailMessage:
-    return EmailMessage(SUBJECT_PREFIX + subject, body, to=[user.email])
+    return EmailMessage(subject_prefix() + subject, body, to=[user.email])
+
+
+def in_language_of(user, build, *args) -> EmailMessage:
+    """build(user, *args) written in the recipient's language."""
+    with translation.override(email_language(user)):
+        return build(user, *args)
 
 
 def site_investigators(site_id):
@@ -76,25 +99,42 @@ def _opened_messages(user, queries) -> EmailMessage:
     label = NotificationPreference._meta.get_field("query_opened").verbose_name
     if len(queries) == 1:
         q = queries[0]
-        opener = q.opened_by.get_username() if q.opened_by else "the edit checks"
-        subject = f"Query #{q.pk} opened on {q.patient.study_id}"
+        opener = q.opened_by.get_username() if q.opened_by else _("the edit checks")
+        ids = {"n": q.pk, "case": q.patient.study_id, "site": q.patient.institution.code}
+        subject = _("Query #%(n)s opened on %(case)s") % ids
         body = (
-            f"A query was opened by {opener} on case {q.patient.study_id} "
-            f"(site {q.patient.institution.code}).\n\n"
-            f"Query #{q.pk}: {about(q)}\n"
-            f"Open it to read the question and answer: {query_url(q)}\n"
+            _("A query was opened by %(who)s on case %(case)s (site %(site)s).")
+            % {**ids, "who": opener}
+            + "\n\n"
+            + _("Query #%(n)s: %(about)s") % {"n": q.pk, "about": about(q)}
+            + "\n"
+            + _("Open it to read the question and answer: %(url)s") % {"url": query_url(q)}
+            + "\n"
         )
     else:
-        subject = f"{len(queries)} queries opened at {', '.join(sites)}"
-        lines = [
-            f"- {q.patient.study_id}: query #{q.pk}, {about(q)}\n  {query_url(q)}" for q in queries
-        ]
-        body = f"{len(queries)} queries were opened on cases of your site(s):\n\n" + "\n".join(
-            lines
+        n = len(queries)
+        subject = ngettext(
+            "%(n)s query opened at %(sites)s", "%(n)s queries opened at %(sites)s", n
+        ) % {"n": n, "sites": ", ".join(sites)}
+        lines = [query_line(q) for q in queries]
+        body = (
+            ngettext(
+                "%(n)s query was opened on cases of your site(s):",
+                "%(n)s queries were opened on cases of your site(s):",
+                n,
+            )
+            % {"n": n}
+            + "\n\n"
+            + "\n".join(lines)
         )
         body += "\n"
-    reason = f"you are an investigator at {', '.join(sites)}"
+    reason = _("you are an investigator at %(sites)s") % {"sites": ", ".join(sites)}
     return _message(user, subject, body + footer(reason, label))
+
+
+def query_line(q) -> str:
+    text = _("query #%(n)s, %(about)s") % {"n": q.pk, "about": about(q)}
+    return f"- {q.patient.study_id}: {text}\n  {query_url(q)}"
 
 
 def _answered_message(user, events) -> EmailMessage:
@@ -103,21 +143,34 @@ def _answered_message(user, events) -> EmailMessage:
     if len(queries) == 1:
         e = events[-1]
         q = e.query
-        who = e.user.get_username() if e.user else "an investigator"
-        subject = f"Query #{q.pk} on {q.patient.study_id} answered"
+        who = e.user.get_username() if e.user else _("an investigator")
+        ids = {"n": q.pk, "case": q.patient.study_id, "site": q.patient.institution.code}
+        subject = _("Query #%(n)s on %(case)s answered") % ids
         body = (
-            f"{who} answered query #{q.pk} on case {q.patient.study_id} "
-            f"(site {q.patient.institution.code}), {about(q)}.\n\n"
-            f"Read the answer, then close or re-open the query: {query_url(q)}\n"
+            _("%(who)s answered query #%(n)s on case %(case)s (site %(site)s), %(about)s.")
+            % {**ids, "who": who, "about": about(q)}
+            + "\n\n"
+            + _("Read the answer, then close or re-open the query: %(url)s") % {"url": query_url(q)}
+            + "\n"
         )
     else:
-        subject = f"{len(queries)} of your queries answered"
-        lines = [
-            f"- {q.patient.study_id}: query #{q.pk}, {about(q)}\n  {query_url(q)}"
-            for q in queries.values()
-        ]
-        body = f"{len(queries)} queries you opened were answered:\n\n" + "\n".join(lines) + "\n"
-    return _message(user, subject, body + footer("you opened the query", label))
+        n = len(queries)
+        subject = ngettext(
+            "%(n)s of your queries answered", "%(n)s of your queries answered", n
+        ) % {"n": n}
+        lines = [query_line(q) for q in queries.values()]
+        body = (
+            ngettext(
+                "%(n)s query you opened was answered:",
+                "%(n)s queries you opened were answered:",
+                n,
+            )
+            % {"n": n}
+            + "\n\n"
+            + "\n".join(lines)
+            + "\n"
+        )
+    return _message(user, subject, body + footer(_("you opened the query"), label))
 
 
 def messages_for_events(event_ids) -> list[EmailMessage]:
@@ -148,7 +201,7 @@ def messages_for_events(event_ids) -> list[EmailMessage]:
     out = []
     for pk, queries in opened.items():
         if NotificationPreference.wants(users[pk], "query_opened"):
-            out.append(_opened_messages(users[pk], queries))
+            out.append(in_language_of(users[pk], _opened_messages, queries))
     for pk, evs in answered.items():
         user = users[pk]
         patients = {e.query.patient_id for e in evs}
@@ -156,7 +209,7 @@ def messages_for_events(event_ids) -> list[EmailMessage]:
             patients
         )
         if still_monitors and NotificationPreference.wants(user, "query_answered"):
-            out.append(_answered_message(user, evs))
+            out.append(in_language_of(user, _answered_message, evs))
     return out
 
 

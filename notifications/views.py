@@ -9,9 +9,11 @@ from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
 from django.shortcuts import redirect, render
 from django.urls import reverse_lazy
+from django.utils import translation
+from django.utils.translation import gettext as _
 
-from . import throttle
-from .forms import EmailForm, PreferenceForm
+from . import language, throttle
+from .forms import EmailForm, LanguageForm, PreferenceForm
 from .models import NotificationPreference
 
 
@@ -22,15 +24,25 @@ def profile(request):
     data = request.POST if request.method == "POST" else None
     form = PreferenceForm(data, instance=pref, prefix="pref")
     email_form = EmailForm(data, user=request.user, request=request, prefix="mail")
-    if request.method == "POST" and form.is_valid() and email_form.is_valid():
+    # The language is its own form on the page: a post without it (an older page) keeps it.
+    language_form = LanguageForm(data, instance=pref, prefix="lang")
+    with_language = data is not None and "lang-language" in data
+    forms_valid = form.is_valid() and email_form.is_valid()
+    if request.method == "POST" and forms_valid and (not with_language or language_form.is_valid()):
         form.save()
+        if with_language:
+            language_form.save()
+            language.remember(request, pref.language)
+            if pref.language:
+                translation.activate(pref.language)
         new_email = email_form.cleaned_data["email"]
         if new_email != request.user.email:
             request.user.email = new_email
             request.user.save(update_fields=["email"])
-        messages.success(request, "Your e-mail settings are saved.")
+        messages.success(request, _("Your settings are saved."))
         return redirect("notifications:profile")
-    return render(request, "notifications/profile.html", {"form": form, "email_form": email_form})
+    context = {"form": form, "email_form": email_form, "language_form": language_form}
+    return render(request, "notifications/profile.html", context)
 
 
 class PasswordResetView(auth_views.PasswordResetView):

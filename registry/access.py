@@ -6,6 +6,8 @@ queryset is a 404, so a guessed ID reveals nothing.
 
 from dataclasses import dataclass
 
+from django.utils.translation import gettext_lazy as _
+
 from .models import Institution, Membership, Patient
 
 
@@ -217,7 +219,7 @@ def may_change_case(user, patient, memberships=None) -> bool:
     return user.is_superuser or (patient.institution_id, Membership.INVESTIGATOR) in memberships
 
 
-MAY_NOT_CHANGE = "Monitors read cases and raise queries; the site's investigators change them."
+MAY_NOT_CHANGE = _("Monitors read cases and raise queries; the site's investigators change them.")
 
 
 @dataclass(frozen=True)
@@ -238,7 +240,7 @@ class CaseRights:
         if not self.may_change:
             return MAY_NOT_CHANGE
         if crf in self.locked_crfs:
-            return "This CRF is locked: nothing in it changes until a monitor unlocks it."
+            return _("This CRF is locked: nothing in it changes until a monitor unlocks it.")
         return ""
 
 

@@ -12,6 +12,8 @@ from django.db.models import Count, Exists, OuterRef, Q
 from django.http import HttpResponseRedirect
 from django.urls import reverse
 from django.utils.html import format_html
+from django.utils.translation import gettext
+from django.utils.translation import gettext_lazy as _
 from simple_history.admin import SimpleHistoryAdmin
 
 from . import models, rules
@@ -92,7 +94,7 @@ class SiteScopedAdmin(admin.ModelAdmin):
             with transaction.atomic():
                 super().delete_queryset(request, queryset)
         except models.CaseLocked as e:
-            self.message_user(request, f"Nothing deleted: {e}", messages.ERROR)
+            self.message_user(request, gettext("Nothing deleted: %s") % e, messages.ERROR)
 
 
 class ScopedInline:
@@ -111,7 +113,7 @@ class ScopedInline:
 class CaseCrfStatusFilter(admin.SimpleListFilter):
     """Cases with at least one CRF in a status."""
 
-    title = "CRF status"
+    title = _("CRF status")
     parameter_name = "crf_status"
 
     def lookups(self, request, model_admin):
@@ -120,7 +122,7 @@ class CaseCrfStatusFilter(admin.SimpleListFilter):
             for value, label in models.CrfStatus.STATUS_CHOICES
             if value not in (models.CrfStatus.NOT_STARTED, models.CrfStatus.IN_PROGRESS)
         ]
-        return [*stored, ("incomplete", "Some CRF not complete")]
+        return [*stored, ("incomplete", _("Some CRF not complete"))]
 
     def queryset(self, request, queryset):
         value = self.value()
@@ -143,7 +145,7 @@ class CaseCrfStatusFilter(admin.SimpleListFilter):
 class RecordCrfStatusFilter(admin.SimpleListFilter):
     """Records whose CRF (of their case) is in a status."""
 
-    title = "CRF status"
+    title = _("CRF status")
     parameter_name = "crf_status"
 
     def __init__(self, request, params, model, model_admin):
@@ -171,7 +173,7 @@ class RecordCrfStatusFilter(admin.SimpleListFilter):
 
 
 class ResponseReachedFilter(admin.SimpleListFilter):
-    title = "response (any assessment)"
+    title = _("response (any assessment)")
     parameter_name = "response"
 
     def lookups(self, request, model_admin):
@@ -187,11 +189,11 @@ class ResponseReachedFilter(admin.SimpleListFilter):
 
 
 class AdverseEventGradeFilter(admin.SimpleListFilter):
-    title = "adverse event grade"
+    title = _("adverse event grade")
     parameter_name = "ae_grade"
 
     def lookups(self, request, model_admin):
-        return [(str(g), f"Grade {g}") for g in range(1, 6)]
+        return [(str(g), gettext("Grade %(grade)s") % {"grade": g}) for g in range(1, 6)]
 
     def queryset(self, request, queryset):
         if not self.value():
@@ -333,34 +335,41 @@ class PatientAdmin(SiteScopedAdmin, SimpleHistoryAdmin):
         )
         return super().get_queryset(request).annotate(has_signature=Exists(signatures))
 
-    @admin.display(boolean=True, description="signed")
+    @admin.display(boolean=True, description=_("signed"))
     def signed(self, obj):
         if hasattr(obj, "has_signature"):
             return obj.has_signature
         return obj.signatures.filter(voided_at__isnull=True).exists()
 
-    @admin.display(description="monitoring")
+    @admin.display(description=_("monitoring"))
     def monitoring(self, obj):
         if obj.pk is None:
             return "—"
         signature = obj.signatures.order_by("-signed_at").first()
         if signature is None:
-            state = "not signed"
+            state = gettext("not signed")
         elif signature.voided_at:
-            state = (
-                f"signature of {signature.signed_by} VOIDED on {signature.voided_at:%Y-%m-%d}: "
-                f"{signature.void_reason}"
-            )
+            state = gettext("signature of %(who)s VOIDED on %(date)s: %(reason)s") % {
+                "who": signature.signed_by,
+                "date": f"{signature.voided_at:%Y-%m-%d}",
+                "reason": signature.void_reason,
+            }
         else:
-            state = f"signed by {signature.signed_by} on {signature.signed_at:%Y-%m-%d %H:%M}"
+            state = gettext("signed by %(who)s on %(when)s") % {
+                "who": signature.signed_by,
+                "when": f"{signature.signed_at:%Y-%m-%d %H:%M}",
+            }
         return format_html(
-            '<a href="{}">case page</a> · <a href="{}?patient__id__exact={}">queries</a> · '
-            '<a href="{}?q={}">audit trail</a> · {}',
+            '<a href="{}">{}</a> · <a href="{}?patient__id__exact={}">{}</a> · '
+            '<a href="{}?q={}">{}</a> · {}',
             reverse("registry:case", args=[obj.pk]),
+            gettext("case page"),
             reverse("admin:monitoring_query_changelist"),
             obj.pk,
+            gettext("queries"),
             reverse("admin:monitoring_auditentry_changelist"),
             obj.study_id,
+            gettext("audit trail"),
             state,
         )
 

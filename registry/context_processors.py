@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from django.urls import reverse
 from django.utils.functional import SimpleLazyObject
+from django.utils.translation import gettext_lazy as _
 
 from .access import CASE_ROLES, request_memberships, roles_of
 from .models import Membership
@@ -29,18 +30,18 @@ def _links(user, roles) -> list[tuple[str, str, str]]:
     """(key, label, URL name) of every link the user may follow, in the bar's order."""
     links = []
     if roles & set(CASE_ROLES):
-        links.append(("cases", "Cases", "registry:case_list"))
+        links.append(("cases", _("Cases"), "registry:case_list"))
     if INVESTIGATOR in roles:
-        links.append(("register", "Register a patient", "registry:register"))
+        links.append(("register", _("Register a patient"), "registry:register"))
     if MONITOR in roles or user.is_staff:  # registry.access.progress_institutions_for
-        links.append(("monitoring", "Monitoring", "monitoring:progress"))
+        links.append(("monitoring", _("Monitoring"), "monitoring:progress"))
     if user.is_staff and MONITOR in roles:  # the admin's audit trail: monitors and superusers
-        links.append(("audit", "Audit trail", "admin:monitoring_auditentry_changelist"))
+        links.append(("audit", _("Audit trail"), "admin:monitoring_auditentry_changelist"))
     if roles & {STATISTICIAN, MONITOR}:  # registry.access.can_run_analyses
-        links.append(("analyses", "Analyses", "analysis:dashboard"))
-    links.append(("exchange", "Data exchange", "exchange:index"))  # import, codebook, API
+        links.append(("analyses", _("Analyses"), "analysis:dashboard"))
+    links.append(("exchange", _("Data exchange"), "exchange:index"))  # import, codebook, API
     if user.is_staff:
-        links.append(("admin", "Admin", "admin:index"))
+        links.append(("admin", _("Admin"), "admin:index"))
     return links
 
 

@@ -10,7 +10,10 @@ from crispy_forms.templatetags.crispy_forms_utils import remove_spaces
 from crispy_forms.utils import render_crispy_form
 from django import forms
 from django.template import engines
+from django.utils import translation
 from django.utils.safestring import mark_safe
+from django.utils.translation import gettext
+from django.utils.translation import gettext_lazy as _
 
 from .models import (
     AdverseEvent,
@@ -32,14 +35,25 @@ def entered_fields(model) -> list[str]:
 
 
 class DateInput(forms.DateInput):
-    input_type = "date"
+    """A text box for YYYY-MM-DD. Not the browser's date picker: that shows the browser's own
+    locale format (mm/dd/yyyy, 2026. 11. 29.), and the study writes dates as ISO in English and
+    in Korean alike (source documents are copied as they read)."""
+
+    input_type = "text"
 
     def __init__(self, attrs=None):
-        super().__init__(attrs, format="%Y-%m-%d")
+        iso = {
+            "placeholder": "YYYY-MM-DD",
+            "pattern": r"\d{4}-\d{2}-\d{2}",
+            "inputmode": "numeric",
+            "autocomplete": "off",
+            "maxlength": "10",
+        }
+        super().__init__({**iso, **(attrs or {})}, format="%Y-%m-%d")
 
 
 def cycle_label(cycle) -> str:
-    return f"Cycle {cycle.number} ({cycle.start_date})"
+    return gettext("Cycle %(n)s (%(start)s)") % {"n": cycle.number, "start": cycle.start_date}
 
 
 class CachedChoiceIterator(forms.models.ModelChoiceIterator):
@@ -60,10 +74,12 @@ class CrfForm(forms.ModelForm):
 
     version = forms.IntegerField(widget=forms.HiddenInput, required=False)
     change_reason = forms.CharField(
-        label="Reason for change",
+        label=_("Reason for change"),
         max_length=REASON_MAX_LENGTH,
-        help_text="This CRF has been marked complete or has an open query: say why you change "
-        "it (kept in the audit trail).",
+        help_text=_(
+            "This CRF has been marked complete or has an open query: say why you change "
+            "it (kept in the audit trail)."
+        ),
     )
     layout = None  # optional crispy Layout fields, in order
 
@@ -79,9 +95,7 @@ class CrfForm(forms.ModelForm):
         if "cycle" in self.fields and patient is not None:
             self.fields["cycle"].iterator = CachedChoiceIterator  # before the queryset: it
             self.fields["cycle"].queryset = patient.cycles.all()  # sets the widget's choices
-            self.fields["cycle"].label_from_instance = lambda c: (
-                f"Cycle {c.number} ({c.start_date})"
-            )
+            self.fields["cycle"].label_from_instance = cycle_label
         self.helper = FormHelper()
         self.helper.form_tag = False
         # The page's <form> has its {% csrf_token %}: crispy's would be a second copy (and would
@@ -106,8 +120,8 @@ class RegistrationForm(CrfForm):
         "blinatumomab_start_date",
     )
     layout = (
-        Fieldset("Eligibility", *eligibility),
-        Fieldset("Patient", "institution", "sex", "diagnosis_date", "site_case_number"),
+        Fieldset(_("Eligibility"), *eligibility),
+        Fieldset(_("Patient"), "institution", "sex", "diagnosis_date", "site_case_number"),
     )
 
     class Meta:
@@ -143,8 +157,8 @@ class PatientForm(RegistrationForm):
     """The registration data of a registered case (its site cannot change)."""
 
     layout = (
-        Fieldset("Eligibility", *RegistrationForm.eligibility),
-        Fieldset("Patient", "sex", "diagnosis_date", "site_case_number"),
+        Fieldset(_("Eligibility"), *RegistrationForm.eligibility),
+        Fieldset(_("Patient"), "sex", "diagnosis_date", "site_case_number"),
     )
 
     class Meta(RegistrationForm.Meta):
@@ -154,7 +168,7 @@ class PatientForm(RegistrationForm):
 class BaselineForm(CrfForm):
     layout = (
         Fieldset(
-            "Disease and prior therapy",
+            _("Disease and prior therapy"),
             "ecog",
             "salvage_phase",
             "prior_therapies_n",
@@ -162,7 +176,7 @@ class BaselineForm(CrfForm):
             "prior_allo_sct_date",
         ),
         Fieldset(
-            "Relapse site",
+            _("Relapse site"),
             "relapse_site",
             *(f"emd_{s}" for s in Baseline.EMD_SITES),
             "emd_other_specify",
@@ -170,20 +184,20 @@ class BaselineForm(CrfForm):
             "pb_blasts_per_ul",
         ),
         Fieldset(
-            "Cytogenetics at diagnosis (risk is derived)",
+            _("Cytogenetics at diagnosis (risk is derived)"),
             "cyto_dx_done",
             "cyto_dx_abnormalities_n",
             "cyto_dx_modal_number",
             "cyto_dx_kmt2a",
         ),
         Fieldset(
-            "Cytogenetics at blinatumomab start (risk is derived)",
+            _("Cytogenetics at blinatumomab start (risk is derived)"),
             "cyto_start_done",
             "cyto_start_abnormalities_n",
             "cyto_start_modal_number",
             "cyto_start_kmt2a",
         ),
-        Fieldset("Prephase", "prephase_regimen", "prephase_other", "dexamethasone_mg_before"),
+        Fieldset(_("Prephase"), "prephase_regimen", "prephase_other", "dexamethasone_mg_before"),
     )
 
     class Meta:
@@ -202,7 +216,7 @@ class CycleForm(CrfForm):
         number = self.cleaned_data["number"]
         others = self.patient.cycles.exclude(pk=self.instance.pk) if self.patient else None
         if others is not None and others.filter(number=number).exists():
-            raise forms.ValidationError(f"Cycle {number} is already entered.")
+            raise forms.ValidationError(gettext("Cycle %(n)s is already entered.") % {"n": number})
         return number
 
 
@@ -248,9 +262,9 @@ class FollowUpForm(CrfForm):
 class RemoveForm(forms.Form):
     version = forms.IntegerField(widget=forms.HiddenInput, required=False)
     reason = forms.CharField(
-        label="Reason for removal",
+        label=_("Reason for removal"),
         max_length=REASON_MAX_LENGTH,
-        help_text="Kept in the audit trail with the removed record.",
+        help_text=_("Kept in the audit trail with the removed record."),
     )
 
 
@@ -291,7 +305,8 @@ def _blank_form_key(form):
             per_case.append(name)
         else:
             initial.append((name, form[name].initial))
-    key = (type(form), tuple(form.fields), tuple(initial))
+    # Labels, help texts and choices are in the page's language: one copy per language.
+    key = (translation.get_language(), type(form), tuple(form.fields), tuple(initial))
     try:
         hash(key)
     except TypeError:

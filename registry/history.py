@@ -9,6 +9,8 @@ derived ones (the response, the cytogenetic risk) are exactly what a reviewer ne
 from dataclasses import dataclass
 from datetime import timedelta
 
+from django.utils.translation import gettext as _
+
 from .models import (
     AdverseEvent,
     Baseline,
@@ -74,11 +76,11 @@ def shown(model, name, value) -> str:
     if field.choices:
         return str(dict(field.flatchoices).get(value, value))
     if isinstance(value, bool):
-        return "yes" if value else "no"
+        return _("yes") if value else _("no")
     if field.is_relation:
         obj = field.related_model._default_manager.filter(pk=value).first()
         if isinstance(obj, Cycle):
-            return f"cycle {obj.number}"
+            return _("cycle %(n)s") % {"n": obj.number}
         return str(obj) if obj else f"#{value}"
     return str(value)
 
@@ -101,12 +103,12 @@ def field_changes(h, previous, skip=NOT_AUDITED_FIELDS) -> list[tuple[str, objec
 def record_label(h) -> str:
     model = h.instance_type
     labels = {
-        Cycle: lambda: f"Cycle {h.number}",
-        ResponseAssessment: lambda: f"Assessment of {h.assessment_date}",
-        AdverseEvent: lambda: f"AE {h.ctcae_term}",
-        SubsequentTherapy: lambda: f"Therapy {h.regimen}",
-        CrfStatus: lambda: f"CRF {h.get_crf_display().lower()}",
-        Patient: lambda: "Registration",
+        Cycle: lambda: _("Cycle %(n)s") % {"n": h.number},
+        ResponseAssessment: lambda: _("Assessment of %(date)s") % {"date": h.assessment_date},
+        AdverseEvent: lambda: _("AE %(term)s") % {"term": h.ctcae_term},
+        SubsequentTherapy: lambda: _("Therapy %(regimen)s") % {"regimen": h.regimen},
+        CrfStatus: lambda: _("CRF %(crf)s") % {"crf": h.get_crf_display().lower()},
+        Patient: lambda: _("Registration"),
     }
     return labels.get(model, lambda: str(model._meta.verbose_name).capitalize())()
 
@@ -125,7 +127,7 @@ def _skip(h) -> set[str]:
 
 
 def _user(h) -> str:
-    return h.history_user.get_username() if h.history_user else "system"
+    return h.history_user.get_username() if h.history_user else _("system")
 
 
 def changes(h, previous) -> list[Change]:
@@ -142,7 +144,9 @@ def changes(h, previous) -> list[Change]:
         return [Change(**row, field=_verbose(model, "status"), old="", new=status, crf=h.crf)]
     if h.history_type in "+-":
         return [
-            Change(**row, field="", old="", new={"+": "created", "-": "removed"}[h.history_type])
+            Change(
+                **row, field="", old="", new={"+": _("created"), "-": _("removed")}[h.history_type]
+            )
         ]
     return [
         Change(
@@ -178,8 +182,9 @@ def _one_entry_per_action(rows: list[Change]) -> list[Change]:
             merged.append(group[0])
         elif group:
             first = group[0]
-            crfs = ", ".join(c.record.removeprefix("CRF ") for c in group)
-            record = f"{len(group)} CRFs ({crfs})"
+            labels = dict(CrfStatus.CRF_CHOICES)
+            crfs = ", ".join(str(labels[c.crf]).lower() for c in group)
+            record = _("%(n)s CRFs (%(crfs)s)") % {"n": len(group), "crfs": crfs}
             old, new = (", ".join(sorted({getattr(c, a) for c in group})) for a in ("old", "new"))
             merged.append(
                 Change(first.when, first.user, record, first.field, old, new, first.reason)

@@ -20,6 +20,8 @@ from django.db.models import Q
 from django.db.models.functions import Coalesce
 from django.db.models.signals import pre_delete
 from django.utils import timezone
+from django.utils.translation import gettext
+from django.utils.translation import gettext_lazy as _
 from simple_history.models import HistoricalRecords
 
 from . import ctcae, rules
@@ -27,7 +29,7 @@ from . import ctcae, rules
 
 def not_in_future(value: date):
     if value and value > timezone.localdate():
-        raise ValidationError("This date is in the future.")
+        raise ValidationError(_("This date is in the future."))
 
 
 # Characters that hide or disguise what a text holds: NUL and the other control characters (tab
@@ -45,9 +47,12 @@ def hidden_character_error(value) -> str | None:
         return None
     char = found.group()
     if char == "\x00":
-        return "Null characters are not allowed."  # as Django's form fields say it
+        return gettext("Null characters are not allowed.")  # as Django's form fields say it
     name = unicodedata.name(char, "control character").lower()
-    return f"Remove the invisible character U+{ord(char):04X} ({name})."
+    return gettext("Remove the invisible character U+%(code)04X (%(name)s).") % {
+        "code": ord(char),
+        "name": name,
+    }
 
 
 def DateField(verbose_name, **kwargs):  # noqa: N802 - reads like a field class
@@ -57,20 +62,25 @@ def DateField(verbose_name, **kwargs):  # noqa: N802 - reads like a field class
 
 class Institution(models.Model):
     code = models.CharField(
+        _("code"),
         max_length=8,
         unique=True,
-        help_text="Short site code used in study IDs, e.g. KR01.",
+        help_text=_("Short site code used in study IDs, e.g. KR01."),
     )
-    name = models.CharField(max_length=200)
+    name = models.CharField(_("name"), max_length=200)
     locked_at = models.DateTimeField(
+        _("locked at"),
         null=True,
         blank=True,
         editable=False,
-        help_text="Set while a monitor has locked the whole site: no case of it can change and no "
-        "case can be registered (see monitoring).",
+        help_text=_(
+            "Set while a monitor has locked the whole site: no case of it can change and no "
+            "case can be registered (see monitoring)."
+        ),
     )
     locked_by = models.ForeignKey(
         settings.AUTH_USER_MODEL,
+        verbose_name=_("locked by"),
         on_delete=models.PROTECT,
         null=True,
         blank=True,
@@ -79,6 +89,8 @@ class Institution(models.Model):
     )
 
     class Meta:
+        verbose_name = _("institution")
+        verbose_name_plural = _("institutions")
         ordering = ["code"]
 
     def __str__(self):
@@ -90,20 +102,28 @@ class Membership(models.Model):
     STATISTICIAN = "statistician"
     MONITOR = "monitor"
     ROLE_CHOICES = [
-        (INVESTIGATOR, "Site investigator"),
-        (STATISTICIAN, "Working-party statistician"),
-        (MONITOR, "Data monitor"),
+        (INVESTIGATOR, _("Site investigator")),
+        (STATISTICIAN, _("Working-party statistician")),
+        (MONITOR, _("Data monitor")),
     ]
     user = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships"
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("user"),
+        on_delete=models.CASCADE,
+        related_name="memberships",
     )
     institution = models.ForeignKey(
-        Institution, on_delete=models.CASCADE, related_name="memberships"
+        Institution,
+        verbose_name=_("institution"),
+        on_delete=models.CASCADE,
+        related_name="memberships",
     )
-    role = models.CharField(max_length=20, choices=ROLE_CHOICES)
-    is_principal_investigator = models.BooleanField(default=False)
+    role = models.CharField(_("role"), max_length=20, choices=ROLE_CHOICES)
+    is_principal_investigator = models.BooleanField(_("is principal investigator"), default=False)
 
     class Meta:
+        verbose_name = _("membership")
+        verbose_name_plural = _("memberships")
         constraints = [
             models.UniqueConstraint(fields=["user", "institution"], name="one_role_per_site")
         ]
@@ -159,18 +179,18 @@ def lock_message(patient_id=None, crf=None, institution_id=None) -> str | None:
         if locked_crf:
             patient = Patient(study_id=study_id)
             status = CrfStatus(patient=patient, crf=locked_crf)
-            return (
-                f"{patient} is locked ({status.get_crf_display()} CRF): nothing in it can "
-                "change until a monitor unlocks it."
-            )
+            return gettext(
+                "%(case)s is locked (%(crf)s CRF): nothing in it can change until a monitor "
+                "unlocks it."
+            ) % {"case": patient, "crf": status.get_crf_display()}
     else:
         site = Institution.objects.filter(pk=institution_id).values("code", "locked_at").first()
         site_code, site_locked = (site["code"], site["locked_at"]) if site else (None, None)
     if site_locked:
-        return (
-            f"Site {site_code} is locked: none of its cases can change and no case can be "
+        return gettext(
+            "Site %(site)s is locked: none of its cases can change and no case can be "
             "registered until a monitor unlocks the site."
-        )
+        ) % {"site": site_code}
     return None
 
 
@@ -195,9 +215,9 @@ def _case_lock_sql() -> str:
 class TrackedRecord(models.Model):
     """Common columns of every case record. `version` guards against lost concurrent edits."""
 
-    created_at = models.DateTimeField(auto_now_add=True)
-    updated_at = models.DateTimeField(auto_now=True)
-    version = models.PositiveIntegerField(default=1, editable=False)
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+    updated_at = models.DateTimeField(_("updated at"), auto_now=True)
+    version = models.PositiveIntegerField(_("version"), default=1, editable=False)
 
     class Meta:
         abstract = True
@@ -271,51 +291,68 @@ class TrackedRecord(models.Model):
 
 class Patient(TrackedRecord):
     MALE, FEMALE = "male", "female"
-    SEX_CHOICES = [(MALE, "Male"), (FEMALE, "Female")]
+    SEX_CHOICES = [(MALE, _("Male")), (FEMALE, _("Female"))]
 
-    institution = models.ForeignKey(Institution, on_delete=models.PROTECT, related_name="patients")
+    institution = models.ForeignKey(
+        Institution,
+        verbose_name=_("institution"),
+        on_delete=models.PROTECT,
+        related_name="patients",
+    )
     sequence = models.PositiveIntegerField(editable=False)
     study_id = models.CharField(
+        _("study id"),
         max_length=20,
         unique=True,
         editable=False,
-        help_text="Assigned by the registry: site code and a running number, e.g. KR01-001. "
-        "Never a name or hospital number.",
+        help_text=_(
+            "Assigned by the registry: site code and a running number, e.g. KR01-001. "
+            "Never a name or hospital number."
+        ),
     )
     site_case_number = models.CharField(
+        _("site case number"),
         max_length=40,
         blank=True,
-        help_text="Optional pseudonymous number the site uses for its own files (not a "
-        "hospital number). Used to link legacy imports.",
+        help_text=_(
+            "Optional pseudonymous number the site uses for its own files (not a "
+            "hospital number). Used to link legacy imports."
+        ),
     )
-    sex = models.CharField(max_length=6, choices=SEX_CHOICES)
+    sex = models.CharField(_("sex"), max_length=6, choices=SEX_CHOICES)
     birth_year = models.PositiveIntegerField(
-        validators=[MinValueValidator(1900)], help_text="Year of birth (required)."
+        _("birth year"),
+        validators=[MinValueValidator(1900)],
+        help_text=_("Year of birth (required)."),
     )
     birth_date = DateField(
-        "birth date",
+        _("birth date"),
         null=True,
         blank=True,
-        help_text="Full birth date if the site records it; otherwise age uses 1 July of the year.",
+        help_text=_(
+            "Full birth date if the site records it; otherwise age uses 1 July of the year."
+        ),
     )
-    diagnosis_date = DateField("date of ALL diagnosis")
+    diagnosis_date = DateField(_("date of ALL diagnosis"))
     blinatumomab_start_date = DateField(
-        "blinatumomab start date",
-        help_text="Day 1 of cycle 1: the origin of EFS and OS.",
+        _("blinatumomab start date"),
+        help_text=_("Day 1 of cycle 1: the origin of EFS and OS."),
     )
     relapsed_refractory = models.BooleanField(
-        "relapsed or refractory disease",
+        _("relapsed or refractory disease"),
         default=True,
-        help_text="The ALL relapsed after, or was refractory to, prior therapy.",
+        help_text=_("The ALL relapsed after, or was refractory to, prior therapy."),
     )
-    bcp_all = models.BooleanField("B-cell precursor ALL", default=True)
-    ph_negative = models.BooleanField("Philadelphia-negative", default=True)
-    cd19_positive = models.BooleanField("CD19-positive at diagnosis", default=True)
-    burkitt = models.BooleanField("Burkitt leukaemia/lymphoma", default=False)
+    bcp_all = models.BooleanField(_("B-cell precursor ALL"), default=True)
+    ph_negative = models.BooleanField(_("Philadelphia-negative"), default=True)
+    cd19_positive = models.BooleanField(_("CD19-positive at diagnosis"), default=True)
+    burkitt = models.BooleanField(_("Burkitt leukaemia/lymphoma"), default=False)
 
     history = HistoricalRecords()
 
     class Meta:
+        verbose_name = _("patient")
+        verbose_name_plural = _("patients")
         ordering = ["study_id"]
         constraints = [
             models.UniqueConstraint(
@@ -360,25 +397,28 @@ class Patient(TrackedRecord):
     def clean(self):
         errors = {}  # field -> list of messages: several rules may fail on one field
         if self.birth_date and self.birth_year and self.birth_date.year != self.birth_year:
-            errors["birth_date"] = ["Birth date and birth year disagree."]
+            errors["birth_date"] = [_("Birth date and birth year disagree.")]
         if self.birth_year and self.birth_year > timezone.localdate().year:
-            errors["birth_year"] = ["Birth year is in the future."]
+            errors["birth_year"] = [_("Birth year is in the future.")]
         if (
             self.diagnosis_date
             and self.blinatumomab_start_date
             and self.diagnosis_date > self.blinatumomab_start_date
         ):
-            errors["blinatumomab_start_date"] = ["Blinatumomab start is before the diagnosis date."]
+            errors["blinatumomab_start_date"] = [
+                _("Blinatumomab start is before the diagnosis date.")
+            ]
         born = rules.assumed_birth_date(self.birth_date, self.birth_year)
         if born and self.diagnosis_date and self.diagnosis_date < born.replace(month=1, day=1):
-            errors["diagnosis_date"] = ["Diagnosis date is before the patient was born."]
+            errors["diagnosis_date"] = [_("Diagnosis date is before the patient was born.")]
         for field, reason in self.eligibility_failures():
-            errors.setdefault(field, []).append(f"Not eligible: {reason}")
+            errors.setdefault(field, []).append(gettext("Not eligible: %s") % reason)
         if self.pk and self.blinatumomab_start_date:
             first = self.earliest_record_date()
             if first and first < self.blinatumomab_start_date:
                 errors.setdefault("blinatumomab_start_date", []).append(
-                    f"Records of this case start on {first}, before this start date."
+                    gettext("Records of this case start on %(date)s, before this start date.")
+                    % {"date": first}
                 )
         if errors:
             raise ValidationError(errors)
@@ -408,6 +448,14 @@ class Patient(TrackedRecord):
         return followup.death_date if followup else None
 
 
+def before_start_message(label, value, start) -> str:
+    return gettext("%(what)s (%(date)s) is before blinatumomab start (%(start)s).") % {
+        "what": label,
+        "date": value,
+        "start": start,
+    }
+
+
 class PatientRecord(TrackedRecord):
     """A record that belongs to one case; checks the case's date window in clean()."""
 
@@ -427,9 +475,15 @@ class PatientRecord(TrackedRecord):
             if not value:
                 continue
             if start and value < start:
-                message = f"{label} ({value}) is before blinatumomab start ({start})."
+                message = before_start_message(label, value, start)
             elif death and value > death:
-                message = f"{label} ({value}) is after the patient's death ({death})."
+                message = gettext(
+                    "%(what)s (%(date)s) is after the patient's death (%(death)s)."
+                ) % {
+                    "what": label,
+                    "date": value,
+                    "death": death,
+                }
             else:
                 continue
             errors.setdefault(field, message)
@@ -441,24 +495,24 @@ class PatientRecord(TrackedRecord):
 
 class Baseline(TrackedRecord):
     SALVAGE_CHOICES = [
-        (1, "First salvage"),
-        (2, "Second salvage"),
-        (3, "Third or later"),
+        (1, _("First salvage")),
+        (2, _("Second salvage")),
+        (3, _("Third or later")),
     ]
     MARROW_ONLY, EXTRAMEDULLARY_ONLY, BOTH = "marrow", "extramedullary", "both"
     RELAPSE_SITE_CHOICES = [
-        (MARROW_ONLY, "Bone marrow only"),
-        (EXTRAMEDULLARY_ONLY, "Extramedullary only"),
-        (BOTH, "Bone marrow + extramedullary"),
+        (MARROW_ONLY, _("Bone marrow only")),
+        (EXTRAMEDULLARY_ONLY, _("Extramedullary only")),
+        (BOTH, _("Bone marrow + extramedullary")),
     ]
     PREPHASE_CHOICES = [
-        ("none", "None"),
-        ("dex", "Dexamethasone only"),
-        ("hu_dex", "Hydroxyurea + dexamethasone"),
-        ("cy_dex", "Cyclophosphamide + dexamethasone"),
-        ("arac_dex_hu", "Cytarabine + dexamethasone + hydroxyurea"),
-        ("etop_dex", "Etoposide + dexamethasone"),
-        ("other", "Other (specify)"),
+        ("none", _("None")),
+        ("dex", _("Dexamethasone only")),
+        ("hu_dex", _("Hydroxyurea + dexamethasone")),
+        ("cy_dex", _("Cyclophosphamide + dexamethasone")),
+        ("arac_dex_hu", _("Cytarabine + dexamethasone + hydroxyurea")),
+        ("etop_dex", _("Etoposide + dexamethasone")),
+        ("other", _("Other (specify)")),
     ]
     EMD_SITES = [
         "cns",
@@ -471,89 +525,97 @@ class Baseline(TrackedRecord):
         "other",
     ]
 
-    patient = models.OneToOneField(Patient, on_delete=models.CASCADE, related_name="baseline")
+    patient = models.OneToOneField(
+        Patient, verbose_name=_("patient"), on_delete=models.CASCADE, related_name="baseline"
+    )
     ecog = models.PositiveSmallIntegerField(
-        "ECOG performance status", validators=[MaxValueValidator(4)], help_text="0-4."
+        _("ECOG performance status"), validators=[MaxValueValidator(4)], help_text=_("0-4.")
     )
-    salvage_phase = models.PositiveSmallIntegerField(choices=SALVAGE_CHOICES)
+    salvage_phase = models.PositiveSmallIntegerField(_("salvage phase"), choices=SALVAGE_CHOICES)
     prior_therapies_n = models.PositiveSmallIntegerField(
-        "number of prior therapies",
+        _("number of prior therapies"),
         validators=[MinValueValidator(1), MaxValueValidator(20)],
-        help_text="Lines of therapy before blinatumomab (at least 1: the disease is R/R).",
+        help_text=_("Lines of therapy before blinatumomab (at least 1: the disease is R/R)."),
     )
-    prior_allo_sct = models.BooleanField("prior allogeneic SCT", default=False)
-    prior_allo_sct_date = DateField("date of prior allogeneic SCT", null=True, blank=True)
-    relapse_site = models.CharField(max_length=16, choices=RELAPSE_SITE_CHOICES)
-    emd_cns = models.BooleanField("CNS", default=False)
-    emd_liver = models.BooleanField("liver", default=False)
-    emd_lymph_node = models.BooleanField("lymph node", default=False)
-    emd_uterus = models.BooleanField("uterus", default=False)
-    emd_bone = models.BooleanField("bone", default=False)
-    emd_skin = models.BooleanField("skin", default=False)
-    emd_testis = models.BooleanField("testis", default=False)
-    emd_other = models.BooleanField("other site", default=False)
-    emd_other_specify = models.CharField("other extramedullary site", max_length=100, blank=True)
+    prior_allo_sct = models.BooleanField(_("prior allogeneic SCT"), default=False)
+    prior_allo_sct_date = DateField(_("date of prior allogeneic SCT"), null=True, blank=True)
+    relapse_site = models.CharField(_("relapse site"), max_length=16, choices=RELAPSE_SITE_CHOICES)
+    emd_cns = models.BooleanField(_("CNS"), default=False)
+    emd_liver = models.BooleanField(_("liver"), default=False)
+    emd_lymph_node = models.BooleanField(_("lymph node"), default=False)
+    emd_uterus = models.BooleanField(_("uterus"), default=False)
+    emd_bone = models.BooleanField(_("bone"), default=False)
+    emd_skin = models.BooleanField(_("skin"), default=False)
+    emd_testis = models.BooleanField(_("testis"), default=False)
+    emd_other = models.BooleanField(_("other site"), default=False)
+    emd_other_specify = models.CharField(_("other extramedullary site"), max_length=100, blank=True)
     marrow_blasts_pct = models.DecimalField(
-        "bone marrow blasts (%)",
+        _("bone marrow blasts (%)"),
         max_digits=5,
         decimal_places=1,
         null=True,
         blank=True,
         validators=[MinValueValidator(0), MaxValueValidator(100)],
-        help_text="Percent of nucleated marrow cells, 0-100. Leave empty if no marrow was done.",
+        help_text=_("Percent of nucleated marrow cells, 0-100. Leave empty if no marrow was done."),
     )
     pb_blasts_per_ul = models.PositiveIntegerField(
-        "peripheral blood blasts (/µL)",
+        _("peripheral blood blasts (/µL)"),
         null=True,
         blank=True,
         validators=[MaxValueValidator(2_000_000)],
-        help_text="Absolute count, cells per microlitre.",
+        help_text=_("Absolute count, cells per microlitre."),
     )
     # Cytogenetics: the findings that define risk; the risk group is derived, never typed.
-    cyto_dx_done = models.BooleanField("cytogenetics done at diagnosis", default=True)
+    cyto_dx_done = models.BooleanField(_("cytogenetics done at diagnosis"), default=True)
     cyto_dx_abnormalities_n = models.PositiveSmallIntegerField(
-        "number of abnormalities at diagnosis", null=True, blank=True
+        _("number of abnormalities at diagnosis"), null=True, blank=True
     )
     cyto_dx_modal_number = models.PositiveSmallIntegerField(
-        "modal chromosome number at diagnosis",
+        _("modal chromosome number at diagnosis"),
         null=True,
         blank=True,
         validators=[MinValueValidator(20), MaxValueValidator(100)],
     )
-    cyto_dx_kmt2a = models.BooleanField("KMT2A/MLL rearranged at diagnosis", default=False)
+    cyto_dx_kmt2a = models.BooleanField(_("KMT2A/MLL rearranged at diagnosis"), default=False)
     cyto_dx_risk = models.CharField(
-        "cytogenetic risk at diagnosis", max_length=10, blank=True, editable=False
+        _("cytogenetic risk at diagnosis"), max_length=10, blank=True, editable=False
     )
-    cyto_start_done = models.BooleanField("cytogenetics done at blinatumomab start", default=True)
+    cyto_start_done = models.BooleanField(
+        _("cytogenetics done at blinatumomab start"), default=True
+    )
     cyto_start_abnormalities_n = models.PositiveSmallIntegerField(
-        "number of abnormalities at start", null=True, blank=True
+        _("number of abnormalities at start"), null=True, blank=True
     )
     cyto_start_modal_number = models.PositiveSmallIntegerField(
-        "modal chromosome number at start",
+        _("modal chromosome number at start"),
         null=True,
         blank=True,
         validators=[MinValueValidator(20), MaxValueValidator(100)],
     )
-    cyto_start_kmt2a = models.BooleanField("KMT2A/MLL rearranged at start", default=False)
+    cyto_start_kmt2a = models.BooleanField(_("KMT2A/MLL rearranged at start"), default=False)
     cyto_start_risk = models.CharField(
-        "cytogenetic risk at blinatumomab start",
+        _("cytogenetic risk at blinatumomab start"),
         max_length=10,
         blank=True,
         editable=False,
     )
-    prephase_regimen = models.CharField(max_length=16, choices=PREPHASE_CHOICES, default="none")
-    prephase_other = models.CharField("other prephase regimen", max_length=200, blank=True)
+    prephase_regimen = models.CharField(
+        _("prephase regimen"), max_length=16, choices=PREPHASE_CHOICES, default="none"
+    )
+    prephase_other = models.CharField(_("other prephase regimen"), max_length=200, blank=True)
     dexamethasone_mg_before = models.DecimalField(
-        "cumulative dexamethasone before blinatumomab (mg)",
+        _("cumulative dexamethasone before blinatumomab (mg)"),
         max_digits=7,
         decimal_places=1,
         validators=[MinValueValidator(0), MaxValueValidator(10000)],
-        help_text="Total mg of dexamethasone given before day 1, prephase included.",
+        help_text=_("Total mg of dexamethasone given before day 1, prephase included."),
     )
 
     history = HistoricalRecords()
 
     class Meta:
+        verbose_name = _("baseline")
+        verbose_name_plural = _("baselines")
         constraints = [
             models.CheckConstraint(condition=Q(ecog__lte=4), name="ecog_0_4"),
             models.CheckConstraint(
@@ -602,24 +664,29 @@ class Baseline(TrackedRecord):
         errors = {}
         patient = self.patient if self.patient_id else None
         if self.prior_allo_sct and not self.prior_allo_sct_date:
-            errors["prior_allo_sct_date"] = "Give the date of the prior allogeneic SCT."
+            errors["prior_allo_sct_date"] = _("Give the date of the prior allogeneic SCT.")
         if not self.prior_allo_sct and self.prior_allo_sct_date:
-            errors["prior_allo_sct_date"] = "A date is given but 'prior allogeneic SCT' is not set."
+            errors["prior_allo_sct_date"] = _(
+                "A date is given but 'prior allogeneic SCT' is not set."
+            )
         if patient and self.prior_allo_sct_date:
             if self.prior_allo_sct_date >= patient.blinatumomab_start_date:
-                errors["prior_allo_sct_date"] = (
-                    "A prior SCT must be before blinatumomab start "
-                    f"({patient.blinatumomab_start_date}); record a later one as a transplant."
-                )
+                errors["prior_allo_sct_date"] = gettext(
+                    "A prior SCT must be before blinatumomab start (%(start)s); record a later "
+                    "one as a transplant."
+                ) % {"start": patient.blinatumomab_start_date}
             elif self.prior_allo_sct_date < patient.diagnosis_date:
-                errors["prior_allo_sct_date"] = "The prior SCT is before the diagnosis date."
+                errors["prior_allo_sct_date"] = _("The prior SCT is before the diagnosis date.")
         if self.has_emd and not self.emd_sites:
-            errors["relapse_site"] = "Tick at least one extramedullary site."
+            errors["relapse_site"] = _("Tick at least one extramedullary site.")
         if self.relapse_site == self.MARROW_ONLY and self.emd_sites:
-            errors["relapse_site"] = "Extramedullary sites are ticked but relapse is marrow only."
+            errors["relapse_site"] = _(
+                "Extramedullary sites are ticked but relapse is marrow only."
+            )
         if self.relapse_site == self.EXTRAMEDULLARY_ONLY and self.marrow_blasts_pct is not None:
             if self.marrow_blasts_pct >= rules.REMISSION_BLASTS_BELOW_PCT:
-                errors["marrow_blasts_pct"] = (
+                errors["marrow_blasts_pct"] = _(
+                    # xgettext:no-python-format
                     "Marrow blasts of 5% or more mean marrow relapse: choose 'marrow + "
                     "extramedullary'."
                 )
@@ -630,14 +697,14 @@ class Baseline(TrackedRecord):
             and self.marrow_blasts_pct is None
             and self.pb_blasts_per_ul is None
         ):
-            errors["marrow_blasts_pct"] = (
+            errors["marrow_blasts_pct"] = _(
                 "Marrow relapse needs the marrow blast percentage (or, when no marrow was "
                 "examined, the peripheral blood blast count)."
             )
         if self.emd_other and not self.emd_other_specify.strip():
-            errors["emd_other_specify"] = "Name the other extramedullary site."
+            errors["emd_other_specify"] = _("Name the other extramedullary site.")
         if self.prephase_regimen == "other" and not self.prephase_other.strip():
-            errors["prephase_other"] = "Name the prephase regimen."
+            errors["prephase_other"] = _("Name the prephase regimen.")
         for when in ("dx", "start"):
             done = getattr(self, f"cyto_{when}_done")
             n_abn = getattr(self, f"cyto_{when}_abnormalities_n")
@@ -646,12 +713,12 @@ class Baseline(TrackedRecord):
             if done and (n_abn is None or modal is None):
                 for f, v in (("abnormalities_n", n_abn), ("modal_number", modal)):
                     if v is None:
-                        errors[f"cyto_{when}_{f}"] = (
+                        errors[f"cyto_{when}_{f}"] = _(
                             "Required when cytogenetics were done (0 abnormalities for a normal "
                             "karyotype; 46 for a normal modal number)."
                         )
             if not done and (n_abn is not None or modal is not None or kmt2a):
-                errors[f"cyto_{when}_done"] = (
+                errors[f"cyto_{when}_done"] = _(
                     "Findings are entered but cytogenetics are marked as not done."
                 )
         if errors:
@@ -677,65 +744,69 @@ class Cycle(PatientRecord):
         "ongoing",
     )
     OUTCOME_CHOICES = [
-        (COMPLETED, "Completed as planned"),
-        (INTERRUPTED, "Completed after interruption(s)"),
-        (DISCONTINUED, "Discontinued early"),
-        (ONGOING, "Ongoing"),
+        (COMPLETED, _("Completed as planned")),
+        (INTERRUPTED, _("Completed after interruption(s)")),
+        (DISCONTINUED, _("Discontinued early")),
+        (ONGOING, _("Ongoing")),
     ]
     DISCONTINUATION_CHOICES = [
-        ("progression", "Disease progression"),
-        ("adverse_event", "Adverse event"),
-        ("death", "Death"),
-        ("transplant", "Proceeded to transplant"),
-        ("patient_decision", "Patient decision"),
-        ("other", "Other"),
+        ("progression", _("Disease progression")),
+        ("adverse_event", _("Adverse event")),
+        ("death", _("Death")),
+        ("transplant", _("Proceeded to transplant")),
+        ("patient_decision", _("Patient decision")),
+        ("other", _("Other")),
     ]
-    patient = models.ForeignKey(Patient, on_delete=models.CASCADE, related_name="cycles")
-    number = models.PositiveSmallIntegerField(
-        "cycle number", validators=[MinValueValidator(1), MaxValueValidator(20)]
+    patient = models.ForeignKey(
+        Patient, verbose_name=_("patient"), on_delete=models.CASCADE, related_name="cycles"
     )
-    start_date = DateField("cycle start date")
+    number = models.PositiveSmallIntegerField(
+        _("cycle number"), validators=[MinValueValidator(1), MaxValueValidator(20)]
+    )
+    start_date = DateField(_("cycle start date"))
     end_date = DateField(
-        "last infusion day",
+        _("last infusion day"),
         null=True,
         blank=True,
-        help_text="Empty while the cycle is ongoing.",
+        help_text=_("Empty while the cycle is ongoing."),
     )
     starting_dose_ug_per_day = models.PositiveSmallIntegerField(
-        "starting dose (µg/day)",
+        _("starting dose (µg/day)"),
         validators=[MinValueValidator(1), MaxValueValidator(112)],
-        help_text="Cycle 1: 9 µg/day on days 1-7; later cycles start at 28 µg/day.",
+        help_text=_("Cycle 1: 9 µg/day on days 1-7; later cycles start at 28 µg/day."),
     )
     step_up_day = models.PositiveSmallIntegerField(
-        "dose step-up on day",
+        _("dose step-up on day"),
         null=True,
         blank=True,
         validators=[MinValueValidator(2), MaxValueValidator(28)],
-        help_text="Cycle 1: day 8. Empty when the dose was not stepped up.",
+        help_text=_("Cycle 1: day 8. Empty when the dose was not stepped up."),
     )
     step_up_dose_ug_per_day = models.PositiveSmallIntegerField(
-        "dose after step-up (µg/day)",
+        _("dose after step-up (µg/day)"),
         null=True,
         blank=True,
         validators=[MinValueValidator(1), MaxValueValidator(112)],
-        help_text="Cycle 1: 28 µg/day from day 8.",
+        help_text=_("Cycle 1: 28 µg/day from day 8."),
     )
     interruption_days = models.PositiveSmallIntegerField(
-        "days of interruption", default=0, validators=[MaxValueValidator(42)]
+        _("days of interruption"), default=0, validators=[MaxValueValidator(42)]
     )
-    interruption_reason = models.CharField(max_length=200, blank=True)
+    interruption_reason = models.CharField(_("interruption reason"), max_length=200, blank=True)
     dexamethasone_premedication = models.BooleanField(
-        "dexamethasone premedication (20 mg)", default=True
+        _("dexamethasone premedication (20 mg)"), default=True
     )
-    outcome = models.CharField("how the cycle ended", max_length=16, choices=OUTCOME_CHOICES)
+    outcome = models.CharField(_("how the cycle ended"), max_length=16, choices=OUTCOME_CHOICES)
     discontinuation_reason = models.CharField(
-        max_length=20, choices=DISCONTINUATION_CHOICES, blank=True
+        _("discontinuation reason"), max_length=20, choices=DISCONTINUATION_CHOICES, blank=True
     )
 
     history = HistoricalRecords()
-    dated_fields = (("start_date", "Cycle start"), ("end_date", "Cycle end"))
+    dated_fields = (("start_date", _("Cycle start")), ("end_date", _("Cycle end")))
 
     class Meta:
+        verbose_name = _("cycle")
+        verbose_name_plural = _("cycles")
         ordering = ["patient", "number"]
         constraints = [
             models.UniqueConstraint(fields=["patient", "number"], name="one_cycle_per_number"),
@@ -767,30 +838,30 @@ class Cycle(PatientRecord):
         errors = {}
         patient = self.patient if self.patient_id else None
         if self.end_date and self.start_date and self.end_date < self.start_date:
-            errors["end_date"] = "The cycle ends before it starts."
+            errors["end_date"] = _("The cycle ends before it starts.")
         if (self.step_up_day is None) != (self.step_up_dose_ug_per_day is None):
-            errors["step_up_dose_ug_per_day"] = (
+            errors["step_up_dose_ug_per_day"] = _(
                 "Give both the step-up day and the new dose, or neither."
             )
         if self.step_up_dose_ug_per_day and self.starting_dose_ug_per_day:
             if self.step_up_dose_ug_per_day <= self.starting_dose_ug_per_day:
-                errors["step_up_dose_ug_per_day"] = (
+                errors["step_up_dose_ug_per_day"] = _(
                     "The step-up dose must be above the starting dose."
                 )
         if self.interruption_days and not self.interruption_reason.strip():
-            errors["interruption_reason"] = "Give the reason for the interruption."
+            errors["interruption_reason"] = _("Give the reason for the interruption.")
         if self.outcome == self.INTERRUPTED and not self.interruption_days:
-            errors["interruption_days"] = "An interrupted cycle needs the days of interruption."
+            errors["interruption_days"] = _("An interrupted cycle needs the days of interruption.")
         if self.outcome == self.DISCONTINUED and not self.discontinuation_reason:
-            errors["discontinuation_reason"] = "Say why the cycle was discontinued."
+            errors["discontinuation_reason"] = _("Say why the cycle was discontinued.")
         if self.outcome != self.DISCONTINUED and self.discontinuation_reason:
-            errors["discontinuation_reason"] = (
+            errors["discontinuation_reason"] = _(
                 "Only a discontinued cycle has a discontinuation reason."
             )
         if self.outcome == self.ONGOING and self.end_date:
-            errors["end_date"] = "An ongoing cycle has no end date yet."
+            errors["end_date"] = _("An ongoing cycle has no end date yet.")
         if self.outcome and self.outcome != self.ONGOING and not self.end_date:
-            errors["end_date"] = "Give the last infusion day of a finished cycle."
+            errors["end_date"] = _("Give the last infusion day of a finished cycle.")
         if patient:
             self.date_window_errors(patient, errors)
             if (
@@ -798,21 +869,21 @@ class Cycle(PatientRecord):
                 and self.start_date
                 and self.start_date != patient.blinatumomab_start_date
             ):
-                errors["start_date"] = (
-                    "Cycle 1 starts on the blinatumomab start date "
-                    f"({patient.blinatumomab_start_date})."
-                )
+                errors["start_date"] = gettext(
+                    "Cycle 1 starts on the blinatumomab start date (%(start)s)."
+                ) % {"start": patient.blinatumomab_start_date}
             if self.number and self.number > 1 and self.start_date:
                 previous = patient.cycles.filter(number=self.number - 1).first()
                 if previous is None:
-                    errors["number"] = f"Enter cycle {self.number - 1} first."
+                    errors["number"] = gettext("Enter cycle %(n)s first.") % {"n": self.number - 1}
                 elif previous.end_date and self.start_date <= previous.end_date:
-                    errors["start_date"] = (
-                        f"Cycle {self.number} must start after cycle {previous.number} ended "
-                        f"({previous.end_date})."
-                    )
+                    errors["start_date"] = gettext(
+                        "Cycle %(n)s must start after cycle %(previous)s ended (%(end)s)."
+                    ) % {"n": self.number, "previous": previous.number, "end": previous.end_date}
                 elif previous.end_date is None:
-                    errors["number"] = f"Cycle {previous.number} has no end date yet."
+                    errors["number"] = gettext("Cycle %(n)s has no end date yet.") % {
+                        "n": previous.number
+                    }
         if errors:
             raise ValidationError(errors)
 
@@ -822,72 +893,79 @@ class Cycle(PatientRecord):
 
 class ResponseAssessment(PatientRecord):
     MRD_CHOICES = [
-        ("not_done", "Not done"),
-        ("negative", "Negative (< 10^-4)"),
-        ("positive", "Positive"),
+        ("not_done", _("Not done")),
+        ("negative", _("Negative (< 10^-4)")),
+        ("positive", _("Positive")),
     ]
-    patient = models.ForeignKey(Patient, on_delete=models.CASCADE, related_name="assessments")
+    patient = models.ForeignKey(
+        Patient, verbose_name=_("patient"), on_delete=models.CASCADE, related_name="assessments"
+    )
     cycle = models.ForeignKey(
         Cycle,
+        verbose_name=_("cycle"),
         on_delete=models.PROTECT,
         related_name="assessments",
-        help_text="The cycle it follows.",
+        help_text=_("The cycle it follows."),
     )
-    assessment_date = DateField("assessment date")
+    assessment_date = DateField(_("assessment date"))
     marrow_blasts_pct = models.DecimalField(
-        "bone marrow blasts (%)",
+        _("bone marrow blasts (%)"),
         max_digits=5,
         decimal_places=1,
         null=True,
         blank=True,
         validators=[MinValueValidator(0), MaxValueValidator(100)],
-        help_text="Remission needs blasts below 5%: exactly 5.0% is not remission. "
-        "Empty = marrow not assessed (not evaluable).",
+        help_text=_(
+            "Remission needs blasts below 5%: exactly 5.0% is not remission. "
+            "Empty = marrow not assessed (not evaluable)."
+        ),
     )
     anc_10e9_per_l = models.DecimalField(
-        "absolute neutrophil count (×10^9/L)",
+        _("absolute neutrophil count (×10^9/L)"),
         max_digits=6,
         decimal_places=2,
         null=True,
         blank=True,
         validators=[MinValueValidator(0), MaxValueValidator(500)],
-        help_text="Recovered when above 1.0; exactly 1.0 counts as not recovered (CRi).",
+        help_text=_("Recovered when above 1.0; exactly 1.0 counts as not recovered (CRi)."),
     )
     platelets_10e9_per_l = models.DecimalField(
-        "platelets (×10^9/L)",
+        _("platelets (×10^9/L)"),
         max_digits=6,
         decimal_places=1,
         null=True,
         blank=True,
         validators=[MinValueValidator(0), MaxValueValidator(3000)],
-        help_text="Recovered when above 100; exactly 100 counts as not recovered (CRi).",
+        help_text=_("Recovered when above 100; exactly 100 counts as not recovered (CRi)."),
     )
     emd_status = models.CharField(
-        "extramedullary disease",
+        _("extramedullary disease"),
         max_length=16,
         choices=rules.EMD_STATUS_CHOICES,
         default=rules.EMD_NONE,
-        help_text="CR/CRi need extramedullary disease absent or resolved.",
+        help_text=_("CR/CRi need extramedullary disease absent or resolved."),
     )
-    mrd_status = models.CharField("MRD", max_length=10, choices=MRD_CHOICES, default="not_done")
+    mrd_status = models.CharField(_("MRD"), max_length=10, choices=MRD_CHOICES, default="not_done")
     mrd_level = models.FloatField(
-        "MRD level (fraction of cells)",
+        _("MRD level (fraction of cells)"),
         null=True,
         blank=True,
         validators=[MinValueValidator(0), MaxValueValidator(1)],
-        help_text="Optional, e.g. 0.0001 for 10^-4.",
+        help_text=_("Optional, e.g. 0.0001 for 10^-4."),
     )
     response = models.CharField(
-        "response (derived)",
+        _("response (derived)"),
         max_length=3,
         choices=rules.RESPONSE_CHOICES,
         editable=False,
     )
 
     history = HistoricalRecords()
-    dated_fields = (("assessment_date", "Assessment"),)
+    dated_fields = (("assessment_date", _("Assessment")),)
 
     class Meta:
+        verbose_name = _("response assessment")
+        verbose_name_plural = _("response assessments")
         ordering = ["patient", "assessment_date"]
         constraints = [
             models.CheckConstraint(
@@ -925,14 +1003,15 @@ class ResponseAssessment(PatientRecord):
         if patient:
             self.date_window_errors(patient, errors)
         if cycle and patient and cycle.patient_id != patient.pk:
-            errors["cycle"] = "That cycle belongs to another patient."
+            errors["cycle"] = _("That cycle belongs to another patient.")
         elif cycle and self.assessment_date and self.assessment_date < cycle.start_date:
             errors.setdefault(
                 "assessment_date",
-                f"The assessment is before the start of cycle {cycle.number} ({cycle.start_date}).",
+                gettext("The assessment is before the start of cycle %(n)s (%(start)s).")
+                % {"n": cycle.number, "start": cycle.start_date},
             )
         if self.mrd_level is not None and self.mrd_status == "not_done":
-            errors["mrd_level"] = "An MRD level is given but MRD is marked not done."
+            errors["mrd_level"] = _("An MRD level is given but MRD is marked not done.")
         if errors:
             raise ValidationError(errors)
 
@@ -950,57 +1029,65 @@ def _float(value):
 
 class AdverseEvent(PatientRecord):
     ATTRIBUTION_CHOICES = [
-        ("unrelated", "Unrelated"),
-        ("unlikely", "Unlikely"),
-        ("possible", "Possible"),
-        ("probable", "Probable"),
-        ("definite", "Definite"),
+        ("unrelated", _("Unrelated")),
+        ("unlikely", _("Unlikely")),
+        ("possible", _("Possible")),
+        ("probable", _("Probable")),
+        ("definite", _("Definite")),
     ]
     ACTION_CHOICES = [
-        ("none", "None"),
-        ("interrupted", "Blinatumomab interrupted"),
-        ("discontinued", "Blinatumomab discontinued"),
+        ("none", _("None")),
+        ("interrupted", _("Blinatumomab interrupted")),
+        ("discontinued", _("Blinatumomab discontinued")),
     ]
     FATAL = "fatal"
     OUTCOME_CHOICES = [
-        ("recovered", "Recovered / resolved"),
-        ("recovered_sequelae", "Recovered with sequelae"),
-        ("recovering", "Recovering"),
-        ("not_recovered", "Not recovered"),
-        (FATAL, "Fatal"),
-        ("unknown", "Unknown"),
+        ("recovered", _("Recovered / resolved")),
+        ("recovered_sequelae", _("Recovered with sequelae")),
+        ("recovering", _("Recovering")),
+        ("not_recovered", _("Not recovered")),
+        (FATAL, _("Fatal")),
+        ("unknown", _("Unknown")),
     ]
-    patient = models.ForeignKey(Patient, on_delete=models.CASCADE, related_name="adverse_events")
+    patient = models.ForeignKey(
+        Patient, verbose_name=_("patient"), on_delete=models.CASCADE, related_name="adverse_events"
+    )
     cycle = models.ForeignKey(
         Cycle,
+        verbose_name=_("cycle"),
         on_delete=models.PROTECT,
         null=True,
         blank=True,
         related_name="adverse_events",
     )
     ctcae_term = models.CharField(
-        "CTCAE v4.03 term",
+        _("CTCAE v4.03 term"),
         max_length=120,
-        help_text="Pick from the CTCAE v4.03 dictionary.",
+        help_text=_("Pick from the CTCAE v4.03 dictionary."),
     )
-    other_specify = models.CharField("term, if 'Other, specify'", max_length=200, blank=True)
+    other_specify = models.CharField(_("term, if 'Other, specify'"), max_length=200, blank=True)
     grade = models.PositiveSmallIntegerField(
+        _("grade"),
         validators=[MinValueValidator(1), MaxValueValidator(5)],
-        help_text="Only grades that exist for the term; grade 5 = death due to the event.",
+        help_text=_("Only grades that exist for the term; grade 5 = death due to the event."),
     )
-    onset_date = DateField("onset date")
-    resolution_date = DateField("resolution date", null=True, blank=True)
-    serious = models.BooleanField("serious adverse event", default=False)
+    onset_date = DateField(_("onset date"))
+    resolution_date = DateField(_("resolution date"), null=True, blank=True)
+    serious = models.BooleanField(_("serious adverse event"), default=False)
     attribution = models.CharField(
-        "attribution to blinatumomab", max_length=10, choices=ATTRIBUTION_CHOICES
+        _("attribution to blinatumomab"), max_length=10, choices=ATTRIBUTION_CHOICES
     )
-    action_taken = models.CharField(max_length=12, choices=ACTION_CHOICES, default="none")
-    outcome = models.CharField(max_length=20, choices=OUTCOME_CHOICES)
+    action_taken = models.CharField(
+        _("action taken"), max_length=12, choices=ACTION_CHOICES, default="none"
+    )
+    outcome = models.CharField(_("outcome"), max_length=20, choices=OUTCOME_CHOICES)
 
     history = HistoricalRecords()
-    dated_fields = (("onset_date", "Onset"), ("resolution_date", "Resolution"))
+    dated_fields = (("onset_date", _("Onset")), ("resolution_date", _("Resolution")))
 
     class Meta:
+        verbose_name = _("adverse event")
+        verbose_name_plural = _("adverse events")
         ordering = ["patient", "onset_date"]
         constraints = [
             models.CheckConstraint(condition=Q(grade__gte=1, grade__lte=5), name="grade_1_5"),
@@ -1035,23 +1122,25 @@ class AdverseEvent(PatientRecord):
         term = self.term
         patient = self.patient if self.patient_id else None
         if self.ctcae_term and term is None:
-            errors["ctcae_term"] = (
-                f"'{self.ctcae_term}' is not a CTCAE v4.03 term in the dictionary."
-            )
+            errors["ctcae_term"] = gettext(
+                "'%(term)s' is not a CTCAE v4.03 term in the dictionary."
+            ) % {"term": self.ctcae_term}
         if term and self.grade:
             message = rules.grade_error(term.term, term.grades, self.grade)
             if message:
                 errors["grade"] = message
         if term and term.is_other_specify and not self.other_specify.strip():
-            errors["other_specify"] = "Name the event for an 'Other, specify' term."
+            errors["other_specify"] = _("Name the event for an 'Other, specify' term.")
         if term and not term.is_other_specify and self.other_specify:
-            errors["other_specify"] = "Only 'Other, specify' terms take a free-text name."
+            errors["other_specify"] = _("Only 'Other, specify' terms take a free-text name.")
         if self.resolution_date and self.onset_date and self.resolution_date < self.onset_date:
-            errors["resolution_date"] = "The event resolves before its onset."
+            errors["resolution_date"] = _("The event resolves before its onset.")
         if self.grade == 5 and self.outcome != self.FATAL:
-            errors["outcome"] = "Grade 5 means the patient died of the event: the outcome is fatal."
+            errors["outcome"] = _(
+                "Grade 5 means the patient died of the event: the outcome is fatal."
+            )
         if self.outcome == self.FATAL and self.grade != 5:
-            errors["grade"] = "A fatal event is grade 5."
+            errors["grade"] = _("A fatal event is grade 5.")
         if patient:
             self.date_window_errors(patient, errors)
             if self.grade == 5:
@@ -1059,18 +1148,20 @@ class AdverseEvent(PatientRecord):
                 if death is None:
                     errors.setdefault(
                         "grade",
-                        "Grade 5 means the patient died of this event: record the death in "
-                        "follow-up first.",
+                        _(
+                            "Grade 5 means the patient died of this event: record the death in "
+                            "follow-up first."
+                        ),
                     )
                 elif self.onset_date and self.onset_date > death:
                     pass  # reported by the date window check
                 elif self.resolution_date and self.resolution_date != death:
-                    errors["resolution_date"] = (
-                        f"A fatal event ends on the date of death ({death})."
-                    )
+                    errors["resolution_date"] = gettext(
+                        "A fatal event ends on the date of death (%(death)s)."
+                    ) % {"death": death}
         cycle = self.cycle if self.cycle_id else None
         if cycle and patient and cycle.patient_id != patient.pk:
-            errors["cycle"] = "That cycle belongs to another patient."
+            errors["cycle"] = _("That cycle belongs to another patient.")
         if errors:
             raise ValidationError(errors)
 
@@ -1080,18 +1171,24 @@ class AdverseEvent(PatientRecord):
 
 class Transplant(PatientRecord):
     DONOR_CHOICES = [
-        ("matched_sibling", "Matched sibling"),
-        ("matched_unrelated", "Matched unrelated"),
-        ("mismatched_unrelated", "Mismatched unrelated"),
-        ("haploidentical", "Haploidentical"),
-        ("cord_blood", "Cord blood"),
+        ("matched_sibling", _("Matched sibling")),
+        ("matched_unrelated", _("Matched unrelated")),
+        ("mismatched_unrelated", _("Mismatched unrelated")),
+        ("haploidentical", _("Haploidentical")),
+        ("cord_blood", _("Cord blood")),
     ]
-    patient = models.OneToOneField(Patient, on_delete=models.CASCADE, related_name="transplant")
-    sct_date = DateField("allogeneic SCT date")
-    donor_type = models.CharField(max_length=24, choices=DONOR_CHOICES)
+    patient = models.OneToOneField(
+        Patient, verbose_name=_("patient"), on_delete=models.CASCADE, related_name="transplant"
+    )
+    sct_date = DateField(_("allogeneic SCT date"))
+    donor_type = models.CharField(_("donor type"), max_length=24, choices=DONOR_CHOICES)
 
     history = HistoricalRecords()
-    dated_fields = (("sct_date", "The transplant"),)
+    dated_fields = (("sct_date", _("The transplant")),)
+
+    class Meta:
+        verbose_name = _("transplant")
+        verbose_name_plural = _("transplants")
 
     def __str__(self):
         return f"Allogeneic SCT of {self.patient}"
@@ -1106,24 +1203,28 @@ class Transplant(PatientRecord):
 class SubsequentTherapy(PatientRecord):
     SALVAGE_CHEMO = "salvage_chemotherapy"
     CATEGORY_CHOICES = [
-        (SALVAGE_CHEMO, "Salvage chemotherapy"),
-        ("targeted", "Targeted / antibody therapy"),
-        ("cellular", "CAR-T or other cellular therapy"),
-        ("other", "Other"),
+        (SALVAGE_CHEMO, _("Salvage chemotherapy")),
+        ("targeted", _("Targeted / antibody therapy")),
+        ("cellular", _("CAR-T or other cellular therapy")),
+        ("other", _("Other")),
     ]
     patient = models.ForeignKey(
-        Patient, on_delete=models.CASCADE, related_name="subsequent_therapies"
+        Patient,
+        verbose_name=_("patient"),
+        on_delete=models.CASCADE,
+        related_name="subsequent_therapies",
     )
-    category = models.CharField(max_length=24, choices=CATEGORY_CHOICES)
-    regimen = models.CharField(max_length=200)
-    start_date = DateField("start date")
+    category = models.CharField(_("category"), max_length=24, choices=CATEGORY_CHOICES)
+    regimen = models.CharField(_("regimen"), max_length=200)
+    start_date = DateField(_("start date"))
 
     history = HistoricalRecords()
-    dated_fields = (("start_date", "Subsequent therapy"),)
+    dated_fields = (("start_date", _("Subsequent therapy")),)
 
     class Meta:
+        verbose_name = _("subsequent therapy")
         ordering = ["patient", "start_date"]
-        verbose_name_plural = "subsequent therapies"
+        verbose_name_plural = _("subsequent therapies")
 
     def __str__(self):
         return f"{self.regimen} ({self.patient})"
@@ -1137,35 +1238,41 @@ class SubsequentTherapy(PatientRecord):
 
 class FollowUp(PatientRecord):
     ALIVE, DEAD, LOST = "alive", "dead", "lost"
-    VITAL_CHOICES = [(ALIVE, "Alive"), (DEAD, "Dead"), (LOST, "Lost to follow-up")]
+    VITAL_CHOICES = [(ALIVE, _("Alive")), (DEAD, _("Dead")), (LOST, _("Lost to follow-up"))]
     DEATH_CAUSE_CHOICES = [
-        ("disease", "Leukaemia / progression"),
-        ("infection", "Infection"),
-        ("treatment_toxicity", "Toxicity of blinatumomab"),
-        ("transplant_related", "Transplant-related"),
-        ("other", "Other"),
-        ("unknown", "Unknown"),
+        ("disease", _("Leukaemia / progression")),
+        ("infection", _("Infection")),
+        ("treatment_toxicity", _("Toxicity of blinatumomab")),
+        ("transplant_related", _("Transplant-related")),
+        ("other", _("Other")),
+        ("unknown", _("Unknown")),
     ]
-    patient = models.OneToOneField(Patient, on_delete=models.CASCADE, related_name="followup")
-    last_contact_date = DateField("date of last contact")
-    vital_status = models.CharField(max_length=6, choices=VITAL_CHOICES)
+    patient = models.OneToOneField(
+        Patient, verbose_name=_("patient"), on_delete=models.CASCADE, related_name="followup"
+    )
+    last_contact_date = DateField(_("date of last contact"))
+    vital_status = models.CharField(_("vital status"), max_length=6, choices=VITAL_CHOICES)
     relapse_or_progression_date = DateField(
-        "relapse or progression date",
+        _("relapse or progression date"),
         null=True,
         blank=True,
-        help_text="First relapse or progression after blinatumomab start (an EFS event).",
+        help_text=_("First relapse or progression after blinatumomab start (an EFS event)."),
     )
-    death_date = DateField("date of death", null=True, blank=True)
-    death_cause = models.CharField(max_length=20, choices=DEATH_CAUSE_CHOICES, blank=True)
-    death_cause_detail = models.CharField(max_length=200, blank=True)
+    death_date = DateField(_("date of death"), null=True, blank=True)
+    death_cause = models.CharField(
+        _("death cause"), max_length=20, choices=DEATH_CAUSE_CHOICES, blank=True
+    )
+    death_cause_detail = models.CharField(_("death cause detail"), max_length=200, blank=True)
 
     history = HistoricalRecords()
     dated_fields = (
-        ("last_contact_date", "Last contact"),
-        ("relapse_or_progression_date", "Relapse/progression"),
+        ("last_contact_date", _("Last contact")),
+        ("relapse_or_progression_date", _("Relapse/progression")),
     )
 
     class Meta:
+        verbose_name = _("follow up")
+        verbose_name_plural = _("follow ups")
         constraints = [
             models.CheckConstraint(
                 condition=(Q(vital_status="dead") & Q(death_date__isnull=False))
@@ -1181,32 +1288,33 @@ class FollowUp(PatientRecord):
         errors = {}
         dead = self.vital_status == self.DEAD
         if dead and not self.death_date:
-            errors["death_date"] = "Give the date of death."
+            errors["death_date"] = _("Give the date of death.")
         if not dead and self.death_date:
-            errors["vital_status"] = "A date of death is given: vital status must be 'dead'."
+            errors["vital_status"] = _("A date of death is given: vital status must be 'dead'.")
         if dead and not self.death_cause:
-            errors["death_cause"] = "Give the cause of death."
+            errors["death_cause"] = _("Give the cause of death.")
         if not dead and self.death_cause:
-            errors["death_cause"] = "Only a dead patient has a cause of death."
+            errors["death_cause"] = _("Only a dead patient has a cause of death.")
         if self.death_date and self.last_contact_date and self.last_contact_date > self.death_date:
-            errors["last_contact_date"] = "Last contact is after the date of death."
+            errors["last_contact_date"] = _("Last contact is after the date of death.")
         if (
             self.relapse_or_progression_date
             and self.last_contact_date
             and self.relapse_or_progression_date > self.last_contact_date
         ):
-            errors["relapse_or_progression_date"] = "Relapse is after the last contact date."
+            errors["relapse_or_progression_date"] = _("Relapse is after the last contact date.")
         if self.patient_id:
             start = self.patient.blinatumomab_start_date
-            for field, label in self.dated_fields + (("death_date", "Death"),):
+            for field, label in self.dated_fields + (("death_date", _("Death")),):
                 value = getattr(self, field)
                 if value and start and value < start:
-                    errors[field] = f"{label} ({value}) is before blinatumomab start ({start})."
+                    errors[field] = before_start_message(label, value, start)
             if self.death_date:
                 later = self.patient_records_after(self.death_date)
                 if later:
                     errors.setdefault("death_date", []).append(
-                        "These records are dated after this date of death: " + "; ".join(later)
+                        gettext("These records are dated after this date of death: %(records)s")
+                        % {"records": "; ".join(later)}
                     )
         if errors:
             raise ValidationError(errors)
@@ -1215,15 +1323,20 @@ class FollowUp(PatientRecord):
         p = self.patient
         found = []
         for c in p.cycles.filter(Q(start_date__gt=day) | Q(end_date__gt=day)):
-            found.append(f"cycle {c.number}")
+            found.append(gettext("cycle %(n)s") % {"n": c.number})
         for a in p.assessments.filter(assessment_date__gt=day):
-            found.append(f"assessment of {a.assessment_date}")
+            found.append(gettext("assessment of %(date)s") % {"date": a.assessment_date})
         for ae in p.adverse_events.filter(Q(onset_date__gt=day) | Q(resolution_date__gt=day)):
-            found.append(f"adverse event {ae.term_display} ({ae.onset_date})")
+            found.append(
+                gettext("adverse event %(term)s (%(date)s)")
+                % {"term": ae.term_display, "date": ae.onset_date}
+            )
         if hasattr(p, "transplant") and p.transplant.sct_date > day:
-            found.append(f"transplant of {p.transplant.sct_date}")
+            found.append(gettext("transplant of %(date)s") % {"date": p.transplant.sct_date})
         for t in p.subsequent_therapies.filter(start_date__gt=day):
-            found.append(f"{t.regimen} from {t.start_date}")
+            found.append(
+                gettext("%(regimen)s from %(date)s") % {"regimen": t.regimen, "date": t.start_date}
+            )
         return found
 
 
@@ -1249,12 +1362,12 @@ class CrfStatus(models.Model):
     TRANSPLANT = "transplant"
     FOLLOW_UP = "follow_up"
     CRF_CHOICES = [
-        (BASELINE, "Registration and baseline"),
-        (CYCLES, "Blinatumomab cycles"),
-        (ASSESSMENTS, "Response assessments"),
-        (ADVERSE_EVENTS, "Adverse events"),
-        (TRANSPLANT, "Transplant and subsequent therapy"),
-        (FOLLOW_UP, "Follow-up"),
+        (BASELINE, _("Registration and baseline")),
+        (CYCLES, _("Blinatumomab cycles")),
+        (ASSESSMENTS, _("Response assessments")),
+        (ADVERSE_EVENTS, _("Adverse events")),
+        (TRANSPLANT, _("Transplant and subsequent therapy")),
+        (FOLLOW_UP, _("Follow-up")),
     ]
     NOT_STARTED = "not_started"
     IN_PROGRESS = "in_progress"
@@ -1263,12 +1376,12 @@ class CrfStatus(models.Model):
     VERIFIED = "verified"
     LOCKED = "locked"
     STATUS_CHOICES = [
-        (NOT_STARTED, "Not started"),
-        (IN_PROGRESS, "In progress"),
-        (COMPLETE, "Complete"),
-        (QUERY_OPEN, "Query open"),
-        (VERIFIED, "Verified"),
-        (LOCKED, "Locked"),
+        (NOT_STARTED, _("Not started")),
+        (IN_PROGRESS, _("In progress")),
+        (COMPLETE, _("Complete")),
+        (QUERY_OPEN, _("Query open")),
+        (VERIFIED, _("Verified")),
+        (LOCKED, _("Locked")),
     ]
     DONE_STATUSES = frozenset({COMPLETE, VERIFIED, LOCKED})
 
@@ -1286,45 +1399,61 @@ class CrfStatus(models.Model):
     # transplant or evaluable assessment, but always has a baseline, a cycle and a follow-up).
     NEEDS_RECORD = frozenset({BASELINE, CYCLES, FOLLOW_UP})
 
-    patient = models.ForeignKey(Patient, on_delete=models.CASCADE, related_name="crf_statuses")
-    crf = models.CharField("CRF", max_length=16, choices=CRF_CHOICES)
-    status = models.CharField(max_length=12, choices=STATUS_CHOICES, default=IN_PROGRESS)
-    marked_complete_at = models.DateTimeField(null=True, blank=True)
+    patient = models.ForeignKey(
+        Patient, verbose_name=_("patient"), on_delete=models.CASCADE, related_name="crf_statuses"
+    )
+    crf = models.CharField(_("CRF"), max_length=16, choices=CRF_CHOICES)
+    status = models.CharField(
+        _("status"), max_length=12, choices=STATUS_CHOICES, default=IN_PROGRESS
+    )
+    marked_complete_at = models.DateTimeField(_("marked complete at"), null=True, blank=True)
     marked_complete_by = models.ForeignKey(
         settings.AUTH_USER_MODEL,
+        verbose_name=_("marked complete by"),
         on_delete=models.PROTECT,
         null=True,
         blank=True,
         related_name="+",
     )
     first_completed_at = models.DateTimeField(
+        _("first completed at"),
         null=True,
         blank=True,
-        help_text="Set the first time the CRF is marked complete; from then on every change "
-        "to it needs a reason.",
+        help_text=_(
+            "Set the first time the CRF is marked complete; from then on every change "
+            "to it needs a reason."
+        ),
     )
-    updated_at = models.DateTimeField(auto_now=True)
+    updated_at = models.DateTimeField(_("updated at"), auto_now=True)
     # Facts kept by the monitoring app; `status` follows them (refresh_status()).
     open_queries = models.PositiveIntegerField(
-        default=0, editable=False, help_text="Unresolved monitor queries on this CRF."
+        _("open queries"),
+        default=0,
+        editable=False,
+        help_text=_("Unresolved monitor queries on this CRF."),
     )
-    verified_at = models.DateTimeField("source data verified at", null=True, blank=True)
+    verified_at = models.DateTimeField(_("source data verified at"), null=True, blank=True)
     verified_by = models.ForeignKey(
         settings.AUTH_USER_MODEL,
+        verbose_name=_("verified by"),
         on_delete=models.PROTECT,
         null=True,
         blank=True,
         related_name="+",
     )
-    verification_cleared_at = models.DateTimeField(null=True, blank=True)
+    verification_cleared_at = models.DateTimeField(
+        _("verification cleared at"), null=True, blank=True
+    )
     verification_cleared_note = models.CharField(
+        _("verification cleared note"),
         max_length=300,
         blank=True,
-        help_text="Why the last verification no longer holds (the change that cleared it).",
+        help_text=_("Why the last verification no longer holds (the change that cleared it)."),
     )
-    locked_at = models.DateTimeField(null=True, blank=True)
+    locked_at = models.DateTimeField(_("locked at"), null=True, blank=True)
     locked_by = models.ForeignKey(
         settings.AUTH_USER_MODEL,
+        verbose_name=_("locked by"),
         on_delete=models.PROTECT,
         null=True,
         blank=True,
@@ -1334,8 +1463,8 @@ class CrfStatus(models.Model):
     history = HistoricalRecords()
 
     class Meta:
-        verbose_name = "CRF status"
-        verbose_name_plural = "CRF statuses"
+        verbose_name = _("CRF status")
+        verbose_name_plural = _("CRF statuses")
         ordering = ["patient", "crf"]
         constraints = [
             models.UniqueConstraint(fields=["patient", "crf"], name="one_status_per_crf"),

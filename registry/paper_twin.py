@@ -14,6 +14,8 @@ registry holding them as a synthetic reconstruction, never as patient data.
 import csv
 from datetime import date
 
+from django.utils.translation import gettext_noop
+
 from . import rules
 from .ctcae import DATA_DIR
 from .demo import Case
@@ -22,7 +24,9 @@ from .models import Cycle, Institution
 PATIENTS_CSV = DATA_DIR / "paper_twin.csv"
 EVENTS_CSV = DATA_DIR / "paper_twin_adverse_events.csv"
 CASE_NUMBER_PREFIX = "TWIN-"
-LABEL = (
+# English as stored with a run and printed by seed_demo; shown in the page's language
+# (gettext_noop: in the catalogue, translated where it is shown).
+LABEL = gettext_noop(
     "Synthetic data: this demo registry is a reconstruction of the cohort of Jung et al., Ann "
     "Hematol 2018, 50 invented patients built so that the registry's analysis prints the paper's "
     "numbers. No record is a real patient."

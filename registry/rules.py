@@ -6,6 +6,11 @@ Definitions follow the Methods of Jung et al., Ann Hematol 2018.
 
 from datetime import MAXYEAR, MINYEAR, date
 
+# Messages and labels are translated (README "Languages"); gettext is called only when a rule
+# fails, so the pure statistics that use these functions need no Django settings.
+from django.utils.translation import gettext, gettext_noop
+from django.utils.translation import gettext_lazy as _
+
 # --- Eligibility -------------------------------------------------------------------------
 
 # The paper enrols patients "aged > 18 years". Applied literally on completed years of age:
@@ -49,33 +54,38 @@ def eligibility_failures(
         failures.append(
             (
                 "relapsed_refractory",
-                "The study includes relapsed or refractory ALL only.",
+                gettext("The study includes relapsed or refractory ALL only."),
             )
         )
     if not bcp_all:
-        failures.append(("bcp_all", "The study includes B-cell precursor ALL only."))
+        failures.append(("bcp_all", gettext("The study includes B-cell precursor ALL only.")))
     if not ph_negative:
         failures.append(
             (
                 "ph_negative",
-                "Philadelphia-positive ALL is excluded: the study is Ph-negative only.",
+                gettext("Philadelphia-positive ALL is excluded: the study is Ph-negative only."),
             )
         )
     if not cd19_positive:
         failures.append(
             (
                 "cd19_positive",
-                "Blinatumomab targets CD19: CD19 expression at diagnosis is required.",
+                gettext("Blinatumomab targets CD19: CD19 expression at diagnosis is required."),
             )
         )
     if burkitt:
-        failures.append(("burkitt", "Burkitt leukaemia/lymphoma is excluded from the study."))
+        failures.append(
+            ("burkitt", gettext("Burkitt leukaemia/lymphoma is excluded from the study."))
+        )
     if age_at_start is not None and age_at_start <= MIN_AGE_EXCLUSIVE_YEARS:
         failures.append(
             (
                 "birth_year",
-                f"Patients must be older than {MIN_AGE_EXCLUSIVE_YEARS} at blinatumomab start; "
-                f"this patient was {age_at_start}.",
+                gettext(
+                    "Patients must be older than %(min)s at blinatumomab start; this patient "
+                    "was %(age)s."
+                )
+                % {"min": MIN_AGE_EXCLUSIVE_YEARS, "age": age_at_start},
             )
         )
     return failures
@@ -120,11 +130,11 @@ NO_RESPONSE = "NR"
 PROGRESSIVE = "PD"
 NOT_EVALUABLE = "NE"
 RESPONSE_CHOICES = [
-    (CR, "Complete remission (CR)"),
-    (CRI, "CR with incomplete blood count recovery (CRi)"),
-    (NO_RESPONSE, "No response"),
-    (PROGRESSIVE, "Progressive disease"),
-    (NOT_EVALUABLE, "Not evaluable"),
+    (CR, _("Complete remission (CR)")),
+    (CRI, _("CR with incomplete blood count recovery (CRi)")),
+    (NO_RESPONSE, _("No response")),
+    (PROGRESSIVE, _("Progressive disease")),
+    (NOT_EVALUABLE, _("Not evaluable")),
 ]
 RESPONDER_CATEGORIES = frozenset({CR, CRI})
 # Best overall response: the first category in this order that a patient ever reached.
@@ -141,7 +151,9 @@ def best_response(categories) -> str:
 # best response other than NE -- the paper's 49 of 50. Neither a patient without any assessment
 # (who died first, or has not reached one) nor one whose every assessment was NE is evaluable.
 DETERMINABLE_RESPONSES = frozenset(BEST_RESPONSE_ORDER)
-EVALUABLE_DEFINITION = (
+# English where it is written into files (the analysis dataset's definitions); pages and the
+# codebook show gettext(EVALUABLE_DEFINITION).
+EVALUABLE_DEFINITION = gettext_noop(
     "a determinable response (CR, CRi, NR or PD) at some response assessment; a patient "
     "without any assessment, or whose every assessment was NE, is not evaluable"
 )
@@ -168,11 +180,11 @@ EMD_PERSISTENT = "persistent"
 EMD_PROGRESSIVE = "progressive"
 EMD_NOT_ASSESSED = "not_assessed"
 EMD_STATUS_CHOICES = [
-    (EMD_NONE, "No extramedullary disease (none at baseline, none now)"),
-    (EMD_RESOLVED, "Resolved"),
-    (EMD_PERSISTENT, "Persistent / stable"),
-    (EMD_PROGRESSIVE, "New or progressive"),
-    (EMD_NOT_ASSESSED, "Present at baseline, not re-assessed"),
+    (EMD_NONE, _("No extramedullary disease (none at baseline, none now)")),
+    (EMD_RESOLVED, _("Resolved")),
+    (EMD_PERSISTENT, _("Persistent / stable")),
+    (EMD_PROGRESSIVE, _("New or progressive")),
+    (EMD_NOT_ASSESSED, _("Present at baseline, not re-assessed")),
 ]
 
 
@@ -222,6 +234,7 @@ def grade_error(term_name: str, allowed_grades: tuple[int, ...], grade: int) -> 
     if grade in allowed_grades:
         return None
     listed = ", ".join(str(g) for g in allowed_grades)
-    return (
-        f"CTCAE v4.03 defines {term_name} only at grade(s) {listed}; grade {grade} does not exist."
-    )
+    # The term's name stays as CTCAE (MedDRA) spells it, in English, in every language.
+    return gettext(
+        "CTCAE v4.03 defines %(term)s only at grade(s) %(grades)s; grade %(grade)s does not exist."
+    ) % {"term": term_name, "grades": listed, "grade": grade}

@@ -30,6 +30,8 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.text import capfirst
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
 from . import ctcae, forms, history, paper_twin, rules
 from .access import (
@@ -81,19 +83,38 @@ class RecordKind:
 KINDS = {
     k.slug: k
     for k in [
-        RecordKind("registration", "Registration", forms.PatientForm, None, many=False),
-        RecordKind("baseline", "Baseline", forms.BaselineForm, "baseline", many=False),
-        RecordKind("cycles", "Cycle", forms.CycleForm, "cycles"),
-        RecordKind("assessments", "Response assessment", forms.AssessmentForm, "assessments"),
-        RecordKind("adverse-events", "Adverse event", forms.AdverseEventForm, "adverse_events"),
-        RecordKind("transplant", "Allogeneic SCT", forms.TransplantForm, "transplant", many=False),
+        RecordKind(
+            "registration", gettext_lazy("Registration"), forms.PatientForm, None, many=False
+        ),
+        RecordKind(
+            "baseline", gettext_lazy("Baseline"), forms.BaselineForm, "baseline", many=False
+        ),
+        RecordKind("cycles", gettext_lazy("Cycle"), forms.CycleForm, "cycles"),
+        RecordKind(
+            "assessments", gettext_lazy("Response assessment"), forms.AssessmentForm, "assessments"
+        ),
+        RecordKind(
+            "adverse-events",
+            gettext_lazy("Adverse event"),
+            forms.AdverseEventForm,
+            "adverse_events",
+        ),
+        RecordKind(
+            "transplant",
+            gettext_lazy("Allogeneic SCT"),
+            forms.TransplantForm,
+            "transplant",
+            many=False,
+        ),
         RecordKind(
             "subsequent-therapies",
-            "Subsequent therapy",
+            gettext_lazy("Subsequent therapy"),
             forms.SubsequentTherapyForm,
             "subsequent_therapies",
         ),
-        RecordKind("follow-up", "Follow-up", forms.FollowUpForm, "followup", many=False),
+        RecordKind(
+            "follow-up", gettext_lazy("Follow-up"), forms.FollowUpForm, "followup", many=False
+        ),
     ]
 }
 
@@ -144,7 +165,7 @@ def changes_since(record, seen_version) -> list[Change] | None:
     model = type(record)
     current = model.objects.select_for_update().filter(pk=record.pk).first()
     if current is None:
-        return [Change(None, "another user", "", "", "", "removed", "")]
+        return [Change(None, _("another user"), "", "", "", _("removed"), "")]
     try:
         seen = int(seen_version)
     except (TypeError, ValueError):
@@ -157,7 +178,7 @@ def changes_since(record, seen_version) -> list[Change] | None:
     if base is None:  # they created it: all its values are theirs
         return history.values_of(latest)
     users = {h.history_user for h in versions[versions.index(base) + 1 :]}
-    names = ", ".join(sorted(u.get_username() for u in users if u)) or "system"
+    names = ", ".join(sorted(u.get_username() for u in users if u)) or _("system")
     return [
         Change(c.when, names, c.record, c.field, c.old, c.new, c.reason)
         for c in history.changes(latest, base)
@@ -167,10 +188,10 @@ def changes_since(record, seen_version) -> list[Change] | None:
 # --- Case list ----------------------------------------------------------------------------------
 
 SORTS = {  # key: (column, heading)
-    "study_id": ("study_id", "Study ID"),
-    "start": ("blinatumomab_start_date", "Blinatumomab start"),
-    "cycles": ("n_cycles", "Cycles given"),
-    "response": ("best_rank", "Best response (derived)"),
+    "study_id": ("study_id", gettext_lazy("Study ID")),
+    "start": ("blinatumomab_start_date", gettext_lazy("Blinatumomab start")),
+    "cycles": ("n_cycles", gettext_lazy("Cycles given")),
+    "response": ("best_rank", gettext_lazy("Best response (derived)")),
 }
 
 
@@ -240,7 +261,8 @@ def case_list(request):
 
 def _synthetic_label(*patients) -> str:
     """The demo twin's label when any of these cases is one of its invented patients."""
-    return paper_twin.LABEL if any(paper_twin.is_twin(p.site_case_number) for p in patients) else ""
+    twin = any(paper_twin.is_twin(p.site_case_number) for p in patients)
+    return _(paper_twin.LABEL) if twin else ""
 
 
 # --- Registration -------------------------------------------------------------------------------
@@ -250,13 +272,16 @@ def _synthetic_label(*patients) -> str:
 def register(request):
     sites = registering_institutions_for(request.user)
     if not sites.exists():
-        raise Http404("You are not an investigator at any site.")
+        raise Http404(_("You are not an investigator at any site."))
     initial = {"institution": sites.filter(code=request.session.get("registry_site")).first()}
     form = forms.RegistrationForm(request.POST or None, institutions=sites, initial=initial)
     if request.method == "POST" and form.is_valid():
         with transaction.atomic():
             patient = form.save()
-        messages.success(request, f"{patient.study_id} registered. Enter the baseline next.")
+        messages.success(
+            request,
+            _("%(case)s registered. Enter the baseline next.") % {"case": patient.study_id},
+        )
         return redirect(case_url(patient))
     # Patient.eligibility_failures() is the rule; the page only repeats its reasons on top.
     failures = form.instance.eligibility_failures() if form.is_bound else []
@@ -269,42 +294,60 @@ def register(request):
 def _timeline(patient):
     """(date, kind slug, label, text, record) for every dated fact of the case, in date order."""
     events = [
-        (patient.diagnosis_date, "registration", "Diagnosis", "ALL diagnosed", None),
-        (patient.blinatumomab_start_date, "registration", "Start", "Blinatumomab day 1", None),
+        (patient.diagnosis_date, "registration", _("Diagnosis"), _("ALL diagnosed"), None),
+        (
+            patient.blinatumomab_start_date,
+            "registration",
+            _("Start"),
+            _("Blinatumomab day 1"),
+            None,
+        ),
     ]
     baseline = getattr(patient, "baseline", None)
     if baseline:
         text = f"ECOG {baseline.ecog}, {baseline.get_salvage_phase_display().lower()}"
-        events.append((patient.blinatumomab_start_date, "baseline", "Baseline", text, None))
+        events.append((patient.blinatumomab_start_date, "baseline", _("Baseline"), text, None))
     for c in patient.cycles.all():
-        end = c.end_date or "ongoing"
-        text = f"Cycle {c.number}: {c.start_date} to {end}, {c.get_outcome_display().lower()}"
-        events.append((c.start_date, "cycles", "Cycle", text, c))
+        end = c.end_date or _("ongoing")
+        text = _("Cycle %(n)s: %(start)s to %(end)s, %(outcome)s") % {
+            "n": c.number,
+            "start": c.start_date,
+            "end": end,
+            "outcome": c.get_outcome_display().lower(),
+        }
+        events.append((c.start_date, "cycles", _("Cycle"), text, c))
     for a in patient.assessments.all():
-        text = f"Response {a.response} (blasts {a.marrow_blasts_pct}%)"
-        events.append((a.assessment_date, "assessments", "Assessment", text, a))
+        text = _("Response %(response)s (blasts %(blasts)s%%)") % {
+            "response": a.response,
+            "blasts": a.marrow_blasts_pct,
+        }
+        events.append((a.assessment_date, "assessments", _("Assessment"), text, a))
     for ae in patient.adverse_events.all():
-        events.append(
-            (ae.onset_date, "adverse-events", "AE", f"{ae.term_display} grade {ae.grade}", ae)
-        )
+        text = _("%(term)s grade %(grade)s") % {"term": ae.term_display, "grade": ae.grade}
+        events.append((ae.onset_date, "adverse-events", _("AE"), text, ae))
     transplant = getattr(patient, "transplant", None)
     if transplant:
-        text = f"Allogeneic SCT ({transplant.get_donor_type_display().lower()})"
-        events.append((transplant.sct_date, "transplant", "SCT", text, None))
+        text = _("Allogeneic SCT (%(donor)s)") % {
+            "donor": transplant.get_donor_type_display().lower()
+        }
+        events.append((transplant.sct_date, "transplant", _("SCT"), text, None))
     for t in patient.subsequent_therapies.all():
         text = f"{t.regimen} ({t.get_category_display().lower()})"
-        events.append((t.start_date, "subsequent-therapies", "Therapy", text, t))
+        events.append((t.start_date, "subsequent-therapies", _("Therapy"), text, t))
     followup = getattr(patient, "followup", None)
     if followup:
         if followup.relapse_or_progression_date:
+            relapse = _("Relapse")
             events.append(
-                (followup.relapse_or_progression_date, "follow-up", "Relapse", "Relapse", None)
+                (followup.relapse_or_progression_date, "follow-up", relapse, relapse, None)
             )
         if followup.death_date:
-            text = f"Death ({followup.get_death_cause_display().lower()})"
-            events.append((followup.death_date, "follow-up", "Death", text, None))
-        text = f"Last contact: {followup.get_vital_status_display().lower()}"
-        events.append((followup.last_contact_date, "follow-up", "Follow-up", text, None))
+            text = _("Death (%(cause)s)") % {"cause": followup.get_death_cause_display().lower()}
+            events.append((followup.death_date, "follow-up", _("Death"), text, None))
+        text = _("Last contact: %(status)s") % {
+            "status": followup.get_vital_status_display().lower()
+        }
+        events.append((followup.last_contact_date, "follow-up", _("Follow-up"), text, None))
     return sorted(events, key=lambda e: e[0])
 
 
@@ -339,19 +382,27 @@ def crf_complete(request, pk, crf):
         return redirect(case_url(patient))
     label = dict(CrfStatus.CRF_CHOICES)[crf]
     if crf in CrfStatus.NEEDS_RECORD and not CrfStatus.crf_has_records(patient, crf):
-        messages.error(request, f"{label}: enter the data before marking the CRF complete.")
+        messages.error(
+            request, _("%(crf)s: enter the data before marking the CRF complete.") % {"crf": label}
+        )
         return redirect(case_url(patient))
     with transaction.atomic():
-        status, _ = CrfStatus.objects.select_for_update().get_or_create(patient=patient, crf=crf)
+        status, _created = CrfStatus.objects.select_for_update().get_or_create(
+            patient=patient, crf=crf
+        )
         if status.marked_complete_at is None and not status.is_locked:
             now = timezone.now()
             status.marked_complete_at, status.marked_complete_by = now, request.user
             status.first_completed_at = status.first_completed_at or now
             status.refresh_status()  # complete, or still "query open" while a query is open
             status.save()
-            messages.success(request, f"{label} marked complete.")
+            messages.success(request, _("%(crf)s marked complete.") % {"crf": label})
         else:
-            messages.info(request, f"{label} is already {status.get_status_display().lower()}.")
+            messages.info(
+                request,
+                _("%(crf)s is already %(status)s.")
+                % {"crf": label, "status": status.get_status_display().lower()},
+            )
     return redirect(case_url(patient))
 
 
@@ -359,13 +410,13 @@ def crf_complete(request, pk, crf):
 
 
 def _conflict_message(changes) -> str:
-    users = ", ".join(sorted({c.user for c in changes})) or "another user"
-    listed = "; ".join(f"{c.field}: {c.new}" for c in changes if c.field) or "the record"
-    return (
-        f"Not saved: {users} changed this record while you were editing it. Their values: "
-        f"{listed}. The form now shows the saved record; enter your change again if it still "
+    users = ", ".join(sorted({str(c.user) for c in changes})) or _("another user")
+    listed = "; ".join(f"{c.field}: {c.new}" for c in changes if c.field) or _("the record")
+    return _(
+        "Not saved: %(users)s changed this record while you were editing it. Their values: "
+        "%(values)s. The form now shows the saved record; enter your change again if it still "
         "applies."
-    )
+    ) % {"users": users, "values": listed}
 
 
 def posted_version_is_bad(request) -> bool:
@@ -412,10 +463,12 @@ def _edit(request, patient, kind, record, initial=None):
                 if changes is None and form.is_valid():
                     record._change_reason = form.cleaned_data.get("change_reason") or None
                     form.save()
-                    messages.success(request, f"{kind.title} saved.")
+                    messages.success(request, _("%(record)s saved.") % {"record": kind.title})
                     return redirect(case_url(patient))
         except IntegrityError:
-            form.add_error(None, "Another user saved the same record at the same time: not saved.")
+            form.add_error(
+                None, _("Another user saved the same record at the same time: not saved.")
+            )
         if changes is not None:
             messages.error(request, _conflict_message(changes))
             record = type(record).objects.filter(pk=record.pk).first()
@@ -486,13 +539,16 @@ def record_remove(request, pk, kind, record_pk):
                 if changes is None:
                     record._change_reason = form.cleaned_data["reason"]
                     record.delete()
-                    messages.success(request, f"{kind.title} removed.")
+                    messages.success(request, _("%(record)s removed.") % {"record": kind.title})
                     return redirect(case_url(patient))
             messages.error(request, _conflict_message(changes))
             return redirect(case_url(patient))
         except ProtectedError as e:
             used_by = "; ".join(sorted({str(o) for o in e.protected_objects}))
-            form.add_error(None, f"Not removed: these records refer to it: {used_by}.")
+            form.add_error(
+                None,
+                _("Not removed: these records refer to it: %(records)s.") % {"records": used_by},
+            )
     context = {"patient": patient, "kind": kind, "record": record, "form": form}
     return render(request, "registry/record_remove.html", context)
 
@@ -520,14 +576,22 @@ def derive_response(request, pk):
         else:
             setattr(assessment, field.attname, value)
     if errors:
-        message = "No response while a value is invalid. " + " ".join(
-            f"{capfirst(ResponseAssessment._meta.get_field(name).verbose_name)}: {' '.join(texts)}"
-            for name, texts in errors.items()
+        message = (
+            _("No response while a value is invalid.")
+            + " "
+            + " ".join(
+                f"{capfirst(_field_label(name))}: {' '.join(texts)}"
+                for name, texts in errors.items()
+            )
         )
         return _inert_json({"response": "", "label": "", "errors": errors, "message": message})
     code = assessment.derive()
-    label = dict(rules.RESPONSE_CHOICES)[code]
+    label = str(dict(rules.RESPONSE_CHOICES)[code])
     return _inert_json({"response": code, "label": label, "errors": {}, "message": ""})
+
+
+def _field_label(name) -> str:
+    return str(ResponseAssessment._meta.get_field(name).verbose_name)
 
 
 def _inert_json(data) -> HttpResponse:
@@ -554,7 +618,7 @@ def _back_url(request) -> str:
 def permission_denied(request, exception=None):
     """handler403: a styled page that says why (the PermissionDenied message) and leads back.
     Django uses it with DEBUG on and off alike."""
-    reason = str(exception or "") or "Your role does not allow this."
+    reason = str(exception or "") or _("Your role does not allow this.")
     context = {"reason": reason, "back": _back_url(request)}
     return render(request, "403.html", context, status=403)
 
@@ -562,7 +626,7 @@ def permission_denied(request, exception=None):
 def csrf_failure(request, reason=""):
     """CSRF_FAILURE_VIEW: a form post without its valid security token (an old page, or cookies
     blocked) is refused on the styled 403 page, saying what to do."""
-    reason = (
+    reason = _(
         "The form was sent without a valid security token: the page was probably open too long "
         "or cookies are blocked. Reload the page and enter your change again."
     )

@@ -27,6 +27,12 @@ ensure_venv
 
 [ -f manage.py ] || die "manage.py not found in $REPO_ROOT"
 
+# The Korean and English catalogues are compiled here (msgfmt, Debian's gettext), never committed.
+command -v msgfmt >/dev/null 2>&1 || ensure_apt_packages gettext
+log "python manage.py compilemessages"
+python manage.py update_translations --compile-only --verbosity 0 ||
+    warn "translations not compiled (is GNU gettext installed?): pages stay in English"
+
 log "python manage.py migrate"
 python manage.py migrate --noinput
 

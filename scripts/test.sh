@@ -16,7 +16,7 @@ cd "$REPO_ROOT"
 # shellcheck source=scripts/_services.sh
 . "$REPO_ROOT/scripts/_services.sh"
 
-APT_PACKAGES=(postgresql postgresql-client redis-server r-base-core r-cran-survival chromium fonts-dejavu-core fonts-nanum poppler-utils)
+APT_PACKAGES=(postgresql postgresql-client redis-server r-base-core r-cran-survival chromium fonts-dejavu-core fonts-nanum poppler-utils gettext)
 
 trap 'stop_services' EXIT
 trap 'exit 130' INT
@@ -61,6 +61,11 @@ if [ "${SKIP_LINT:-0}" != 1 ]; then
     log "ruff format --check ."
     ruff format --check .
 fi
+
+# 3b. the compiled translation catalogues (git-ignored .mo files) from locale/*.po
+log "python manage.py compilemessages"
+python manage.py update_translations --compile-only --verbosity 0 ||
+    warn "translations not compiled (is GNU gettext installed?): the Korean tests will fail"
 
 # 4. services
 start_services

@@ -13,6 +13,7 @@ from django.contrib.auth.decorators import login_required
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme, urlencode
+from django.utils.translation import gettext_lazy as _
 from django.views.decorators.cache import never_cache
 from django.views.decorators.debug import sensitive_post_parameters
 from django_otp import devices_for_user, match_token
@@ -22,7 +23,7 @@ from django_otp.plugins.otp_totp.models import TOTPDevice
 
 class TokenForm(forms.Form):
     token = forms.CharField(
-        label="Code from your authenticator app",
+        label=_("Code from your authenticator app"),
         max_length=8,
         widget=forms.TextInput(
             attrs={"autocomplete": "one-time-code", "inputmode": "numeric", "autofocus": True}
@@ -62,7 +63,7 @@ def two_factor_verify(request):
         if device is not None:
             otp_login(request, device)
             return redirect(_next(request))
-        form.add_error("token", "That code is not valid (or too many tries: wait a moment).")
+        form.add_error("token", _("That code is not valid (or too many tries: wait a moment)."))
     return render(
         request, "registration/two_factor_verify.html", {"form": form, "next": _next(request)}
     )
@@ -88,7 +89,7 @@ def two_factor_setup(request):
             TOTPDevice.objects.filter(user=user, confirmed=False).delete()
             otp_login(request, device)
             return redirect(_next(request))
-        form.add_error("token", "That code does not match: check the clock of your phone.")
+        form.add_error("token", _("That code does not match: check the clock of your phone."))
     context = {
         "self_enrolment": True,
         "form": form,

@@ -5,8 +5,15 @@
 //   which grade is chosen and whether it exists (aria-live, so changes are announced);
 // - a term that is not in the dictionary gets one message, in the field's own error slot, once
 //   the field is left (change): never while the term is still being typed.
+// Its words are translated with gettext() (the djangojs catalogue, loaded by base.html); the
+// CTCAE term names and their grade definitions stay in English, as MedDRA publishes them.
 (function () {
   "use strict";
+  var gettext = window.gettext || function (s) { return s; };
+  var interpolate = window.interpolate || function (fmt, obj) {
+    return fmt.replace(/%\((\w+)\)s/g, function (m, key) { return String(obj[key]); });
+  };
+  function format(fmt, values) { return interpolate(fmt, values, true); }
   var source = document.getElementById("ctcae-dictionary");
   var termInput = document.querySelector("[data-ctcae-term]");
   var gradeSelect = document.querySelector("[data-ctcae-grade]");
@@ -74,7 +81,7 @@
     var term = currentTerm();
     if (term.entry) setTermError("");
     else if (term.name && !whileTyping) {
-      setTermError("“" + term.name + "” is not a CTCAE v4.03 term: pick one from the list.");
+      setTermError(format(gettext("“%(term)s” is not a CTCAE v4.03 term: pick one from the list."), { term: term.name }));
     }
   }
 
@@ -109,26 +116,29 @@
     var term = currentTerm();
     panel.replaceChildren();
     if (!term.entry) {
-      panel.append(text("span", "Pick a CTCAE v4.03 term to see its grades."));
+      panel.append(text("span", gettext("Pick a CTCAE v4.03 term to see its grades.")));
       return;
     }
     var entry = term.entry;
-    panel.append(text("div", term.name + ": grades " + entry.grades.join(", ") + " exist.", "fw-semibold mb-1"));
+    panel.append(text("div", format(gettext("%(term)s: grades %(grades)s exist."), { term: term.name, grades: entry.grades.join(", ") }), "fw-semibold mb-1"));
     var chosen = gradeSelect ? parseInt(gradeSelect.value, 10) : NaN;
     if (dropped) {
-      panel.append(text("div", "Grade " + dropped + " does not exist for " + term.name +
-        ": choose one of grades " + entry.grades.join(", ") + ".", "text-danger mb-1"));
+      panel.append(text("div", format(gettext("Grade %(grade)s does not exist for %(term)s: choose one of grades %(grades)s."),
+        { grade: dropped, term: term.name, grades: entry.grades.join(", ") }), "text-danger mb-1"));
     } else if (chosen) {
-      panel.append(text("div", "Chosen: grade " + chosen + ", which exists for this term.", "mb-1"));
+      panel.append(text("div", format(gettext("Chosen: grade %(grade)s, which exists for this term."), { grade: chosen }), "mb-1"));
     }
     var list = document.createElement("dl");
     list.className = "row mb-0";
     for (var grade = 1; grade <= 5; grade++) {
       var exists = entry.grades.indexOf(grade) >= 0;
       var definition = entry.definitions[grade] || "";
-      var status = exists ? (grade === chosen ? " (chosen)" : "") : " (does not exist)";
-      var dt = text("dt", "Grade " + grade + status, "col-sm-3" + (exists ? "" : " text-muted"));
-      var dd = text("dd", exists ? definition : "Does not exist for this term.", "col-sm-9" + (exists ? "" : " text-muted"));
+      var title = exists
+        ? format(grade === chosen ? gettext("Grade %(grade)s (chosen)") : gettext("Grade %(grade)s"), { grade: grade })
+        : format(gettext("Grade %(grade)s (does not exist)"), { grade: grade });
+      var dt = text("dt", title, "col-sm-3" + (exists ? "" : " text-muted"));
+      var dd = text("dd", exists ? definition : gettext("Does not exist for this term."), "col-sm-9" + (exists ? "" : " text-muted"));
+      if (exists) dd.lang = "en";  // CTCAE's own words, in English: said so to screen readers
       if (grade === chosen) {
         dt.classList.add("ctcae-chosen");
         dd.classList.add("ctcae-chosen");

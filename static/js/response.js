@@ -3,8 +3,10 @@
 // which checks each value with its model field's validators and runs ResponseAssessment.derive().
 // While a value is invalid the server answers no category, only why: the box shows just that.
 // The box is an aria-live region (polite, atomic), so a screen reader hears each new answer.
+// Its own words are translated with gettext() (the djangojs catalogue, loaded by base.html).
 (function () {
   "use strict";
+  var gettext = window.gettext || function (s) { return s; };
   var box = document.getElementById("derived-box");
   var out = document.getElementById("derived-response");
   if (!box || !out) return;
@@ -47,13 +49,13 @@
       .then(function (data) {
         if (ticket !== latest) return;  // an older answer arriving late
         box.removeAttribute("aria-busy");
-        if (!data) show("", "", "Could not derive the response: reload the page.");
+        if (!data) show("", "", gettext("Could not derive the response: reload the page."));
         else show(data.response, data.label, data.message);
       })
       .catch(function () {
         if (ticket !== latest) return;
         box.removeAttribute("aria-busy");
-        show("", "", "Could not derive the response: check the connection.");
+        show("", "", gettext("Could not derive the response: check the connection."));
       });
   }
 

@@ -1,6 +1,14 @@
 // Polls a run's state while it is queued or running: the status, the percentage, the steps
 // done, the current one and, if it fails, why; then reloads once to show the results.
+// The server's JSON is in the page's language; the steps' states are named with gettext().
 (function () {
+  const pgettext = window.pgettext || ((context, s) => s);
+  const stateNames = {
+    done: pgettext("step", "done"),
+    current: pgettext("step", "current"),
+    failed: pgettext("step", "failed"),
+    pending: pgettext("step", "pending"),
+  };
   const box = document.getElementById("run-state");
   if (!box || box.dataset.finished === "1") return;
   const byId = (id) => document.getElementById(id);
@@ -22,7 +30,7 @@
         item.textContent = step.label;
         const state = document.createElement("span");
         state.className = "visually-hidden";
-        state.textContent = " (" + step.state + ")";
+        state.textContent = " (" + (stateNames[step.state] || step.state) + ")";
         item.appendChild(state);
         return item;
       })

@@ -54,7 +54,7 @@ def log_in(page, username, password=PASSWORD):
     page.goto("/accounts/login/")
     page.fill("#id_username", username)
     page.fill("#id_password", password)
-    page.click("button[type=submit]")
+    page.click("form:has(#id_password) button[type=submit]")
 
 
 @pytest.fixture

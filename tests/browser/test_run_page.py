@@ -45,7 +45,7 @@ def statistician_page(browser, live_server, transactional_db):
     page.goto("/accounts/login/")
     page.fill("#id_username", "stat")
     page.fill("#id_password", PASSWORD)
-    page.click("button[type=submit]")
+    page.click("form:has(#id_password) button[type=submit]")
     page.wait_for_url(re.compile(r"/analysis/$"))
     yield page
     context.close()

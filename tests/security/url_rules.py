@@ -406,6 +406,9 @@ RULES = {
     # the profile (e-mail preferences) and the password reset (public, throttled)
     "notifications:profile": LOGGED_IN,
     "password_reset": Rule(),
+    # the language switcher (POST only; anyone) and the JavaScript catalogue (public)
+    "set_language": Rule(get=anyone(NOT_ALLOWED)),
+    "javascript-catalog": Rule(post=anyone(NOT_ALLOWED)),
     "password_reset_done": Rule(post=anyone(NOT_ALLOWED)),
     "password_reset_confirm": Rule(reset_link),
     "password_reset_complete": Rule(post=anyone(NOT_ALLOWED)),

@@ -3,6 +3,7 @@
 import json
 from pathlib import Path
 
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from analysis.defaults import DEFAULT_LANDMARK_DAYS, DEFAULT_REFERENCE_RATE
@@ -33,6 +34,12 @@ class Command(BaseCommand):
             help="Landmark day for the landmark analysis (default: 90).",
         )
         parser.add_argument(
+            "--language",
+            choices=[code for code, _name in settings.LANGUAGES],
+            default="en",
+            help="Language of report.html and report.docx (default: en).",
+        )
+        parser.add_argument(
             "--reference-rate",
             type=float,
             default=DEFAULT_REFERENCE_RATE,
@@ -55,7 +62,10 @@ class Command(BaseCommand):
         parameters["landmark_days"] = options["landmark_days"]
         parameters["reference_rate"] = options["reference_rate"]
         run = AnalysisRun.objects.create(
-            parameters=parameters, source="command line", output_path=str(Path(out).resolve())
+            parameters=parameters,
+            source="command line",
+            output_path=str(Path(out).resolve()),
+            language=options["language"],
         )
         try:
             run = execute(run)
