@@ -3,7 +3,8 @@
 With no REDIS_URL (the demo) there is no worker to hand a run to. Running the task inside the
 request made "Run analysis" hang with no feedback until the run was over; here the request
 only starts a thread and returns, and the run's page polls its progress like any other run.
-The thread uses its own database connections, closed when it ends.
+The thread uses its own database connections, closed when it ends. The background exports
+(exchange.tasks) start their jobs the same way (start_task).
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ from django.db import connections
 
 logger = logging.getLogger(__name__)
 
-# The threads started by this process, by run id (tests wait for them; nothing else needs to).
+# The threads started by this process, by run or job id (tests wait for them; nothing else
+# needs to).
 THREADS: dict[str, threading.Thread] = {}
 
 
@@ -26,23 +28,29 @@ def enabled() -> bool:
 
 
 def start(run_id: str) -> threading.Thread:
+    from .tasks import run_analysis_task
+
+    return start_task(run_analysis_task, str(run_id), name=f"analysis-run-{run_id}")
+
+
+def start_task(task, job_id: str, name: str | None = None) -> threading.Thread:
+    """Run a Celery task's body, task(job_id), in a thread: analysis runs and the background
+    exports (exchange.tasks) share this."""
     thread = threading.Thread(
-        target=_run, args=(str(run_id),), name=f"analysis-run-{run_id}", daemon=True
+        target=_run, args=(task, str(job_id)), name=name or f"job-{job_id}", daemon=True
     )
-    THREADS[str(run_id)] = thread
+    THREADS[str(job_id)] = thread
     thread.start()
     return thread
 
 
-def _run(run_id: str) -> None:
-    from .tasks import run_analysis_task
-
+def _run(task, job_id: str) -> None:
     try:
         # The task's own body, as a worker would run it; a failure is already recorded on the
-        # run (execute() marks it failed, with the reason), so it is only logged here.
-        run_analysis_task.apply(args=[run_id], throw=False)
+        # job (it is marked failed, with the reason), so it is only logged here.
+        task.apply(args=[job_id], throw=False)
     except Exception:  # never let a thread's error escape into the web process
-        logger.exception("Analysis run %s failed in its background thread", run_id)
+        logger.exception("Background job %s (%s) failed in its thread", job_id, task.name)
     finally:
         connections.close_all()
-        THREADS.pop(run_id, None)
+        THREADS.pop(job_id, None)

@@ -370,8 +370,15 @@ def iter_dataset_csv(patients=None, cuts: Cuts = Cuts(), chunk_size: int = 5000)
     """analysis_dataset.csv as text chunks, `chunk_size` patients at a time, so that memory stays
     flat however large the registry is. Every derived variable is a function of one patient's
     records, so the chunks joined are byte for byte the CSV of the whole frame."""
-    patients = Patient.objects.all() if patients is None else patients
     yield ",".join(VARIABLES) + "\n"
+    for frame in iter_dataset_frames(patients, cuts, chunk_size):
+        yield safe_frame(frame).to_csv(index=False, header=False)
+
+
+def iter_dataset_frames(patients=None, cuts: Cuts = Cuts(), chunk_size: int = 5000):
+    """The dataset's frame `chunk_size` patients at a time, in study ID order (the streamed CSV,
+    the background xlsx export)."""
+    patients = Patient.objects.all() if patients is None else patients
     after = None
     while True:
         page = patients.order_by("study_id")
@@ -384,7 +391,7 @@ def iter_dataset_csv(patients=None, cuts: Cuts = Cuts(), chunk_size: int = 5000)
         frame = dataset_frame(chunk, cuts)
         if frame.empty:
             return
-        yield safe_frame(frame).to_csv(index=False, header=False)
+        yield frame
         if last is None:
             return
         after = last

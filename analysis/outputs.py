@@ -253,6 +253,16 @@ def _write_xlsx(df: pd.DataFrame, path: Path, sheet_name: str) -> None:
         book.frame_sheet(sheet_name, safe_frame(df))
 
 
+def write_xlsx_frames(frames, columns, path: Path, sheet_name: str, on_frame=None) -> None:
+    """Frames with the same columns as one sheet, each written and dropped before the next is
+    read (the background xlsx export of the dataset: memory stays flat). `on_frame(n)`: called
+    with each frame's row count once written."""
+    with xlsx.Workbook(path) as book:
+        book.frames_sheet(
+            sheet_name, (safe_frame(df) for df in frames), [str(c) for c in columns], True, on_frame
+        )
+
+
 def _labelled(df: pd.DataFrame):
     """The frame as SPSS/Stata take it, with its variable labels and value labels."""
     labelled = df.copy()

@@ -215,29 +215,38 @@ class Workbook:
 
     def frame_sheet(self, title: str, frame, header: bool = True) -> None:
         """A sheet holding the frame: its column names, then a row per frame row."""
+        self.frames_sheet(title, [frame], [str(c) for c in frame.columns], header)
+
+    def frames_sheet(self, title: str, frames, columns, header: bool = True, on_frame=None):
+        """One sheet of frames with the same columns, each written and dropped before the next
+        is read (the background export of the whole dataset: memory stays flat). `on_frame(n)`:
+        called with each frame's row count once written."""
 
         def chunks():
             first = 1
             if header:
-                yield _row(
-                    1, [_cell(f"{column_letter(i)}1", str(c)) for i, c in enumerate(frame.columns)]
-                )
+                names = [_cell(f"{column_letter(i)}1", str(c)) for i, c in enumerate(columns)]
+                yield _row(1, names)
                 first = 2
-            letters = [column_letter(i) for i in range(frame.shape[1])]
-            for begin in range(0, len(frame), _CHUNK):
-                part = frame.iloc[begin : begin + _CHUNK]
-                columns = [
-                    _column_cells(part.iloc[:, i], letters[i], first + begin)
-                    for i in range(part.shape[1])
-                ]
-                yield (
-                    "".join(
-                        f'<row r="{first + begin + k}">{"".join(cells)}</row>'
-                        for k, cells in enumerate(zip(*columns, strict=True))
+            letters = [column_letter(i) for i in range(len(columns))]
+            for frame in frames:
+                for begin in range(0, len(frame), _CHUNK):
+                    part = frame.iloc[begin : begin + _CHUNK]
+                    cells = [
+                        _column_cells(part.iloc[:, i], letters[i], first + begin)
+                        for i in range(part.shape[1])
+                    ]
+                    yield (
+                        "".join(
+                            f'<row r="{first + begin + k}">{"".join(row)}</row>'
+                            for k, row in enumerate(zip(*cells, strict=True))
+                        )
+                        if cells
+                        else ""
                     )
-                    if columns
-                    else ""
-                )
+                first += len(frame)
+                if on_frame is not None:
+                    on_frame(len(frame))
 
         self._write_sheet(title, chunks())
 

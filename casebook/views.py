@@ -7,12 +7,14 @@ open every case of the site (registry.access.archive_institutions_for).
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.db import transaction
 from django.http import FileResponse, Http404, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET
 
+from analysis import background
 from registry.access import archive_institutions_for
 from registry.views import case_of
 
@@ -62,7 +64,16 @@ def site_archives(request, code):
 def _start(request, site):
     archive = SiteArchive.objects.create(institution=site, requested_by=request.user)
     try:
-        build_site_archive_task.delay(str(archive.pk))
+        if background.enabled():
+            # No broker (the demo): a thread of this process, as analysis runs and exports, not
+            # the request itself (a large site's archive takes many minutes).
+            transaction.on_commit(
+                lambda: background.start_task(
+                    build_site_archive_task, str(archive.pk), name=f"archive-{archive.pk}"
+                )
+            )
+        else:
+            build_site_archive_task.delay(str(archive.pk))
     except Exception as exc:  # the broker is down: say so, never leave it queued
         SiteArchive.objects.filter(pk=archive.pk, status=SiteArchive.QUEUED).update(
             status=SiteArchive.FAILED,

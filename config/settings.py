@@ -353,6 +353,12 @@ CASEBOOK_ARCHIVE_STALE_AFTER_SECONDS = int(
     os.environ.get("CASEBOOK_ARCHIVE_STALE_AFTER_SECONDS", "900")
 )
 
+# Background exports (exchange.models.ExportJob): a job without a heartbeat for this long is shown
+# as failed; downloads that read more cases than EXPORT_SYNC_MAX_CASES are sent to a background
+# job instead of answering within the request (gunicorn's timeout).
+EXPORT_STALE_AFTER_SECONDS = int(os.environ.get("EXPORT_STALE_AFTER_SECONDS", "900"))
+EXPORT_SYNC_MAX_CASES = int(os.environ.get("EXPORT_SYNC_MAX_CASES", "10000"))
+
 # E-mail (config/email.py): EMAIL_URL or EMAIL_*; the console without them while debugging.
 from celery.schedules import crontab  # noqa: E402
 

@@ -328,11 +328,11 @@ def _fragment(element, level: int) -> str:
     return "  " * level + text.replace(f' xmlns="{NS}"', "", 1) + "\n"
 
 
-def odm_chunks(patients=None, full_sites=None):
+def odm_chunks(patients=None, full_sites=None, on_cases=None):
     """The ODM file as a stream of UTF-8 chunks: the study definition, then the clinical data of
     `patients` (when given) one batch of cases at a time, so memory stays flat however many
     cases there are. `full_sites`: institution pks whose cases keep identifying fields
-    (None: every site)."""
+    (None: every site). `on_cases(n)`: called after each batch of n cases (a job's progress)."""
     now = timezone.now().replace(microsecond=0)
     root = ET.Element(
         _q("ODM"),
@@ -362,6 +362,8 @@ def odm_chunks(patients=None, full_sites=None):
                 hidden = set() if full else spec.IDENTIFYING_FIELDS
                 parts.append(_fragment(subject_element(patient, crfs, hidden), 2))
             yield "".join(parts).encode()
+            if on_cases is not None:
+                on_cases(len(parts))
         yield b"  </ClinicalData>\n"
     yield b"</ODM>"
 

@@ -1,11 +1,15 @@
-"""Data exchange pages: bulk import, the import template, the codebook, ODM export, API token."""
+"""Data exchange pages: bulk import, the import template, the codebook, ODM export, API token,
+the cases in the template's format, and background exports."""
+
+import tempfile
 
 from django import forms
 from django.conf import settings
+from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
-from django.http import HttpResponse, StreamingHttpResponse
-from django.shortcuts import redirect, render
+from django.http import FileResponse, Http404, HttpResponse, JsonResponse, StreamingHttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import translation
 from django.utils.translation import gettext_lazy as _
 from django.views.decorators.csrf import csrf_exempt, csrf_protect
@@ -14,9 +18,17 @@ from rest_framework.authtoken.models import Token
 from rest_framework.authtoken.views import ObtainAuthToken
 from rest_framework.response import Response
 
-from registry.access import full_access_sites, readable_patients, registering_institutions_for
+from registry.access import (
+    case_institutions_for,
+    export_scope,
+    export_scope_allowed,
+    full_access_sites,
+    patients_for,
+    readable_patients,
+    registering_institutions_for,
+)
 
-from . import codebook, odm, spec, template
+from . import codebook, export, odm, spec, tasks, template
 from .importer import (
     Budget,
     ImportResult,
@@ -27,6 +39,7 @@ from .importer import (
     problems_csv,
     read_upload,
 )
+from .models import ExportJob
 from .tokens import current_token, expires_at, is_expired
 
 
@@ -75,6 +88,8 @@ def index(request):
     context = {
         "can_import": registering_institutions_for(request.user).exists(),
         "record_types": spec.RECORD_TYPES,
+        "case_sites": case_institutions_for(request.user).order_by("code"),
+        "export_kinds": _export_kinds(request.user),
     }
     return render(request, "exchange/index.html", context)
 
@@ -169,6 +184,8 @@ def odm_export(request):
     """The study definition, with the clinical data of the cases the user may read."""
     with_data = request.GET.get("data", "1") != "0"
     patients = readable_patients(request.user) if with_data else None
+    if with_data and _too_many(request, patients, ExportJob.ODM):
+        return redirect("exchange:exports")
     full_sites = full_access_sites(request.user)
     name = "blinatumomab_registry_odm.xml" if with_data else "blinatumomab_registry_study_odm.xml"
     response = StreamingHttpResponse(
@@ -211,3 +228,123 @@ def api_token(request):
         "ttl_days": settings.API_TOKEN_TTL_DAYS,
     }
     return render(request, "exchange/api_token.html", context)
+
+
+# --- The cases in the import template's format, and background exports -------------------------
+
+
+def _too_many(request, patients, kind) -> bool:
+    """More cases than a request may take (gunicorn's timeout): the user is sent to the
+    background export instead, with a message saying why."""
+    n = patients.count()
+    if n <= settings.EXPORT_SYNC_MAX_CASES:
+        return False
+    label = dict(ExportJob.KIND_CHOICES)[kind]
+    messages.info(
+        request,
+        f"{n:,} cases are more than a download can take (EXPORT_SYNC_MAX_CASES = "
+        f"{settings.EXPORT_SYNC_MAX_CASES:,}): start “{label}” below; it runs in the background "
+        "and its download appears here when it is ready.",
+    )
+    return True
+
+
+@login_required
+@require_http_methods(["GET"])
+def cases_zip(request):
+    """The cases of the user's own sites (registry.access.patients_for) in the import
+    template's format: a zip of its CSV files, every field in full."""
+    if not case_institutions_for(request.user).exists():
+        raise PermissionDenied("The cases of a site are for its investigators and monitors.")
+    patients = patients_for(request.user)
+    if _too_many(request, patients, ExportJob.TEMPLATE):
+        return redirect("exchange:exports")
+    spool = tempfile.TemporaryFile()  # closed by the response once sent
+    export.write_zip(spool, patients)
+    spool.seek(0)
+    return FileResponse(spool, as_attachment=True, filename="registry_cases.zip")
+
+
+def _export_kinds(user) -> list[tuple[str, str, str]]:
+    """(kind, label, scope) of each background export the user may start."""
+    kinds = []
+    scope = export_scope(user)
+    if scope:
+        kinds += [
+            (kind, label, scope)
+            for kind, label in ExportJob.KIND_CHOICES
+            if kind != ExportJob.DATASET_XLSX
+        ]
+    dataset_scope = export_scope(user, dataset=True)
+    if dataset_scope:
+        label = dict(ExportJob.KIND_CHOICES)[ExportJob.DATASET_XLSX]
+        kinds.append((ExportJob.DATASET_XLSX, label, dataset_scope))
+    return kinds
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def exports(request):
+    """GET: the user's background exports with their progress; POST: start one."""
+    kinds = {kind: scope for kind, _label, scope in _export_kinds(request.user)}
+    if request.method == "POST":
+        kind = request.POST.get("kind", "")
+        if kind not in kinds:
+            raise PermissionDenied("You cannot start this export.")
+        job = ExportJob.objects.create(kind=kind, requested_by=request.user, scope=kinds[kind])
+        return _start(request, job)
+    ExportJob.fail_stale()  # a lost worker shows as failed, never as running forever
+    context = {
+        "jobs": ExportJob.objects.filter(requested_by=request.user)[:20],
+        "kinds": _export_kinds(request.user),
+    }
+    return render(request, "exchange/exports.html", context)
+
+
+def _start(request, job):
+    try:
+        tasks.start(job)
+    except Exception as exc:  # the broker is down: say so, never leave it queued
+        ExportJob.objects.filter(pk=job.pk, status=ExportJob.QUEUED).update(
+            status=ExportJob.FAILED, error=f"The job service is unavailable ({type(exc).__name__})."
+        )
+        messages.error(request, "The job service is unavailable: the export was not started.")
+        return redirect("exchange:exports")
+    messages.success(request, f"{job.get_kind_display()}: started in the background.")
+    return redirect("exchange:exports")
+
+
+def _job(request, job_id) -> ExportJob:
+    """The user's own job (anybody else's, or a guessed ID, is a 404)."""
+    return get_object_or_404(ExportJob, pk=job_id, requested_by=request.user)
+
+
+@login_required
+@require_http_methods(["GET"])
+def export_status(request, job_id):
+    ExportJob.fail_stale()
+    job = _job(request, job_id)
+    return JsonResponse(
+        {
+            "status": job.status,
+            "label": job.get_status_display(),
+            "done": job.done,
+            "total": job.total,
+            "progress_pct": job.progress_pct,
+            "finished": job.is_finished,
+            "error": job.error,
+        }
+    )
+
+
+@login_required
+@require_http_methods(["GET"])
+def export_download(request, job_id):
+    job = _job(request, job_id)
+    # The scope is checked again: a user who lost a site's rights no longer downloads its file.
+    dataset = job.kind == ExportJob.DATASET_XLSX
+    if not export_scope_allowed(request.user, job.scope, dataset=dataset):
+        raise PermissionDenied("Your access has changed since this export: start it again.")
+    if job.status != ExportJob.SUCCEEDED or not job.path.is_file():
+        raise Http404("This export is not ready.")
+    return FileResponse(open(job.path, "rb"), as_attachment=True, filename=job.filename)

@@ -298,3 +298,43 @@ def memberships_of(user) -> frozenset[tuple[int, str]]:
     if not user.is_authenticated:
         return frozenset()
     return frozenset(Membership.objects.filter(user=user).values_list("institution_id", "role"))
+
+
+# --- Exports -------------------------------------------------------------------------------------
+#
+# A download or background export of case data covers what the user reads: the cases of the API
+# and the ODM export (readable_patients), or for the analysis dataset analysis_patients_for. A
+# background job fixes its scope when it is asked for ("registry", or the site codes) and reads,
+# when it runs, the cases of that scope the user still reads.
+
+WHOLE_REGISTRY = "registry"
+
+
+def export_scope(user, dataset=False) -> str | None:
+    """ "registry" for whole-registry readers; otherwise the codes of the sites whose cases the
+    user reads (for the dataset: the sites they monitor), space-separated; None: no site."""
+    if dataset and not can_open_analyses(user):
+        return None
+    if reads_whole_registry(user):
+        return WHOLE_REGISTRY
+    sites = institutions_for(user, (Membership.MONITOR,) if dataset else CASE_ROLES)
+    codes = sorted(sites.values_list("code", flat=True))
+    return " ".join(codes) or None
+
+
+def export_scope_allowed(user, scope: str, dataset=False) -> bool:
+    """Whether the user still reads everything an export of `scope` holds (its download)."""
+    now = export_scope(user, dataset)
+    if now is None:
+        return False
+    if now == WHOLE_REGISTRY:
+        return True
+    return scope != WHOLE_REGISTRY and set(scope.split()) <= set(now.split())
+
+
+def exported_patients(user, scope: str, dataset=False):
+    """The cases an export of `scope` holds for `user`, as the user's rights are now."""
+    patients = analysis_patients_for(user) if dataset else readable_patients(user)
+    if scope != WHOLE_REGISTRY:
+        patients = patients.filter(institution__code__in=scope.split())
+    return patients

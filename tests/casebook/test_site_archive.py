@@ -86,6 +86,35 @@ def test_the_request_only_queues_the_build(client, cases, investigator):
     assert archive.status == SiteArchive.SUCCEEDED and archive.path.is_file()
 
 
+@pytest.mark.django_db(transaction=True)
+def test_without_a_broker_the_archive_is_built_in_a_thread_not_in_the_request(
+    client, cases, investigator, settings
+):
+    """The demo has no broker: the request returns once the build is handed to a thread of the
+    web process (analysis.background), as analysis runs and background exports are."""
+    from analysis import background
+
+    settings.ANALYSIS_IN_THREAD = True
+    client.force_login(investigator)
+    threads = []
+    real_start = background.start_task
+
+    def start_task(task, job_id, name=None):
+        threads.append(real_start(task, job_id, name))
+        return threads[-1]
+
+    with (
+        mock.patch.object(background, "start_task", start_task),
+        mock.patch.object(build_site_archive_task, "delay") as delay,
+    ):
+        response = client.post(url("casebook:site_archives", "KR01"))
+    assert response.status_code == 302 and not delay.called
+    assert [t.name for t in threads] == [f"archive-{SiteArchive.objects.get().pk}"]
+    threads[0].join(timeout=300)
+    archive = SiteArchive.objects.get()
+    assert (archive.status, archive.cases_done) == (SiteArchive.SUCCEEDED, 3)
+
+
 def test_the_job_service_down_fails_the_archive_with_a_message(client, cases, investigator):
     client.force_login(investigator)
     error = ConnectionError("redis down")

@@ -276,6 +276,37 @@ def site_archive(w):
     ]
 
 
+def export_job(w):
+    """A finished background export of the statistician (its file written where the download
+    reads it): only the user who asked for it reaches it."""
+    from exchange.models import ExportJob
+
+    job = ExportJob.objects.filter(requested_by=w.roles["statistician"].user).first()
+    if job is None:
+        job = ExportJob.objects.create(
+            kind=ExportJob.TEMPLATE,
+            requested_by=w.roles["statistician"].user,
+            scope="registry",
+            status=ExportJob.SUCCEEDED,
+        )
+        job.path.parent.mkdir(parents=True, exist_ok=True)
+        job.path.write_bytes(b"PK\x05\x06" + bytes(18))  # an empty zip
+    return [Target({"job_id": job.pk}), Target({"job_id": uuid.uuid4()}, MISSING)]
+
+
+def owner_only(owner, then=OK):
+    """A user's own object: its owner reaches it; anybody else gets a 404, as for a guess."""
+
+    def policy(role, target):
+        if role.anonymous:
+            return {LOGIN}
+        if role.name == owner and target.site != MISSING:
+            return {then}
+        return {NOT_FOUND}
+
+    return policy
+
+
 def reset_link(w):
     """A password-reset link (an invalid token: the page says so)."""
     return [Target({"uidb64": "MQ", "token": "set-password"})]
@@ -391,6 +422,22 @@ RULES = {
     "exchange:codebook_csv": LOGGED_IN,
     "exchange:odm": LOGGED_IN,  # its content is scoped: see tests/exchange/test_odm.py
     "exchange:api_token": LOGGED_IN,
+    # the cases of one's own sites in the template's format; background exports: a page for
+    # anyone logged in (starting one needs a kind the user may start), each job its owner's only
+    "exchange:cases_zip": Rule(
+        get=role_gate("investigator", "monitor"), post=logged_in(then=NOT_ALLOWED)
+    ),
+    "exchange:exports": Rule(get=logged_in(), post=logged_in(then=FORBIDDEN)),
+    "exchange:export_status": Rule(
+        export_job,
+        get=owner_only("statistician"),
+        post=logged_in(then=NOT_ALLOWED),
+    ),
+    "exchange:export_download": Rule(
+        export_job,
+        get=owner_only("statistician"),
+        post=logged_in(then=NOT_ALLOWED),
+    ),
     # the REST API
     "exchange:api_token_obtain": Rule(get=anyone(NOT_ALLOWED), post=PUBLIC),
     "exchange:api-root": Rule(
