@@ -29,6 +29,9 @@ COPY --chown=app:app . .
 USER app
 # The translation catalogues (locale/*.po) compiled into the image (.mo files are not committed).
 RUN python manage.py update_translations --compile-only --verbosity 0
+# matplotlib's font list built once into the image (~/.cache/matplotlib of user app): otherwise
+# each new container scans the fonts again on its first analysis run (issue #19).
+RUN python -c "import matplotlib.font_manager"
 
 EXPOSE 8000
 

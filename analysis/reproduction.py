@@ -115,7 +115,7 @@ class Run:
     def __init__(self, results: dict[str, pd.DataFrame], dataset: pd.DataFrame, events):
         self.results, self.df, self.ae = results, dataset, events
         self.n = len(dataset)
-        self._events, self._worst = None, {}
+        self._events, self._worst, self._table3_rows = None, {}, None
 
     def table(self, name) -> pd.DataFrame:
         return self.results.get(name, pd.DataFrame())
@@ -168,11 +168,19 @@ class Run:
         return None if row is None else [row["p_value"]]
 
     def _table3(self, row, band):
-        t = self.table("table3_adverse_events.csv")
-        found = t[t["table3_row"] == row]
-        if found.empty:
+        # A hundred keys ask Table 3: its rows indexed once (the first row of each name, as a
+        # filter's iloc[0]) instead of a filter of the frame per key.
+        if self._table3_rows is None:
+            t = self.table("table3_adverse_events.csv")
+            names = t["table3_row"].to_numpy() if "table3_row" in t else []
+            self._table3_rows = t, {}
+            for position, name in enumerate(names):
+                self._table3_rows[1].setdefault(name, position)
+        t, positions = self._table3_rows
+        if row not in positions:
             return None
-        return [found[f"{band}_n"].iloc[0], found[f"{band}_pct"].iloc[0]]
+        at = positions[row]
+        return [t[f"{band}_n"].to_numpy()[at], t[f"{band}_pct"].to_numpy()[at]]
 
     def _flow(self, step):
         t = self.table("flow.csv")
