@@ -1,26 +1,37 @@
 """A background export: a whole-registry file (or a user's sites') built by a Celery task."""
 
+import re
 import uuid
 from pathlib import Path
 
 from django.conf import settings
 from django.db import models
 from django.utils import timezone
+from django.utils.translation import gettext, gettext_noop
+from django.utils.translation import gettext_lazy as _
+
+# Why a job failed, as the registry itself writes it: stored in English (ExportJob.error, for the
+# administrator and the logs, whoever asked), shown in the page's language (error_text). Each
+# names the exception's class, which stays as it is.
+STALE_ERROR = gettext_noop("The worker stopped responding; start the export again.")
+LOST_ERROR = gettext_noop("The worker was lost (%(error)s); start the export again.")
+UNAVAILABLE_ERROR = gettext_noop("The job service is unavailable (%(error)s).")
+KNOWN_ERRORS = (STALE_ERROR, LOST_ERROR, UNAVAILABLE_ERROR)
 
 
 class ExportJob(models.Model):
     QUEUED, RUNNING, SUCCEEDED, FAILED = "queued", "running", "succeeded", "failed"
     STATUS_CHOICES = [
-        (QUEUED, "Queued"),
-        (RUNNING, "Running"),
-        (SUCCEEDED, "Ready"),
-        (FAILED, "Failed"),
+        (QUEUED, _("Queued")),
+        (RUNNING, _("Running")),
+        (SUCCEEDED, _("Ready")),
+        (FAILED, _("Failed")),
     ]
     TEMPLATE, ODM, DATASET_XLSX = "template", "odm", "dataset_xlsx"
     KIND_CHOICES = [
-        (TEMPLATE, "Cases in the import template's format (zip of CSV files)"),
-        (ODM, "CDISC ODM 1.3.2 with the clinical data (XML)"),
-        (DATASET_XLSX, "Analysis dataset as an Excel workbook (xlsx)"),
+        (TEMPLATE, _("Cases in the import template's format (zip of CSV files)")),
+        (ODM, _("CDISC ODM 1.3.2 with the clinical data (XML)")),
+        (DATASET_XLSX, _("Analysis dataset as an Excel workbook (xlsx)")),
     ]
     FILENAMES = {
         TEMPLATE: "registry_cases.zip",
@@ -29,26 +40,32 @@ class ExportJob(models.Model):
     }
     REGISTRY = "registry"  # scope: every site; otherwise the site codes the requester reads
 
-    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    kind = models.CharField(max_length=20, choices=KIND_CHOICES)
+    id = models.UUIDField(_("id"), primary_key=True, default=uuid.uuid4, editable=False)
+    kind = models.CharField(_("export"), max_length=20, choices=KIND_CHOICES)
     # Who asked: the only user who sees the job and downloads its file.
     requested_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+"
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("requested by"),
+        on_delete=models.CASCADE,
+        related_name="+",
     )
     # What it covers, fixed when it was asked for: "registry", or the site codes ("KR01 KR02").
-    scope = models.CharField(max_length=500)
-    created_at = models.DateTimeField(default=timezone.now)
-    started_at = models.DateTimeField(null=True, blank=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
-    heartbeat_at = models.DateTimeField(null=True, blank=True)
-    status = models.CharField(max_length=10, choices=STATUS_CHOICES, default=QUEUED)
-    total = models.PositiveIntegerField(default=0)  # rows (template) or cases to write
-    done = models.PositiveIntegerField(default=0)
-    error = models.TextField(blank=True)
-    size_bytes = models.PositiveBigIntegerField(null=True, blank=True)
+    scope = models.CharField(_("scope"), max_length=500)
+    created_at = models.DateTimeField(_("created at"), default=timezone.now)
+    started_at = models.DateTimeField(_("started at"), null=True, blank=True)
+    finished_at = models.DateTimeField(_("finished at"), null=True, blank=True)
+    heartbeat_at = models.DateTimeField(_("heartbeat at"), null=True, blank=True)
+    status = models.CharField(_("status"), max_length=10, choices=STATUS_CHOICES, default=QUEUED)
+    # rows (template) or cases to write
+    total = models.PositiveIntegerField(_("total"), default=0)
+    done = models.PositiveIntegerField(_("done"), default=0)
+    error = models.TextField(_("error"), blank=True)
+    size_bytes = models.PositiveBigIntegerField(_("size bytes"), null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at"]
+        verbose_name = _("background export")
+        verbose_name_plural = _("background exports")
 
     def __str__(self):
         return f"{self.get_kind_display()} ({self.get_status_display().lower()})"
@@ -63,7 +80,19 @@ class ExportJob(models.Model):
 
     @property
     def scope_label(self) -> str:
-        return "Whole registry" if self.whole_registry else ", ".join(self.site_codes)
+        return gettext("Whole registry") if self.whole_registry else ", ".join(self.site_codes)
+
+    @property
+    def error_text(self) -> str:
+        """Why the job failed, in the page's language: a reason the registry writes (KNOWN_ERRORS)
+        translated, the exception's class kept; any other error (a writer's exception, technical)
+        as stored."""
+        for reason in KNOWN_ERRORS:
+            pattern = re.escape(reason).replace(re.escape("%(error)s"), "(?P<error>.*)")
+            found = re.fullmatch(pattern, self.error, re.DOTALL)
+            if found:
+                return gettext(reason) % found.groupdict()
+        return self.error
 
     @property
     def filename(self) -> str:
@@ -96,5 +125,5 @@ class ExportJob(models.Model):
         return cls.objects.filter(status=cls.RUNNING, heartbeat_at__lt=cutoff).update(
             status=cls.FAILED,
             finished_at=timezone.now(),
-            error="The worker stopped responding; start the export again.",
+            error=STALE_ERROR,
         )

@@ -7,7 +7,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from . import jobs
-from .models import ExportJob
+from .models import LOST_ERROR, ExportJob
 
 
 # As analysis runs and site archives: acks_late so a message whose worker died is delivered
@@ -29,7 +29,7 @@ def _mark_failed(sender=None, task_id=None, exception=None, args=None, **kwargs)
     ExportJob.objects.filter(pk=job_id, status__in=[ExportJob.QUEUED, ExportJob.RUNNING]).update(
         status=ExportJob.FAILED,
         finished_at=timezone.now(),
-        error=f"The worker was lost ({type(exception).__name__}); start the export again.",
+        error=LOST_ERROR % {"error": type(exception).__name__},
     )
 
 

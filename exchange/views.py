@@ -11,6 +11,7 @@ from django.core.exceptions import PermissionDenied
 from django.http import FileResponse, Http404, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import translation
+from django.utils.translation import gettext, ngettext
 from django.utils.translation import gettext_lazy as _
 from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from django.views.decorators.http import require_http_methods
@@ -39,7 +40,7 @@ from .importer import (
     problems_csv,
     read_upload,
 )
-from .models import ExportJob
+from .models import UNAVAILABLE_ERROR, ExportJob
 from .tokens import current_token, expires_at, is_expired
 
 
@@ -88,7 +89,9 @@ def index(request):
     context = {
         "can_import": registering_institutions_for(request.user).exists(),
         "record_types": spec.RECORD_TYPES,
-        "case_sites": case_institutions_for(request.user).order_by("code"),
+        "case_sites": ", ".join(
+            case_institutions_for(request.user).order_by("code").values_list("code", flat=True)
+        ),
         "export_kinds": _export_kinds(request.user),
     }
     return render(request, "exchange/index.html", context)
@@ -240,12 +243,17 @@ def _too_many(request, patients, kind) -> bool:
     if n <= settings.EXPORT_SYNC_MAX_CASES:
         return False
     label = dict(ExportJob.KIND_CHOICES)[kind]
-    messages.info(
-        request,
-        f"{n:,} cases are more than a download can take (EXPORT_SYNC_MAX_CASES = "
-        f"{settings.EXPORT_SYNC_MAX_CASES:,}): start “{label}” below; it runs in the background "
-        "and its download appears here when it is ready.",
+    message = ngettext(
+        "%(n)s case is more than a download can take (EXPORT_SYNC_MAX_CASES = %(max)s): "
+        "start “%(label)s” below; it runs in the background and its download appears here when "
+        "it is ready.",
+        "%(n)s cases are more than a download can take (EXPORT_SYNC_MAX_CASES = %(max)s): "
+        "start “%(label)s” below; it runs in the background and its download appears here when "
+        "it is ready.",
+        n,
     )
+    limit = settings.EXPORT_SYNC_MAX_CASES
+    messages.info(request, message % {"n": f"{n:,}", "max": f"{limit:,}", "label": label})
     return True
 
 
@@ -255,7 +263,7 @@ def cases_zip(request):
     """The cases of the user's own sites (registry.access.patients_for) in the import
     template's format: a zip of its CSV files, every field in full."""
     if not case_institutions_for(request.user).exists():
-        raise PermissionDenied("The cases of a site are for its investigators and monitors.")
+        raise PermissionDenied(_("The cases of a site are for its investigators and monitors."))
     patients = patients_for(request.user)
     if _too_many(request, patients, ExportJob.TEMPLATE):
         return redirect("exchange:exports")
@@ -290,7 +298,7 @@ def exports(request):
     if request.method == "POST":
         kind = request.POST.get("kind", "")
         if kind not in kinds:
-            raise PermissionDenied("You cannot start this export.")
+            raise PermissionDenied(_("You cannot start this export."))
         job = ExportJob.objects.create(kind=kind, requested_by=request.user, scope=kinds[kind])
         return _start(request, job)
     ExportJob.fail_stale()  # a lost worker shows as failed, never as running forever
@@ -306,11 +314,14 @@ def _start(request, job):
         tasks.start(job)
     except Exception as exc:  # the broker is down: say so, never leave it queued
         ExportJob.objects.filter(pk=job.pk, status=ExportJob.QUEUED).update(
-            status=ExportJob.FAILED, error=f"The job service is unavailable ({type(exc).__name__})."
+            status=ExportJob.FAILED, error=UNAVAILABLE_ERROR % {"error": type(exc).__name__}
         )
-        messages.error(request, "The job service is unavailable: the export was not started.")
+        messages.error(request, _("The job service is unavailable: the export was not started."))
         return redirect("exchange:exports")
-    messages.success(request, f"{job.get_kind_display()}: started in the background.")
+    messages.success(
+        request,
+        gettext("%(export)s: started in the background.") % {"export": job.get_kind_display()},
+    )
     return redirect("exchange:exports")
 
 
@@ -332,7 +343,7 @@ def export_status(request, job_id):
             "total": job.total,
             "progress_pct": job.progress_pct,
             "finished": job.is_finished,
-            "error": job.error,
+            "error": job.error_text,
         }
     )
 
@@ -344,7 +355,7 @@ def export_download(request, job_id):
     # The scope is checked again: a user who lost a site's rights no longer downloads its file.
     dataset = job.kind == ExportJob.DATASET_XLSX
     if not export_scope_allowed(request.user, job.scope, dataset=dataset):
-        raise PermissionDenied("Your access has changed since this export: start it again.")
+        raise PermissionDenied(_("Your access has changed since this export: start it again."))
     if job.status != ExportJob.SUCCEEDED or not job.path.is_file():
-        raise Http404("This export is not ready.")
+        raise Http404(_("This export is not ready."))
     return FileResponse(open(job.path, "rb"), as_attachment=True, filename=job.filename)

@@ -2,9 +2,10 @@
 context's locale is ko-KR), on the demo registry (seed_demo).
 
 The investigator's case list, registration and every CRF with an error shown; the monitor's log-in
-with the TOTP code, a case and the monitoring pages; the statistician's dashboard, a refused run
-and a run's results. Each page is saved as a screenshot under test-artifacts/screenshots/ko/,
-checked with axe-core like the other journeys, and read for English left on it: every text of the
+with the TOTP code, a case and the monitoring pages; the statistician's dashboard, a refused run,
+a run's results, the data exchange page and the background exports (one started, then ready).
+Each page is saved as a screenshot under test-artifacts/screenshots/ko/, checked with axe-core
+like the other journeys, and read for English left on it: every text of the
 page (text nodes, placeholders, aria-labels, titles, alt texts, the document's title) is cut into
 words of Latin letters, and any word that is not in ALLOWED_LATIN fails the test, listed by page.
 
@@ -134,6 +135,9 @@ ALLOWED_LATIN = frozenset(
         "L",  # ×10⁹/L, /µL
         "µL",
         "mL",
+        "KB",  # file sizes (Django's filesizeformat writes them so in Korean)
+        "MB",
+        "GB",
         # codes and formats
         "KR",  # site codes and study IDs (KR01, KR01-001)
         "CRF",
@@ -143,6 +147,14 @@ ALLOWED_LATIN = frozenset(
         "Word",  # Microsoft Word (report.docx)
         "API",
         "zip",
+        "xlsx",
+        "XML",
+        # data standards and software, by their names: CDISC's ODM, REST and OpenAPI, pandas
+        "CDISC",
+        "ODM",
+        "REST",
+        "OpenAPI",
+        "pandas",
         "SHA",  # SHA-256
         "URI",
         "QR",
@@ -439,6 +451,21 @@ def test_a_korean_browser_gets_every_page_in_korean_and_english_comes_back(
     expect(page.locator("#run-state")).to_have_attribute("data-finished", "1", timeout=120_000)
     expect(page.locator("#run-status")).to_have_class(re.compile("run-badge-succeeded"))
     j.look("run-results")
+    run_url = page.url
+
+    # --- the statistician's data exchange: the exports, one started in the background (a thread
+    # of the live server without a broker) and shown, with its download, once ready
+    page.goto("/exchange/")
+    j.look("exchange")
+    page.goto("/exchange/exports/")
+    j.look("exports")
+    page.locator("form:has(input[name=kind]) button[type=submit]").first.click()
+    expect(page.locator(".alert-success")).to_be_visible()
+    j.look("export-started")
+    expect(page.locator("tr.export-job[data-finished='1']")).to_have_count(1, timeout=120_000)
+    expect(page.locator("tr.export-job a[href$='/download/']")).to_be_visible()
+    j.look("export-ready")
+    page.goto(run_url)
 
     # --- English again, from the navigation's switcher: the page and the next ones
     page.locator("#language-switcher button[value=en]").click()
