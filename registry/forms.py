@@ -34,6 +34,9 @@ def entered_fields(model) -> list[str]:
     return [f.name for f in model._meta.fields if f.editable and f.name not in ("id", "patient")]
 
 
+DATE_INVALID = _("Enter the date as YYYY-MM-DD, e.g. 2017-03-06.")
+
+
 class DateInput(forms.DateInput):
     """A text box for YYYY-MM-DD. Not the browser's date picker: that shows the browser's own
     locale format (mm/dd/yyyy, 2026. 11. 29.), and the study writes dates as ISO in English and
@@ -92,6 +95,7 @@ class CrfForm(forms.ModelForm):
         for field in self.fields.values():
             if isinstance(field, forms.DateField):
                 field.widget = DateInput()
+                field.error_messages["invalid"] = DATE_INVALID
         if "cycle" in self.fields and patient is not None:
             self.fields["cycle"].iterator = CachedChoiceIterator  # before the queryset: it
             self.fields["cycle"].queryset = patient.cycles.all()  # sets the widget's choices

@@ -174,6 +174,24 @@ def test_a_crf_date_box_shows_and_takes_iso_whatever_the_browsers_locale(investi
     assert 'placeholder="YYYY-MM-DD"' in box
 
 
+@pytest.mark.parametrize(
+    "headers, message",
+    [
+        ({}, "Enter the date as YYYY-MM-DD, e.g. 2017-03-06."),
+        (KO, "날짜를 YYYY-MM-DD 형식으로 입력하세요 (예: 2017-03-06)."),
+    ],
+)
+def test_a_date_not_written_as_iso_is_refused_saying_the_format(investigator, headers, message):
+    patient = f.patient()
+    f.baseline(patient)
+    page = logged_in(investigator, **headers).post(
+        reverse("registry:record_new", args=[patient.pk, "assessments"]),
+        {"assessment_date": "06/01/2017", "version": ""},
+    )
+    assert page.status_code == 200
+    assert page.context["form"].errors["assessment_date"] == [message]
+
+
 def test_the_api_answers_in_english_whatever_the_browser_asks(investigator):
     client = logged_in(investigator, **KO)
     response = client.post("/api/v1/patients/", {}, content_type="application/json")
