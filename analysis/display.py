@@ -362,30 +362,7 @@ def survival_medians(
             "EFS: from day 1 to relapse, progression or death; OS: to death from any cause; "
             "otherwise censored at the last contact."
         )
-    rows = []
-    for (endpoint, grouping), part in medians.groupby(["endpoint", "grouping"], sort=False):
-        heading = fmt.figure_title(endpoint, grouping)
-        rows.append(section(heading))
-        p_value = _logrank_p(logrank, endpoint=endpoint, grouping=grouping)
-        for i, (_, record) in enumerate(part.iterrows()):
-            rows.append(
-                Row(
-                    [
-                        text(fmt.group_label(grouping, record["group"])),
-                        count(record["n"]),
-                        count(record["events"]),
-                        text(
-                            fmt.fmt_median_ci(
-                                record["median_months"], record["ci_lower"], record["ci_upper"]
-                            )
-                        ),
-                        p_cell(p_value)
-                        if i == len(part) - 1 and grouping != "overall"
-                        else text(""),
-                    ],
-                    indent=True,
-                )
-            )
+    rows = _median_rows(medians, logrank, fmt.figure_title)
     return DisplayTable(
         key="survival_median",
         title=gettext("Median event-free and overall survival (Kaplan-Meier)"),
@@ -409,6 +386,29 @@ def survival_medians(
         ),
         sources=["survival_median.csv", "survival_logrank.csv", "survival_table.csv"],
     )
+
+
+def _median_rows(medians: pd.DataFrame, logrank: pd.DataFrame, heading) -> list:
+    """A section per (endpoint, grouping) headed `heading(endpoint, grouping)`, a row per group
+    (n, events, median with its CI) and the log-rank P on the last row of a comparison."""
+    rows = []
+    for (endpoint, grouping), part in medians.groupby(["endpoint", "grouping"], sort=False):
+        rows.append(section(heading(endpoint, grouping)))
+        p_value = _logrank_p(logrank, endpoint=endpoint, grouping=grouping)
+        for i, (_, record) in enumerate(part.iterrows()):
+            median = fmt.fmt_median_ci(
+                record["median_months"], record["ci_lower"], record["ci_upper"]
+            )
+            last_of_comparison = i == len(part) - 1 and grouping != "overall"
+            cells = [
+                text(fmt.group_label(grouping, record["group"])),
+                count(record["n"]),
+                count(record["events"]),
+                text(median),
+                p_cell(p_value) if last_of_comparison else text(""),
+            ]
+            rows.append(Row(cells, indent=True))
+    return rows
 
 
 def _logrank_p(logrank, **key):
@@ -573,33 +573,14 @@ def numbers_at_risk(
 def landmark_medians(medians: pd.DataFrame, logrank: pd.DataFrame | None) -> DisplayTable:
     rows = []
     landmark = medians["landmark_days"].iloc[0] if len(medians) else beyond.DEFAULT_LANDMARK_DAYS
-    for (endpoint, grouping), part in medians.groupby(["endpoint", "grouping"], sort=False):
-        rows.append(
-            section(
-                gettext("%(value)s: %(value2)s")
-                % {"value": fmt.label(endpoint), "value2": fmt.lower_first(fmt.label(grouping))}
-            )
-        )
-        p_value = _logrank_p(logrank, endpoint=endpoint, grouping=grouping)
-        for i, (_, record) in enumerate(part.iterrows()):
-            rows.append(
-                Row(
-                    [
-                        text(fmt.group_label(grouping, record["group"])),
-                        count(record["n"]),
-                        count(record["events"]),
-                        text(
-                            fmt.fmt_median_ci(
-                                record["median_months"], record["ci_lower"], record["ci_upper"]
-                            )
-                        ),
-                        p_cell(p_value)
-                        if i == len(part) - 1 and grouping != "overall"
-                        else text(""),
-                    ],
-                    indent=True,
-                )
-            )
+    rows += _median_rows(
+        medians,
+        logrank,
+        lambda endpoint, grouping: (
+            gettext("%(value)s: %(value2)s")
+            % {"value": fmt.label(endpoint), "value2": fmt.lower_first(fmt.label(grouping))}
+        ),
+    )
     return DisplayTable(
         key="landmark_median",
         title=(
