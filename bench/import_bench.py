@@ -119,11 +119,21 @@ def child(args) -> None:
     started = time.perf_counter()
     extra = ["--check"] if args.check else []
     problems = 0
+    profile = os.environ.get("IMPORT_BENCH_PROFILE")  # a file for cProfile's statistics
+    profiler = None
+    if profile:
+        import cProfile
+
+        profiler = cProfile.Profile()
+        profiler.enable()
     try:
         call_command("import_cases", args.child, "--max-rows", "0", "--user", USER, *extra)
     except CommandError as e:  # every row was still checked and stored, then rolled back
         problems = int(str(e).split()[0])
     seconds = time.perf_counter() - started
+    if profiler is not None:
+        profiler.disable()
+        profiler.dump_stats(profile)
     usage = resource.getrusage(resource.RUSAGE_SELF)
     cpu = usage.ru_utime + usage.ru_stime - cpu_before
     result = {"seconds": round(seconds, 1), "cpu_s": round(cpu, 1), "problems": problems}

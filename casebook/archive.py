@@ -20,7 +20,6 @@ from django.utils import timezone, translation
 from exchange.safe import safe_row
 from registry.models import CrfStatus, Patient
 
-from . import pdf
 from .models import SiteArchive
 
 log = logging.getLogger(__name__)
@@ -91,6 +90,8 @@ def build(archive: SiteArchive) -> SiteArchive:
 
 
 def _build(archive: SiteArchive) -> SiteArchive:
+    from . import pdf  # ReportLab where a book is drawn, not at every process start
+
     rows = SiteArchive.objects.filter(pk=archive.pk)
     site = archive.institution
     cases = Patient.objects.filter(institution=site).order_by("study_id")

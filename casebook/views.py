@@ -18,7 +18,6 @@ from analysis import background
 from registry.access import archive_institutions_for
 from registry.views import case_of
 
-from . import pdf
 from .models import SiteArchive
 from .tasks import build_site_archive_task
 
@@ -26,6 +25,8 @@ from .tasks import build_site_archive_task
 @login_required
 @require_GET
 def case_pdf(request, pk):
+    from . import pdf  # ReportLab on the first case book, not at every process start
+
     patient = case_of(request, pk)
     with translation.override("en"):  # the study's record: one language, one content hash
         data, book = pdf.case_pdf(patient)

@@ -125,6 +125,17 @@ ensure_venv() {
     hash -r
 }
 
+# compile_python: the project's modules compiled to bytecode once. Where PYTHONDONTWRITEBYTECODE
+# is set (the Dockerfile, this CI machine) Python never writes .pyc files, so every process
+# compiled the project's source again at start-up: 0.3 s of `manage.py check`'s 1.0 s (issue #19).
+# A .pyc older than its source is ignored, so a stale one costs nothing but the compile.
+compile_python() {
+    log "python -m compileall (the project's modules)"
+    python -m compileall -q -j 0 \
+        -x '/(\.venv|venv|node_modules|media|static|staticfiles|test-artifacts|\.git)/' \
+        "$REPO_ROOT" >/dev/null || warn "compileall failed: processes compile at start-up"
+}
+
 # ---------------------------------------------------------------- service helpers
 # free_port START: first port >= START that nobody listens on / has bound.
 free_port() {

@@ -33,6 +33,8 @@ log "python manage.py compilemessages"
 python manage.py update_translations --compile-only --verbosity 0 ||
     warn "translations not compiled (is GNU gettext installed?): pages stay in English"
 
+compile_python
+
 log "python manage.py migrate"
 python manage.py migrate --noinput
 

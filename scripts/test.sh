@@ -67,6 +67,8 @@ log "python manage.py compilemessages"
 python manage.py update_translations --compile-only --verbosity 0 ||
     warn "translations not compiled (is GNU gettext installed?): the Korean tests will fail"
 
+compile_python
+
 # 4. services
 start_services
 export CHROMIUM_PATH="${CHROMIUM_PATH:-$(command -v chromium || echo /usr/bin/chromium)}"

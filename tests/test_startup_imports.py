@@ -1,14 +1,24 @@
 """What every web process, Celery worker and management command loads at start-up (settings,
 apps, models, admin, URLs and every view they import, the Celery tasks, `manage.py check`) does not
-import the numerical stack: each would otherwise pay ~3 s and ~150 MiB before serving anything.
-The analysis imports it in the steps that need it (issue #19)."""
+import the numerical stack, nor ReportLab: each would otherwise pay ~3 s and ~150 MiB before
+serving anything. The analysis imports it in the steps that need it, the case books ReportLab
+when a book is drawn (issue #19)."""
 
 import os
 import subprocess
 import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-NUMERICAL_STACK = ("pandas", "numpy", "scipy", "lifelines", "matplotlib", "openpyxl", "pyreadstat")
+NUMERICAL_STACK = (
+    "pandas",
+    "numpy",
+    "scipy",
+    "lifelines",
+    "matplotlib",
+    "openpyxl",
+    "pyreadstat",
+    "reportlab",
+)
 
 STARTUP = """
 import os, sys

@@ -419,3 +419,27 @@ def test_the_readme_documents_every_template_column():
 
 def test_problem_text_names_file_row_and_column():
     assert str(Problem("a.csv", 3, "grade", "Bad.")) == "a.csv, row 3, column grade: Bad."
+
+
+def test_the_command_lists_the_first_twenty_and_the_last_study_id_of_a_large_import(tmp_path, kr01):
+    """A legacy registry registers thousands of cases: the summary names the first 20 and the
+    last (in row order) and counts the rest, instead of one line of every study ID."""
+    patients = []
+    for n in range(1, 26):
+        row = dict(legacy.PATIENTS[0])
+        row["site_case_number"] = f"H-{n:04d}"
+        patients.append(row)
+    data = {"patients": patients}
+    ok, out, err = run_command(
+        legacy.write_csv_dir(tmp_path / "many", data), "--institution", "KR01"
+    )
+    assert ok, err
+    first = ", ".join(f"KR01-{n:03d}" for n in range(1, 21))
+    assert f"25 case(s) registered: {first}, ... (4 more), KR01-025\n" in out
+    assert Patient.objects.count() == 25
+
+
+def test_the_command_lists_every_study_id_of_a_small_import(tmp_path, kr01):
+    ok, out, err = run_command(legacy.write_csv_dir(tmp_path / "legacy"), "--institution", "KR01")
+    assert ok, err
+    assert "3 case(s) registered: KR01-001, KR01-002, KR01-003\n" in out

@@ -94,6 +94,19 @@ class Command(BaseCommand):
             self.stdout.write(
                 self.style.SUCCESS(
                     f"Imported {result.rows} row(s); {len(result.study_ids)} case(s) registered: "
-                    + ", ".join(result.study_ids)
+                    + registered_list(result.study_ids)
                 )
             )
+
+
+SHOWN_STUDY_IDS = 20  # a legacy registry registers 100,000 cases: not one line of them all
+
+
+def registered_list(study_ids: list[str]) -> str:
+    """The study IDs an import registered, in row order; the first SHOWN_STUDY_IDS and the
+    last of a longer list."""
+    if len(study_ids) <= SHOWN_STUDY_IDS + 1:
+        return ", ".join(study_ids)
+    more = len(study_ids) - SHOWN_STUDY_IDS - 1
+    shown = ", ".join(study_ids[:SHOWN_STUDY_IDS])
+    return f"{shown}, ... ({more:,} more), {study_ids[-1]}"
