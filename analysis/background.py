@@ -4,16 +4,20 @@ With no REDIS_URL (the demo) there is no worker to hand a run to. Running the ta
 request made "Run analysis" hang with no feedback until the run was over; here the request
 only starts a thread and returns, and the run's page polls its progress like any other run.
 The thread uses its own database connections, closed when it ends. The background exports
-(exchange.tasks) start their jobs the same way (start_task).
+(exchange.tasks) and the case-book archives start their jobs the same way (start_task), and all
+three show why a job failed in the page's language the same way (reason_in_language).
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import threading
+from collections.abc import Callable, Iterable
 
 from django.conf import settings
 from django.db import connections
+from django.utils.translation import gettext
 
 logger = logging.getLogger(__name__)
 
@@ -54,3 +58,25 @@ def _run(task, job_id: str) -> None:
     finally:
         connections.close_all()
         THREADS.pop(job_id, None)
+
+
+def reason_in_language(
+    stored: str, reasons: Iterable[str], translate: Callable[[str, str], str] | None = None
+) -> str:
+    """Why a job failed, in the active language. A job stores its reason in English, one of
+    `reasons` (gettext_noop templates with %(name)s placeholders) filled in, so that whoever
+    reads it later (the requester, an administrator, the logs) reads it in their own language:
+    the template is translated and the placeholders' values kept (an exception's class and
+    text), or passed through translate(name, value). Anything else is shown as stored."""
+    for reason in reasons:
+        parts = re.split(r"%\((\w+)\)s", reason)
+        pattern = "".join(
+            re.escape(part) if i % 2 == 0 else f"(?P<{part}>.*?)" for i, part in enumerate(parts)
+        )
+        found = re.fullmatch(pattern, stored, re.DOTALL)
+        if found:
+            values = found.groupdict()
+            if translate is not None:
+                values = {name: translate(name, value) for name, value in values.items()}
+            return gettext(reason) % values
+    return stored

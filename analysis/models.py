@@ -6,11 +6,60 @@ from pathlib import Path
 from django.conf import settings
 from django.db import models
 from django.utils import timezone
+from django.utils.translation import gettext, gettext_noop
 from django.utils.translation import gettext_lazy as _
+
+from .background import reason_in_language
+from .progress import PROGRESS_STEPS
 
 # A run whose worker stopped sending heartbeats for this long is marked failed, so a killed
 # worker never leaves a run shown as running.
 STALE_AFTER_SECONDS = 15 * 60
+
+# Why a run failed, as the registry writes it: stored in English in AnalysisRun.error (the
+# technical details after a blank line, for the administrator), shown in the page's language
+# (error_summary). %(doing)s is the step the run was at, as in "while computing tables".
+NOTHING_TO_ANALYSE = gettext_noop(
+    "The registry has no patients yet, so there is nothing to analyse. Register patients, "
+    "then start the run again."
+)
+OUT_OF_MEMORY = gettext_noop(
+    "The server ran out of memory while %(doing)s. Start the run again when fewer runs are "
+    "going on, or ask the administrator for more memory."
+)
+NOT_WRITTEN = gettext_noop(
+    "The run's files could not be written while %(doing)s (%(reason)s). Ask the administrator "
+    "to check the disk space and permissions of the media folder."
+)
+STOPPED = gettext_noop(
+    "The run stopped while %(doing)s: %(detail)s (%(error)s). Nothing in the registry was "
+    "changed; start the run again, and if it fails the same way, send this message to the "
+    "administrator."
+)
+STALE = gettext_noop("The analysis worker stopped responding (worker lost); start the run again.")
+LOST = gettext_noop("The analysis worker was lost (%(error)s); start the run again.")
+UNAVAILABLE = gettext_noop("The job service is unavailable (%(error)s); try again later.")
+FAILURES = (NOTHING_TO_ANALYSE, OUT_OF_MEMORY, NOT_WRITTEN, STOPPED, STALE, LOST, UNAVAILABLE)
+STARTING = gettext_noop("starting")
+
+
+def doing(step: str) -> str:
+    """A step as the middle of a sentence ("while computing tables and survival models")."""
+    return step[:1].lower() + step[1:] if step else STARTING
+
+
+def _doing_in_language(name: str, value: str) -> str:
+    if name != "doing":
+        return value
+    if value == STARTING:
+        return gettext(STARTING)
+    for _pct, step in PROGRESS_STEPS.values():
+        if doing(step) == value:
+            # English lowers the step's capital inside the sentence; a translation stands as
+            # it is (Korean has no case, and "Kaplan-Meier" keeps its capital).
+            translated = gettext(step)
+            return doing(step) if translated == step else translated
+    return value
 
 
 class AnalysisRun(models.Model):
@@ -66,8 +115,8 @@ class AnalysisRun(models.Model):
 
     @property
     def error_summary(self) -> str:
-        """Why the run failed, in words (the error's first paragraph)."""
-        return self.error.split("\n\n", 1)[0]
+        """Why the run failed, in words (the error's first paragraph), in the page's language."""
+        return reason_in_language(self.error.split("\n\n", 1)[0], FAILURES, _doing_in_language)
 
     @property
     def error_details(self) -> str:
@@ -89,5 +138,5 @@ class AnalysisRun(models.Model):
         return cls.objects.filter(status=cls.RUNNING, heartbeat_at__lt=cutoff).update(
             status=cls.FAILED,
             finished_at=timezone.now(),
-            error="The analysis worker stopped responding (worker lost); start the run again.",
+            error=STALE,
         )

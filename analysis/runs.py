@@ -15,7 +15,14 @@ from registry import paper_twin
 from registry.models import Patient
 
 from .dataset import Cuts, load_registry
-from .models import AnalysisRun
+from .models import (
+    NOT_WRITTEN,
+    NOTHING_TO_ANALYSE,
+    OUT_OF_MEMORY,
+    STOPPED,
+    AnalysisRun,
+    doing,
+)
 from .progress import PROGRESS_STEPS
 
 
@@ -25,30 +32,16 @@ class NothingToAnalyse(Exception):
 
 def failure_message(step: str, exc: BaseException) -> str:
     """Why a run failed, in words a statistician can act on (the traceback follows it, for the
-    administrator, in AnalysisRun.error)."""
-    doing = step[:1].lower() + step[1:] if step else "starting"
+    administrator, in AnalysisRun.error); stored in English, shown in the page's language."""
+    at = doing(step)
     if isinstance(exc, NothingToAnalyse):
-        return (
-            "The registry has no patients yet, so there is nothing to analyse. Register "
-            "patients, then start the run again."
-        )
+        return NOTHING_TO_ANALYSE
     if isinstance(exc, MemoryError):
-        return (
-            f"The server ran out of memory while {doing}. Start the run again when fewer runs "
-            "are going on, or ask the administrator for more memory."
-        )
+        return OUT_OF_MEMORY % {"doing": at}
     if isinstance(exc, OSError):
-        reason = exc.strerror or str(exc)
-        return (
-            f"The run's files could not be written while {doing} ({reason}). Ask the "
-            "administrator to check the disk space and permissions of the media folder."
-        )
+        return NOT_WRITTEN % {"doing": at, "reason": exc.strerror or str(exc)}
     detail = str(exc).strip().rstrip(".") or type(exc).__name__
-    return (
-        f"The run stopped while {doing}: {detail} ({type(exc).__name__}). Nothing in the "
-        "registry was changed; start the run again, and if it fails the same way, send this "
-        "message to the administrator."
-    )
+    return STOPPED % {"doing": at, "detail": detail, "error": type(exc).__name__}
 
 
 def progress_view(run: AnalysisRun) -> dict:

@@ -4,7 +4,7 @@ from celery import shared_task
 from celery.signals import task_failure
 from django.utils import timezone
 
-from .models import AnalysisRun
+from .models import LOST, AnalysisRun
 from .runs import execute
 
 
@@ -32,6 +32,5 @@ def _mark_run_failed(sender=None, task_id=None, exception=None, args=None, **kwa
     ).update(
         status=AnalysisRun.FAILED,
         finished_at=timezone.now(),
-        error=f"The analysis worker was lost ({type(exception).__name__}: {exception}); "
-        "start the run again.",
+        error=LOST % {"error": f"{type(exception).__name__}: {exception}"},
     )

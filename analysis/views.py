@@ -34,7 +34,7 @@ from registry.access import (
 from . import background
 from .dataset import iter_dataset_csv
 from .forms import RunForm
-from .models import AnalysisRun
+from .models import UNAVAILABLE, AnalysisRun
 from .runs import progress_view
 from .tasks import run_analysis_task
 
@@ -200,8 +200,7 @@ def start_run(request):
         AnalysisRun.objects.filter(pk=run.pk).update(
             status=AnalysisRun.FAILED,
             finished_at=timezone.now(),
-            error=_("The job service is unavailable (%(error)s); try again later.")
-            % {"error": type(exc).__name__},
+            error=UNAVAILABLE % {"error": type(exc).__name__},
         )
         messages.error(
             request,

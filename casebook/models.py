@@ -7,8 +7,18 @@ from django.conf import settings
 from django.db import models
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
+from django.utils.translation import gettext_noop
 
+from analysis.background import reason_in_language
 from registry.models import Institution
+
+# Why an archive failed, as the registry writes it: stored in English (SiteArchive.error, for the
+# administrator and the logs), shown in the page's language (error_text); the exception's class
+# stays as it is. Any other error (a case book's exception, technical) is shown as stored.
+STALE_ERROR = gettext_noop("The worker stopped responding; build the archive again.")
+LOST_ERROR = gettext_noop("The worker was lost (%(error)s); build the archive again.")
+UNAVAILABLE_ERROR = gettext_noop("The job service is unavailable (%(error)s); try again later.")
+KNOWN_ERRORS = (STALE_ERROR, LOST_ERROR, UNAVAILABLE_ERROR)
 
 
 class SiteArchive(models.Model):
@@ -66,6 +76,11 @@ class SiteArchive(models.Model):
         return min(99, int(100 * self.cases_done / self.cases_total))
 
     @property
+    def error_text(self) -> str:
+        """Why the archive failed, in the page's language (KNOWN_ERRORS translated)."""
+        return reason_in_language(self.error, KNOWN_ERRORS)
+
+    @property
     def is_finished(self) -> bool:
         return self.status in (self.SUCCEEDED, self.FAILED)
 
@@ -80,5 +95,5 @@ class SiteArchive(models.Model):
         return cls.objects.filter(status=cls.RUNNING, heartbeat_at__lt=cutoff).update(
             status=cls.FAILED,
             finished_at=timezone.now(),
-            error="The worker stopped responding; build the archive again.",
+            error=STALE_ERROR,
         )

@@ -5,7 +5,7 @@ from celery.signals import task_failure
 from django.utils import timezone
 
 from . import archive as site_archive
-from .models import SiteArchive
+from .models import LOST_ERROR, SiteArchive
 
 
 # As analysis runs: acks_late so a message whose worker died is delivered again, and a pool
@@ -29,5 +29,5 @@ def _mark_failed(sender=None, task_id=None, exception=None, args=None, **kwargs)
     ).update(
         status=SiteArchive.FAILED,
         finished_at=timezone.now(),
-        error=f"The worker was lost ({type(exception).__name__}); build the archive again.",
+        error=LOST_ERROR % {"error": type(exception).__name__},
     )

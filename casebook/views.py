@@ -18,7 +18,7 @@ from analysis import background
 from registry.access import archive_institutions_for
 from registry.views import case_of
 
-from .models import SiteArchive
+from .models import UNAVAILABLE_ERROR, SiteArchive
 from .tasks import build_site_archive_task
 
 
@@ -79,8 +79,7 @@ def _start(request, site):
         SiteArchive.objects.filter(pk=archive.pk, status=SiteArchive.QUEUED).update(
             status=SiteArchive.FAILED,
             finished_at=timezone.now(),
-            error=_("The job service is unavailable (%(error)s); try again later.")
-            % {"error": type(exc).__name__},
+            error=UNAVAILABLE_ERROR % {"error": type(exc).__name__},
         )
         messages.error(request, _("The job service is unavailable: the archive was not started."))
         return redirect("casebook:site_archives", code=site.code)
@@ -104,7 +103,7 @@ def archive_status(request, archive_id):
             "cases_total": archive.cases_total,
             "progress_pct": archive.progress_pct,
             "finished": archive.is_finished,
-            "error": archive.error,
+            "error": archive.error_text,
         }
     )
 

@@ -1,6 +1,5 @@
 """A background export: a whole-registry file (or a user's sites') built by a Celery task."""
 
-import re
 import uuid
 from pathlib import Path
 
@@ -9,6 +8,8 @@ from django.db import models
 from django.utils import timezone
 from django.utils.translation import gettext, gettext_noop
 from django.utils.translation import gettext_lazy as _
+
+from analysis import background
 
 # Why a job failed, as the registry itself writes it: stored in English (ExportJob.error, for the
 # administrator and the logs, whoever asked), shown in the page's language (error_text). Each
@@ -87,12 +88,7 @@ class ExportJob(models.Model):
         """Why the job failed, in the page's language: a reason the registry writes (KNOWN_ERRORS)
         translated, the exception's class kept; any other error (a writer's exception, technical)
         as stored."""
-        for reason in KNOWN_ERRORS:
-            pattern = re.escape(reason).replace(re.escape("%(error)s"), "(?P<error>.*)")
-            found = re.fullmatch(pattern, self.error, re.DOTALL)
-            if found:
-                return gettext(reason) % found.groupdict()
-        return self.error
+        return background.reason_in_language(self.error, KNOWN_ERRORS)
 
     @property
     def filename(self) -> str:

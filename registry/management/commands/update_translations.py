@@ -35,6 +35,9 @@ MAKEMESSAGES_OPTIONS = {
     "ignore_patterns": IGNORE,
     "no_obsolete": True,
     "add_location": "file",  # file names without line numbers: fewer changes in the diffs
+    # One line per message: Korean msgstrs were kept unwrapped by hand (msgcat --no-wrap), and
+    # msgmerge re-wrapped the whole catalogue at every update, burying the change in the diff.
+    "no_wrap": True,
 }
 
 
