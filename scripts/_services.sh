@@ -232,6 +232,13 @@ start_services() {
     fi
     chmod 700 "$RT_DIR/pg"
 
+    # Sessions starting at the same moment (a test run beside a benchmark) would pick the same
+    # free ports: the choice and the servers' start are serialised by a lock on a shared file,
+    # released once both listen. The servers do not inherit the lock's descriptor.
+    local lock_fd
+    exec {lock_fd}>"${TMPDIR:-/tmp}/registry-services.lock"
+    flock -w 300 "$lock_fd" || warn "waited 300 s for another session's services to start; going on"
+
     # ---- PostgreSQL
     PG_PORT="$(free_port "${TEST_PG_PORT:-55432}")" || die "no free port for PostgreSQL"
     log "starting private PostgreSQL ($(basename "$(dirname "$bindir")")) on 127.0.0.1:$PG_PORT${pg_os_user:+ as $pg_os_user}"
@@ -244,7 +251,7 @@ start_services() {
     # Throwaway cluster: trade durability for speed.
     _as "$pg_os_user" "$bindir/pg_ctl" -D "$RT_DIR/pg/data" -l "$RT_DIR/pg/server.log" -w -t 60 \
         -o "-p $PG_PORT -c listen_addresses=127.0.0.1 -k $RT_DIR/pgsock -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=100" \
-        start >/dev/null || {
+        start >/dev/null {lock_fd}>&- || {
         cat "$RT_DIR/pg/server.log" >&2 2>/dev/null
         die "PostgreSQL failed to start"
     }
@@ -263,7 +270,7 @@ SQL
     _as "$redis_os_user" redis-server --bind 127.0.0.1 --port "$REDIS_PORT" \
         --save '' --appendonly no --daemonize yes \
         --dir "$RT_DIR/redis" --pidfile "$RT_DIR/redis/redis.pid" \
-        --logfile "$RT_DIR/redis/redis.log" >/dev/null ||
+        --logfile "$RT_DIR/redis/redis.log" >/dev/null {lock_fd}>&- ||
         die "redis-server failed to start"
     echo "$REDIS_PORT" >"$RT_DIR/redis_port"
     local i
@@ -275,6 +282,8 @@ SQL
         }
         sleep 0.1
     done
+    flock -u "$lock_fd"
+    exec {lock_fd}>&-
 
     export PG_PORT REDIS_PORT
     export DATABASE_URL="postgres://$PG_USER_NAME:$PG_PASSWORD@127.0.0.1:$PG_PORT/$PG_DB_NAME"
