@@ -17,9 +17,13 @@ from collections.abc import Callable, Iterable
 
 from django.conf import settings
 from django.db import connections
-from django.utils.translation import gettext
+from django.utils.translation import gettext, gettext_noop
 
 logger = logging.getLogger(__name__)
+
+# Why a job that never started failed (the broker is down): stored so on an analysis run or a
+# case-book archive, shown with reason_in_language.
+UNAVAILABLE = gettext_noop("The job service is unavailable (%(error)s); try again later.")
 
 # The threads started by this process, by run or job id (tests wait for them; nothing else
 # needs to).

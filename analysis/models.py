@@ -9,7 +9,7 @@ from django.utils import timezone
 from django.utils.translation import gettext, gettext_noop
 from django.utils.translation import gettext_lazy as _
 
-from .background import reason_in_language
+from .background import UNAVAILABLE, reason_in_language
 from .progress import PROGRESS_STEPS
 
 # A run whose worker stopped sending heartbeats for this long is marked failed, so a killed
@@ -38,7 +38,6 @@ STOPPED = gettext_noop(
 )
 STALE = gettext_noop("The analysis worker stopped responding (worker lost); start the run again.")
 LOST = gettext_noop("The analysis worker was lost (%(error)s); start the run again.")
-UNAVAILABLE = gettext_noop("The job service is unavailable (%(error)s); try again later.")
 FAILURES = (NOTHING_TO_ANALYSE, OUT_OF_MEMORY, NOT_WRITTEN, STOPPED, STALE, LOST, UNAVAILABLE)
 STARTING = gettext_noop("starting")
 

@@ -9,7 +9,7 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import gettext_noop
 
-from analysis.background import reason_in_language
+from analysis.background import UNAVAILABLE, reason_in_language
 from registry.models import Institution
 
 # Why an archive failed, as the registry writes it: stored in English (SiteArchive.error, for the
@@ -17,8 +17,7 @@ from registry.models import Institution
 # stays as it is. Any other error (a case book's exception, technical) is shown as stored.
 STALE_ERROR = gettext_noop("The worker stopped responding; build the archive again.")
 LOST_ERROR = gettext_noop("The worker was lost (%(error)s); build the archive again.")
-UNAVAILABLE_ERROR = gettext_noop("The job service is unavailable (%(error)s); try again later.")
-KNOWN_ERRORS = (STALE_ERROR, LOST_ERROR, UNAVAILABLE_ERROR)
+KNOWN_ERRORS = (STALE_ERROR, LOST_ERROR, UNAVAILABLE)
 
 
 class SiteArchive(models.Model):

@@ -18,7 +18,7 @@ from analysis import background
 from registry.access import archive_institutions_for
 from registry.views import case_of
 
-from .models import UNAVAILABLE_ERROR, SiteArchive
+from .models import SiteArchive
 from .tasks import build_site_archive_task
 
 
@@ -79,7 +79,7 @@ def _start(request, site):
         SiteArchive.objects.filter(pk=archive.pk, status=SiteArchive.QUEUED).update(
             status=SiteArchive.FAILED,
             finished_at=timezone.now(),
-            error=UNAVAILABLE_ERROR % {"error": type(exc).__name__},
+            error=background.UNAVAILABLE % {"error": type(exc).__name__},
         )
         messages.error(request, _("The job service is unavailable: the archive was not started."))
         return redirect("casebook:site_archives", code=site.code)
