@@ -3,22 +3,15 @@ language: their pages, choices, messages and the reasons a job failed (stored in
 in the language of whoever reads them); English stays the default."""
 
 import pytest
-from django.test import Client
 from django.urls import reverse
 from django.utils import timezone, translation
 
 from exchange.models import LOST_ERROR, UNAVAILABLE_ERROR, ExportJob
 from tests import factories as f
 
+from .clients import KO, client_for
+
 pytestmark = pytest.mark.django_db
-
-KO = {"HTTP_ACCEPT_LANGUAGE": "ko-KR,ko;q=0.9,en;q=0.5"}
-
-
-def client_for(user, **headers) -> Client:
-    client = Client(**headers)
-    client.force_login(user)
-    return client
 
 
 @pytest.fixture

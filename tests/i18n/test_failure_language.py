@@ -4,7 +4,6 @@ class and text kept as they are; English stays the default (as the background ex
 test_exports_language.py)."""
 
 import pytest
-from django.test import Client
 from django.urls import reverse
 from django.utils import timezone, translation
 
@@ -16,15 +15,9 @@ from casebook.models import LOST_ERROR, SiteArchive
 from registry.models import Membership
 from tests import factories as f
 
+from .clients import KO, client_for
+
 pytestmark = pytest.mark.django_db
-
-KO = {"HTTP_ACCEPT_LANGUAGE": "ko-KR,ko;q=0.9,en;q=0.5"}
-
-
-def client_for(user, **headers) -> Client:
-    client = Client(**headers)
-    client.force_login(user)
-    return client
 
 
 def failed_run(error: str) -> AnalysisRun:

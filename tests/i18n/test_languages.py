@@ -18,10 +18,11 @@ from notifications.models import NotificationPreference
 from registry.models import CrfStatus, Membership
 from tests import factories as f
 
+from .clients import KO
+
 pytestmark = pytest.mark.django_db
 
 PASSWORD = "pw-for-tests-1"  # tests.factories.user
-KO = {"HTTP_ACCEPT_LANGUAGE": "ko-KR,ko;q=0.9,en;q=0.5"}
 BURKITT_EN = "Burkitt leukaemia/lymphoma is excluded from the study."
 BURKITT_KO = "버킷 백혈병/림프종은 연구에서 제외됩니다."
 
