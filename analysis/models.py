@@ -73,7 +73,7 @@ class AnalysisRun(models.Model):
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
     )
-    source = models.CharField(max_length=20, default="dashboard")  # dashboard | command line
+    source = models.CharField(max_length=20, default="dashboard")  # a key of SOURCES
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
@@ -111,6 +111,13 @@ class AnalysisRun(models.Model):
     @property
     def is_finished(self):
         return self.status in (self.SUCCEEDED, self.FAILED)
+
+    # Where a run was started, as its page names it when nobody is recorded as its requester.
+    SOURCES = {"dashboard": _("the dashboard"), "command line": _("the command line")}
+
+    @property
+    def source_label(self) -> str:
+        return self.SOURCES.get(self.source, self.source)
 
     @property
     def error_summary(self) -> str:

@@ -35,3 +35,18 @@ def _celery_in_process(request):
     app.conf.task_always_eager = app.conf.task_eager_propagates = True
     yield
     app.conf.task_always_eager, app.conf.task_eager_propagates = previous
+
+
+@pytest.fixture(autouse=True)
+def _default_language(request):
+    """Each test starts in the default language: Django's LocaleMiddleware activates a request's
+    language in the thread that served it and leaves it there, so a Korean request in one test
+    would otherwise translate what the next test reads outside a request (a run's error)."""
+    if not request.config.pluginmanager.hasplugin("django"):
+        yield
+        return
+    from django.utils import translation
+
+    translation.deactivate()
+    yield
+    translation.deactivate()

@@ -120,3 +120,16 @@ def test_a_reason_not_written_by_the_registry_is_shown_as_stored():
         assert reason_in_language("The worker was lost; start again.", reasons) == (
             "The worker was lost; start again."
         )
+
+
+def test_a_run_nobody_requested_in_person_names_where_it_was_started_in_the_pages_language():
+    statistician = f.user("stat", role=Membership.STATISTICIAN)
+    run = AnalysisRun.objects.create(parameters=default_parameters(), source="command line")
+    url = reverse("analysis:run_detail", args=[run.pk])
+    korean = client_for(statistician, **KO).get(url).content.decode()
+    english = client_for(statistician).get(url).content.decode()
+    when = run.created_at.strftime("%Y-%m-%d %H:%M:%S")
+    assert f"{when}, 명령줄</dd>" in korean
+    assert f"{when} by the command line</dd>" in english
+    dashboard = client_for(statistician, **KO).get(reverse("analysis:dashboard")).content.decode()
+    assert "<td>명령줄</td>" in dashboard
