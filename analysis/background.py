@@ -64,6 +64,18 @@ def _run(task, job_id: str) -> None:
         THREADS.pop(job_id, None)
 
 
+# An exception's text inside a stored reason: on one line (the reason is the error's first
+# paragraph) and cut to this length, the whole of it kept with the technical details.
+EXCEPTION_CHARS = 500
+MATCHED_CHARS = 2000
+
+
+def one_line(text: str) -> str:
+    """An exception's text as a reason quotes it: whitespace collapsed, at most EXCEPTION_CHARS."""
+    text = " ".join(str(text).split())
+    return text if len(text) <= EXCEPTION_CHARS else text[: EXCEPTION_CHARS - 1] + "…"
+
+
 def reason_in_language(
     stored: str, reasons: Iterable[str], translate: Callable[[str, str], str] | None = None
 ) -> str:
@@ -72,6 +84,8 @@ def reason_in_language(
     reads it later (the requester, an administrator, the logs) reads it in their own language:
     the template is translated and the placeholders' values kept (an exception's class and
     text), or passed through translate(name, value). Anything else is shown as stored."""
+    if len(stored) > MATCHED_CHARS:  # the registry's reasons are short (see one_line)
+        return stored
     for reason in reasons:
         parts = re.split(r"%\((\w+)\)s", reason)
         pattern = "".join(
@@ -82,5 +96,6 @@ def reason_in_language(
             values = found.groupdict()
             if translate is not None:
                 values = {name: translate(name, value) for name, value in values.items()}
-            return gettext(reason) % values
+            # A reason without placeholders is not %-formatted: a "%" in its translation stays.
+            return gettext(reason) % values if values else gettext(reason)
     return stored

@@ -14,6 +14,7 @@ from django.utils.translation import gettext
 from registry import paper_twin
 from registry.models import Patient
 
+from .background import one_line
 from .dataset import Cuts, load_registry
 from .models import (
     NOT_WRITTEN,
@@ -39,8 +40,8 @@ def failure_message(step: str, exc: BaseException) -> str:
     if isinstance(exc, MemoryError):
         return OUT_OF_MEMORY % {"doing": at}
     if isinstance(exc, OSError):
-        return NOT_WRITTEN % {"doing": at, "reason": exc.strerror or str(exc)}
-    detail = str(exc).strip().rstrip(".") or type(exc).__name__
+        return NOT_WRITTEN % {"doing": at, "reason": one_line(exc.strerror or exc)}
+    detail = one_line(exc).rstrip(".") or type(exc).__name__
     return STOPPED % {"doing": at, "detail": detail, "error": type(exc).__name__}
 
 

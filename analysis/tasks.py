@@ -4,6 +4,7 @@ from celery import shared_task
 from celery.signals import task_failure
 from django.utils import timezone
 
+from .background import one_line
 from .models import LOST, AnalysisRun
 from .runs import execute
 
@@ -32,5 +33,5 @@ def _mark_run_failed(sender=None, task_id=None, exception=None, args=None, **kwa
     ).update(
         status=AnalysisRun.FAILED,
         finished_at=timezone.now(),
-        error=LOST % {"error": f"{type(exception).__name__}: {exception}"},
+        error=LOST % {"error": one_line(f"{type(exception).__name__}: {exception}")},
     )

@@ -131,9 +131,12 @@ ensure_venv() {
 # A .pyc older than its source is ignored, so a stale one costs nothing but the compile.
 compile_python() {
     log "python -m compileall (the project's modules)"
-    python -m compileall -q -j 0 \
-        -x '/(\.venv|venv|node_modules|media|static|staticfiles|test-artifacts|\.git)/' \
-        "$REPO_ROOT" >/dev/null || warn "compileall failed: processes compile at start-up"
+    local init dirs=()
+    for init in "$REPO_ROOT"/*/__init__.py; do # the project's packages, nothing installed
+        dirs+=("$(dirname "$init")")
+    done
+    python -m compileall -q -j 0 "$REPO_ROOT/manage.py" "${dirs[@]}" >/dev/null ||
+        warn "compileall failed: processes compile at start-up"
 }
 
 # ---------------------------------------------------------------- service helpers
@@ -235,9 +238,16 @@ start_services() {
     # Sessions starting at the same moment (a test run beside a benchmark) would pick the same
     # free ports: the choice and the servers' start are serialised by a lock on a shared file,
     # released once both listen. The servers do not inherit the lock's descriptor.
-    local lock_fd
-    exec {lock_fd}>"${TMPDIR:-/tmp}/registry-services.lock"
-    flock -w 300 "$lock_fd" || warn "waited 300 s for another session's services to start; going on"
+    # The file is opened read-only (flock needs no more), so sessions of other users share it.
+    local lock_fd lock_file="${TMPDIR:-/tmp}/registry-services.lock"
+    [ -e "$lock_file" ] || (umask 0 && : >"$lock_file") 2>/dev/null || true
+    if exec {lock_fd}<"$lock_file"; then
+        flock -w 300 "$lock_fd" ||
+            warn "no lock on $lock_file within 300 s (another session starting?); going on"
+    else
+        warn "cannot open $lock_file: ports chosen without it"
+        exec {lock_fd}</dev/null # a descriptor all the same, for the redirections below
+    fi
 
     # ---- PostgreSQL
     PG_PORT="$(free_port "${TEST_PG_PORT:-55432}")" || die "no free port for PostgreSQL"
@@ -282,8 +292,8 @@ SQL
         }
         sleep 0.1
     done
-    flock -u "$lock_fd"
-    exec {lock_fd}>&-
+    flock -u "$lock_fd" 2>/dev/null || true
+    exec {lock_fd}<&-
 
     export PG_PORT REDIS_PORT
     export DATABASE_URL="postgres://$PG_USER_NAME:$PG_PASSWORD@127.0.0.1:$PG_PORT/$PG_DB_NAME"

@@ -14,6 +14,7 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 [ "${SKIP_APT:-0}" = 1 ] || ensure_apt_packages postgresql redis-server
 ensure_venv
+compile_python
 start_services
 log "DATABASE_URL=$DATABASE_URL"
 rc=0

@@ -128,8 +128,28 @@ def test_a_run_nobody_requested_in_person_names_where_it_was_started_in_the_page
     url = reverse("analysis:run_detail", args=[run.pk])
     korean = client_for(statistician, **KO).get(url).content.decode()
     english = client_for(statistician).get(url).content.decode()
-    when = run.created_at.strftime("%Y-%m-%d %H:%M:%S")
+    when = timezone.localtime(run.created_at).strftime("%Y-%m-%d %H:%M:%S")
     assert f"{when}, 명령줄</dd>" in korean
     assert f"{when} by the command line</dd>" in english
     dashboard = client_for(statistician, **KO).get(reverse("analysis:dashboard")).content.decode()
     assert "<td>명령줄</td>" in dashboard
+
+
+def test_an_exceptions_text_of_several_paragraphs_or_pages_stays_one_translated_reason():
+    """The reason is the error's first paragraph: the exception's text in it is one line, at
+    most 500 characters (the whole text stays with the technical details)."""
+    paragraphs = failure_message("Writing the report", ValueError("first line\n\nsecond line"))
+    long_text = failure_message("Writing the report", ValueError("x" * 10_000))
+    runs = [failed_run(f"{m}\n\nValueError: ...") for m in (paragraphs, long_text)]
+    with translation.override("ko"):
+        shown = [run.error_summary for run in runs]
+    assert shown[0].startswith(
+        "보고서 쓰는 중 분석이 중단되었습니다: first line second line (ValueError). "
+    )
+    assert shown[1].startswith(f"보고서 쓰는 중 분석이 중단되었습니다: {'x' * 499}… (ValueError)")
+
+
+def test_a_reason_without_placeholders_is_shown_as_written_percent_signs_and_all():
+    reason = "The worker used 100% of its memory; start again."
+    with translation.override("ko"):
+        assert reason_in_language(reason, (reason,)) == reason
