@@ -432,6 +432,17 @@ def _model_terms(part: pd.DataFrame, model: str, term: str) -> str:
     return term if "univariate" in model else " + ".join(part["term"])
 
 
+def _cox_columns() -> list[str]:
+    """The columns of both Cox tables (the paper's and the time-varying), in the active language."""
+    return [
+        gettext("Covariate"),
+        gettext("HR (95% CI)"),
+        "P",
+        gettext("PH test P"),
+        gettext("Note"),
+    ]
+
+
 def _cox_term_rows(part: pd.DataFrame, endpoint: str, model: str, ph: dict) -> list:
     """One row per term of a fitted Cox model: HR (95% CI), P, the term's PH test P, the note."""
     rows = []
@@ -463,13 +474,7 @@ def cox_models(cox: pd.DataFrame, ph_test: pd.DataFrame | None) -> DisplayTable:
     return DisplayTable(
         key="cox",
         title=gettext("Cox proportional hazards models"),
-        columns=[
-            gettext("Covariate"),
-            gettext("HR (95% CI)"),
-            "P",
-            gettext("PH test P"),
-            gettext("Note"),
-        ],
+        columns=_cox_columns(),
         rows=rows,
         footnote=(
             gettext(
@@ -656,13 +661,7 @@ def cox_time_varying(frame: pd.DataFrame, ph_test: pd.DataFrame | None) -> Displ
     return DisplayTable(
         key="cox_time_varying",
         title=gettext("Cox models with allogeneic SCT and response as time-varying covariates"),
-        columns=[
-            gettext("Covariate"),
-            gettext("HR (95% CI)"),
-            "P",
-            gettext("PH test P"),
-            gettext("Note"),
-        ],
+        columns=_cox_columns(),
         rows=rows,
         footnote=(
             gettext(

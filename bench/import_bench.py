@@ -24,8 +24,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import date
-from decimal import Decimal
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -35,23 +33,10 @@ from bench import common  # noqa: E402
 USER = "bench_importer"
 
 
-def cell(value) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, date):
-        return value.isoformat()
-    if isinstance(value, float):
-        return repr(value)
-    if isinstance(value, Decimal):
-        return format(value, "f")
-    return str(value)
-
-
 def export(directory: Path) -> dict[str, int]:
     """The registry (this process's database) as the import template's CSV files, streamed."""
     from exchange import spec
+    from exchange.export import cell_text  # as export_cases writes a value
     from registry.models import Patient
 
     counts = {}
@@ -80,7 +65,7 @@ def export(directory: Path) -> dict[str, int]:
             writer.writerow(rt.column_names)
             for values in queryset.iterator(chunk_size=5000):
                 values = iter(values)
-                writer.writerow([cell(next(values)) if p else "" for p in paths])
+                writer.writerow([cell_text(next(values)) if p else "" for p in paths])
                 n += 1
         counts[rt.name] = n
     return counts

@@ -50,6 +50,20 @@ def browser():
         chromium.close()
 
 
+def fill_baseline(page):
+    """The baseline CRF of the paper's first patient (marrow relapse, 81% blasts), typed in."""
+    page.fill("#id_ecog", "1")
+    page.select_option("#id_salvage_phase", "1")
+    page.fill("#id_prior_therapies_n", "1")
+    page.select_option("#id_relapse_site", "marrow")
+    page.fill("#id_marrow_blasts_pct", "81")
+    page.fill("#id_cyto_dx_abnormalities_n", "1")
+    page.fill("#id_cyto_dx_modal_number", "46")
+    page.fill("#id_cyto_start_abnormalities_n", "2")
+    page.fill("#id_cyto_start_modal_number", "46")
+    page.fill("#id_dexamethasone_mg_before", "80")
+
+
 def log_in(page, username, password=PASSWORD):
     page.goto("/accounts/login/")
     page.fill("#id_username", username)

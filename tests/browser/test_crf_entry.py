@@ -8,6 +8,8 @@ from playwright.sync_api import expect
 from registry.models import AdverseEvent, Patient, ResponseAssessment
 from tests import factories as f
 
+from .conftest import fill_baseline
+
 pytestmark = pytest.mark.browser
 
 
@@ -33,16 +35,7 @@ def test_an_investigator_enters_a_whole_case(new_page):
     patient = Patient.objects.get()
 
     page.locator("#crf-baseline").get_by_role("link", name="Baseline").click()
-    page.fill("#id_ecog", "1")
-    page.select_option("#id_salvage_phase", "1")
-    page.fill("#id_prior_therapies_n", "1")
-    page.select_option("#id_relapse_site", "marrow")
-    page.fill("#id_marrow_blasts_pct", "81")
-    page.fill("#id_cyto_dx_abnormalities_n", "1")
-    page.fill("#id_cyto_dx_modal_number", "46")
-    page.fill("#id_cyto_start_abnormalities_n", "2")
-    page.fill("#id_cyto_start_modal_number", "46")
-    page.fill("#id_dexamethasone_mg_before", "80")
+    fill_baseline(page)
     save(page)
     expect(page.locator(".alert-success")).to_have_text("Baseline saved.")
 

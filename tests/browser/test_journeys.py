@@ -20,7 +20,7 @@ from monitoring.models import Query
 from registry.models import CrfStatus, Patient
 from tests.monitoring.conftest import complete_all
 
-from .conftest import FULL_WALK, axe_violations, log_in
+from .conftest import FULL_WALK, axe_violations, fill_baseline, log_in
 
 pytestmark = pytest.mark.browser
 
@@ -76,16 +76,7 @@ def enter_records(page, j, pk):
     save(page)  # nothing entered
     expect_refused(page)
     j.look("baseline-refused")
-    page.fill("#id_ecog", "1")
-    page.select_option("#id_salvage_phase", "1")
-    page.fill("#id_prior_therapies_n", "1")
-    page.select_option("#id_relapse_site", "marrow")
-    page.fill("#id_marrow_blasts_pct", "81")
-    page.fill("#id_cyto_dx_abnormalities_n", "1")
-    page.fill("#id_cyto_dx_modal_number", "46")
-    page.fill("#id_cyto_start_abnormalities_n", "2")
-    page.fill("#id_cyto_start_modal_number", "46")
-    page.fill("#id_dexamethasone_mg_before", "80")
+    fill_baseline(page)
     save(page)
     expect_saved(page, "Baseline saved.")
 

@@ -42,7 +42,7 @@ from registry.models import (
     Transplant,
 )
 
-from .conftest import ARTIFACTS, SCREENSHOTS, Journey, log_in
+from .conftest import ARTIFACTS, SCREENSHOTS, Journey, fill_baseline, log_in
 from .test_journeys import DEMO_PASSWORD, code_for
 
 pytestmark = pytest.mark.browser
@@ -328,16 +328,7 @@ def crf_errors(page, j):
     page.goto(f"/cases/{pk}/baseline/")
     save(page)  # nothing entered
     j.look("baseline-refused")
-    page.fill("#id_ecog", "1")
-    page.select_option("#id_salvage_phase", "1")
-    page.fill("#id_prior_therapies_n", "1")
-    page.select_option("#id_relapse_site", "marrow")
-    page.fill("#id_marrow_blasts_pct", "81")
-    page.fill("#id_cyto_dx_abnormalities_n", "1")
-    page.fill("#id_cyto_dx_modal_number", "46")
-    page.fill("#id_cyto_start_abnormalities_n", "2")
-    page.fill("#id_cyto_start_modal_number", "46")
-    page.fill("#id_dexamethasone_mg_before", "80")
+    fill_baseline(page)
     page.click("#crf-form button[type=submit]")
     expect(page.locator(".alert-success")).to_be_visible()
 

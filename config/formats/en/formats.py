@@ -1,5 +1,5 @@
-"""Dates as ISO YYYY-MM-DD in English, as in Korean (config/formats/ko): one way of writing a
-date across the registry's pages, forms, exports and the CRFs' date inputs."""
+"""Dates as ISO YYYY-MM-DD in English and Korean (config/formats/ko imports these): one way of
+writing a date across the registry's pages, forms, exports and the CRFs' date inputs."""
 
 DATE_FORMAT = "Y-m-d"
 SHORT_DATE_FORMAT = "Y-m-d"
